@@ -1,0 +1,50 @@
+"""Levels and health of one audio source (or of the mix), as shown to a user.
+
+These are the values the pipeline publishes a few dozen times a second. They are
+snapshots: a reader (meters, CLI, warnings) only ever needs the latest one, so the
+channel that carries them may drop old values.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# The floor of every meter: digital silence reads as this, not as -inf, so that
+# values stay finite for JSON and arithmetic.
+SILENCE_DBFS = -120.0
+
+
+class Health(str, enum.Enum):
+    """What a source is doing, most urgent first when several apply."""
+
+    LOST = "device_lost"  # the device vanished (unplugged, module unloaded)
+    MUTED = "muted"  # exact digital zeros: muted at the OS or in hardware
+    SILENT = "silent"  # below the silence threshold for longer than the grace period
+    CLIPPING = "clipping"  # samples at full scale in the last second
+    OVERRUN = "overrun"  # the capture callback lost blocks recently
+    OK = "ok"
+    STOPPED = "stopped"  # not capturing (no device picked, or capture not started)
+
+    @property
+    def is_problem(self) -> bool:
+        return self not in (Health.OK, Health.STOPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLevels:
+    """One snapshot of a source's meter and health.
+
+    ``peak_dbfs`` and ``rms_dbfs`` cover the most recent meter window (after gain and
+    mute, i.e. what goes into the mix); ``clip_count`` and ``overruns`` are totals since
+    capture started; ``problem_for_s`` is how long the current ``health`` has lasted.
+    """
+
+    source: str
+    peak_dbfs: float = SILENCE_DBFS
+    rms_dbfs: float = SILENCE_DBFS
+    clip_count: int = 0
+    overruns: int = 0
+    health: Health = Health.STOPPED
+    problem_for_s: float = 0.0
+    speech: bool = False  # VAD verdict for the latest frame (mix only)

@@ -1,0 +1,92 @@
+"""Binary audio messages: a 16-byte header and 3,200 bytes of PCM (docs/protocol.md).
+
+Layout, network byte order for the header (the PCM itself is int16 little-endian)::
+
+    offset size field
+    0      2    magic     b"MC"
+    2      1    version   1
+    3      1    flags     bit 0: speech; bits 1-7 must be 0
+    4      8    seq       unsigned, 0 for the first frame of a session
+    12     4    crc32     zlib.crc32 of bytes 0-11 followed by the PCM
+    16     3200 pcm       1,600 samples, int16 little-endian, 16 kHz mono
+
+The checksum covers the sequence number too, so a frame cannot be replayed at another
+position undetected, and it catches corruption in the client's spool and in storage
+(the AWS event-stream idea, see shared design notes).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from meetcap.constants import FRAME_BYTES
+from meetcap.errors import ProtocolError
+from meetcap.protocol.codes import ERROR_NAMES, CloseCode
+
+MAGIC = b"MC"
+AUDIO_VERSION = 1
+FLAG_SPEECH = 0x01
+_KNOWN_FLAGS = FLAG_SPEECH
+
+_PREFIX = struct.Struct("!2sBBQ")  # the part the checksum covers before the PCM
+_CRC = struct.Struct("!I")
+HEADER_BYTES = _PREFIX.size + _CRC.size  # 16
+AUDIO_MESSAGE_BYTES = HEADER_BYTES + FRAME_BYTES  # 3,216
+MAX_SEQ = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class AudioMessage:
+    """One decoded audio frame as it travels: its number, speech flag and PCM."""
+
+    seq: int
+    pcm: bytes
+    speech: bool = False
+
+
+def _refuse(code: CloseCode, message: str) -> ProtocolError:
+    return ProtocolError(int(code), ERROR_NAMES[code], message)
+
+
+def encode_audio(seq: int, pcm: bytes, speech: bool = False) -> bytes:
+    """Build the binary message for frame ``seq``. ``pcm`` must be exactly 3,200 bytes."""
+    if len(pcm) != FRAME_BYTES:
+        raise ValueError(f"an audio frame carries exactly {FRAME_BYTES} bytes, got {len(pcm)}")
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValueError(f"sequence number out of range: {seq}")
+    prefix = _PREFIX.pack(MAGIC, AUDIO_VERSION, FLAG_SPEECH if speech else 0, seq)
+    crc = zlib.crc32(pcm, zlib.crc32(prefix))
+    return b"".join((prefix, _CRC.pack(crc), pcm))
+
+
+def decode_audio(data: bytes) -> AudioMessage:
+    """Parse and verify one binary message.
+
+    Raises :class:`~meetcap.errors.ProtocolError` with the close code the receiver must
+    answer with: ``bad_message`` for a wrong size, magic or flags,
+    ``unsupported_version`` for another version, ``bad_checksum`` for corrupted bytes.
+    """
+    if len(data) != AUDIO_MESSAGE_BYTES:
+        raise _refuse(
+            CloseCode.BAD_MESSAGE,
+            f"an audio message is {AUDIO_MESSAGE_BYTES} bytes (16 header + {FRAME_BYTES} PCM), "
+            f"got {len(data)}",
+        )
+    view = memoryview(data)
+    magic, version, flags, seq = _PREFIX.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise _refuse(CloseCode.BAD_MESSAGE, f"audio message must start with {MAGIC!r}")
+    if version != AUDIO_VERSION:
+        raise _refuse(
+            CloseCode.UNSUPPORTED_VERSION,
+            f"audio frame version {version} is not supported (this server speaks {AUDIO_VERSION})",
+        )
+    if flags & ~_KNOWN_FLAGS:
+        raise _refuse(CloseCode.BAD_MESSAGE, f"unknown audio flags 0x{flags:02x}")
+    (crc,) = _CRC.unpack_from(view, _PREFIX.size)
+    pcm = bytes(view[HEADER_BYTES:])
+    if zlib.crc32(pcm, zlib.crc32(view[: _PREFIX.size])) != crc:
+        raise _refuse(CloseCode.BAD_CHECKSUM, f"frame {seq} failed its CRC32 check")
+    return AudioMessage(seq=seq, pcm=pcm, speech=bool(flags & FLAG_SPEECH))

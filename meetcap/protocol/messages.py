@@ -1,0 +1,221 @@
+"""JSON control messages (docs/protocol.md, "Control messages").
+
+Each text message is one JSON object with a ``type``. :func:`encode_message` turns a
+message object into text; :func:`decode_message` parses and validates text and raises
+:class:`~meetcap.errors.ProtocolError` (``bad_message`` or ``unsupported_version``) for
+anything malformed, so a receiver can answer with the documented close code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Union
+
+from meetcap.constants import FRAME_MS, SAMPLE_RATE_HZ
+from meetcap.errors import ProtocolError
+from meetcap.protocol.codes import CODES_BY_NAME, CloseCode
+
+PROTOCOL_VERSION = 1
+MAX_TEXT_BYTES = 4096  # every control message fits easily; anything longer is refused
+AUDIO_FORMAT = {"encoding": "s16le", "sample_rate": SAMPLE_RATE_HZ, "channels": 1, "frame_ms": FRAME_MS}
+# Session ids and tokens are URL-safe text; the limits stop a peer from making us store junk.
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client -> server, first message of every connection.
+
+    ``session_id`` None asks for a new session; otherwise the client resumes it and must
+    send the session's latest ``resume_token``. ``started_at`` is the wall-clock epoch of
+    frame 0 (only read when creating a session).
+    """
+
+    session_id: str | None = None
+    resume_token: str | None = None
+    started_at: float = 0.0
+    client: str = ""
+    version: int = PROTOCOL_VERSION
+    format: dict = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.format is None:
+            object.__setattr__(self, "format", dict(AUDIO_FORMAT))
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Server -> client: the session is attached to this connection.
+
+    ``acked`` is the highest sequence number stored durably (-1 when none): the client
+    sends from ``acked + 1``. ``resume_token`` replaces the previous one: store it before
+    sending anything else. ``epoch`` counts resumes; a newer epoch takes the session over.
+    """
+
+    session_id: str
+    resume_token: str
+    acked: int
+    epoch: int
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Server -> client: every frame up to and including ``seq`` is stored durably."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class End:
+    """Client -> server: the session is over after frame ``last_seq`` (-1: no frames)."""
+
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """Server -> client: the session is finalised; ``sha256`` is of its stored PCM."""
+
+    session_id: str
+    frames: int
+    duration_ms: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class GoingAway:
+    """Server -> client: the server shuts down; reconnect after ``retry_after_ms``."""
+
+    retry_after_ms: int
+    reason: str = "server restart"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Server -> client, just before closing: ``code`` is a name from codes.ERROR_NAMES.
+
+    ``expected`` is set for ``gap`` (the next sequence number the server wants);
+    ``retry_after_ms`` for ``rate_limited`` and ``too_many_sessions``.
+    """
+
+    code: str
+    message: str
+    expected: int | None = None
+    retry_after_ms: int | None = None
+
+    @property
+    def close_code(self) -> int:
+        """The numeric close code that goes with ``code`` (bad_message if unknown)."""
+        return int(CODES_BY_NAME.get(self.code, CloseCode.BAD_MESSAGE))
+
+Message = Union[Hello, Welcome, Ack, End, Ended, GoingAway, Error]
+
+_TYPES: dict[str, type] = {
+    "hello": Hello,
+    "welcome": Welcome,
+    "ack": Ack,
+    "end": End,
+    "ended": Ended,
+    "going_away": GoingAway,
+    "error": Error,
+}
+_NAMES: dict[type, str] = {cls: name for name, cls in _TYPES.items()}
+
+
+def _bad(message: str) -> ProtocolError:
+    return ProtocolError(int(CloseCode.BAD_MESSAGE), "bad_message", message)
+
+
+def encode_message(message: Message) -> str:
+    """Serialise a control message to the JSON text sent on the wire."""
+    body: dict[str, Any] = {"type": _NAMES[type(message)]}
+    body.update({k: v for k, v in asdict(message).items() if v is not None})
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    # bool is an int in Python; a JSON true is not a sequence number.
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _bad(f"field {name!r} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_str(name: str, value: Any, pattern: re.Pattern[str] | None = None) -> str:
+    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        raise _bad(f"field {name!r} is not a valid value: {value!r}")
+    return value
+
+
+def _validate(message: Message) -> None:
+    """Field checks beyond JSON types: ranges, id and token shapes, the audio format."""
+    if isinstance(message, Hello):
+        if message.version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                int(CloseCode.UNSUPPORTED_VERSION),
+                "unsupported_version",
+                f"protocol version {message.version!r} is not supported; this server speaks "
+                f"version {PROTOCOL_VERSION}",
+            )
+        if message.session_id is not None:
+            _check_str("session_id", message.session_id, _ID_PATTERN)
+            _check_str("resume_token", message.resume_token, _TOKEN_PATTERN)
+        elif message.resume_token is not None:
+            raise _bad("a resume_token needs the session_id it belongs to")
+        if isinstance(message.started_at, bool) or not isinstance(message.started_at, (int, float)):
+            raise _bad("field 'started_at' must be a number (seconds since the epoch)")
+        _check_str("client", message.client)
+        if message.format != AUDIO_FORMAT:
+            raise _bad(f"audio format must be {AUDIO_FORMAT}, got {message.format!r}")
+    elif isinstance(message, Welcome):
+        _check_str("session_id", message.session_id, _ID_PATTERN)
+        _check_str("resume_token", message.resume_token, _TOKEN_PATTERN)
+        _check_int("acked", message.acked, -1)
+        _check_int("epoch", message.epoch, 0)
+    elif isinstance(message, Ack):
+        _check_int("seq", message.seq, -1)
+    elif isinstance(message, End):
+        _check_int("last_seq", message.last_seq, -1)
+    elif isinstance(message, Ended):
+        _check_str("session_id", message.session_id, _ID_PATTERN)
+        _check_int("frames", message.frames, 0)
+        _check_int("duration_ms", message.duration_ms, 0)
+        _check_str("sha256", message.sha256)
+    elif isinstance(message, GoingAway):
+        _check_int("retry_after_ms", message.retry_after_ms, 0)
+        _check_str("reason", message.reason)
+    elif isinstance(message, Error):
+        _check_str("code", message.code)
+        _check_str("message", message.message)
+        if message.expected is not None:
+            _check_int("expected", message.expected, 0)
+        if message.retry_after_ms is not None:
+            _check_int("retry_after_ms", message.retry_after_ms, 0)
+
+
+def decode_message(text: str | bytes) -> Message:
+    """Parse one control message; raise ProtocolError for anything malformed."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise _bad(f"control messages are at most {MAX_TEXT_BYTES} bytes, got {len(text)}")
+    try:
+        body = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _bad(f"control message is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise _bad("a control message must be a JSON object")
+    kind = body.pop("type", None)
+    cls = _TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise _bad(f"unknown message type {kind!r}; expected one of {sorted(_TYPES)}")
+    # Fields this version does not know are ignored, so that a newer peer can add
+    # optional fields without breaking an older one (docs/protocol.md, "Versioning").
+    names = {f.name for f in fields(cls)}
+    try:
+        message = cls(**{k: v for k, v in body.items() if k in names})
+    except TypeError as exc:  # a required field is missing
+        raise _bad(f"{kind!r} is missing a required field: {exc}") from exc
+    _validate(message)
+    return message
