@@ -1,0 +1,3 @@
+from meetcap.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The audio sources a person can pick: microphones and system audio (loopback).
+
+Ids are stable across restarts (they are built from the OS's source names, never from
+PortAudio's indexes, which change with every hot-plug), so a saved choice comes back.
+Each platform has its own module; this one picks the right one and gives them one shape.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Literal
+
+from meetcap.errors import DeviceError
+
+DeviceKind = Literal["mic", "loopback"]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDevice:
+    """One capture source.
+
+    ``id`` is what settings store and the CLI takes (``--mic``/``--system``);
+    ``portaudio_name`` is what the capture stream opens; ``rate_hz``/``channels`` are the
+    format it is opened with.
+    """
+
+    id: str
+    name: str
+    kind: DeviceKind
+    default: bool
+    host_api: str
+    portaudio_name: str
+    rate_hz: int = 48_000
+    channels: int = 1
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "kind": self.kind,
+            "default": self.default,
+            "host_api": self.host_api,
+            "rate_hz": self.rate_hz,
+            "channels": self.channels,
+        }
+
+
+def list_devices() -> list[AudioDevice]:
+    """Every capture source on this machine: microphones first, then loopback sources."""
+    if sys.platform.startswith("linux"):
+        from meetcap.audio import linux_pulse
+
+        devices = linux_pulse.list_devices()
+    elif sys.platform == "win32":  # pragma: no cover - verified on Windows only
+        from meetcap.audio import windows_wasapi
+
+        devices = windows_wasapi.list_devices()
+    else:  # pragma: no cover - macOS
+        from meetcap.audio import macos
+
+        devices = macos.list_devices()
+    return sorted(devices, key=lambda d: (d.kind != "mic", not d.default, d.name))
+
+
+def find_device(device_id: str, devices: list[AudioDevice] | None = None) -> AudioDevice:
+    """The device with this id; DeviceError naming the id and the way to list devices."""
+    for device in devices if devices is not None else list_devices():
+        if device.id == device_id:
+            return device
+    raise DeviceError(
+        f"no audio device with id {device_id!r} is connected; "
+        "run `meetcap devices` to see the ids of the devices there are"
+    )
+
+
+def default_device(kind: DeviceKind, devices: list[AudioDevice] | None = None) -> AudioDevice | None:
+    """The system's default device of this kind, else the first one, else None."""
+    candidates = [d for d in (devices if devices is not None else list_devices()) if d.kind == kind]
+    for device in candidates:
+        if device.default:
+            return device
+    return candidates[0] if candidates else None

@@ -1,0 +1,1 @@
+"""The `meetcap` command: the app, `meetcap devices` and `meetcap record`."""

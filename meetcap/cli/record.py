@@ -1,0 +1,147 @@
+"""`meetcap record`: headless capture to a file and/or a meetcap server."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from meetcap.audio.devices import default_device, list_devices
+from meetcap.audio.filewriter import FrameFileWriter
+from meetcap.audio.manager import AudioManager, CaptureSettings
+from meetcap.audio.pipeline import AudioEvent
+from meetcap.constants import FRAMES_PER_SECOND
+from meetcap.errors import ConfigError
+from meetcap.frames import Frame
+from meetcap.levels import SourceLevels
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("record", help="record headless until Ctrl-C or --seconds")
+    p.add_argument("--mic", metavar="ID", help="microphone id (see `meetcap devices`); default: system default")
+    p.add_argument("--system", metavar="ID", help="system-audio id; default: the default output's monitor")
+    p.add_argument("--no-mic", action="store_true", help="do not capture a microphone")
+    p.add_argument("--no-system", action="store_true", help="do not capture system audio")
+    p.add_argument("--gain-mic", type=float, default=0.0, metavar="DB")
+    p.add_argument("--gain-system", type=float, default=0.0, metavar="DB")
+    p.add_argument("--vad", action="store_true", help="mark speech in each frame (Silero VAD)")
+    p.add_argument("--no-normalize", action="store_true", help="leave levels as captured (limiter stays on)")
+    p.add_argument("--seconds", type=float, help="stop after this much captured audio")
+    p.add_argument("--out", metavar="FILE", help="write a .wav or .flac file")
+    p.add_argument("--url", help="stream to a meetcap server, e.g. ws://127.0.0.1:8765/v1/stream")
+    p.add_argument("--token", help="bearer token for --url")
+    p.add_argument("--finish-timeout", type=float, default=30.0, metavar="S",
+                   help="how long to wait at the end for the server to acknowledge everything")
+    p.set_defaults(run=run)
+
+
+class FrameGate:
+    """Forwards frames to every consumer until the frame limit (for --seconds)."""
+
+    def __init__(self, consumers: list[Callable[[Frame], None]], limit_frames: int | None) -> None:
+        self.consumers = consumers
+        self.limit_frames = limit_frames
+        self.frames = 0
+        self.done = threading.Event()
+
+    def __call__(self, frame: Frame) -> None:
+        if self.limit_frames is not None and frame.seq >= self.limit_frames:
+            self.done.set()
+            return
+        for consumer in self.consumers:
+            consumer(frame)
+        self.frames += 1
+        if self.limit_frames is not None and self.frames >= self.limit_frames:
+            self.done.set()
+
+
+def _settings(args: argparse.Namespace) -> CaptureSettings:
+    devices = list_devices()
+
+    def pick(explicit: str | None, skip: bool, kind: str) -> str | None:
+        if skip:
+            return None
+        if explicit:
+            return explicit
+        device = default_device(kind, devices)  # type: ignore[arg-type]
+        return device.id if device else None
+
+    settings = CaptureSettings(
+        mic_device_id=pick(args.mic, args.no_mic, "mic"),
+        system_device_id=pick(args.system, args.no_system, "loopback"),
+        normalize=not args.no_normalize,
+    )
+    settings.gain_db.update(mic=args.gain_mic, system=args.gain_system)
+    if not settings.mic_device_id and not settings.system_device_id:
+        raise ConfigError("nothing to record: no microphone and no system-audio source")
+    return settings
+
+
+def format_levels(levels: dict[str, SourceLevels]) -> str:
+    parts = []
+    for name in ("mic", "system", "mix"):
+        lv = levels.get(name)
+        if lv is None:
+            continue
+        state = "" if lv.health.value == "ok" else f" [{lv.health.value}]"
+        speech = " speech" if name == "mix" and lv.speech else ""
+        parts.append(f"{name} {lv.rms_dbfs:6.1f} dBFS{state}{speech}")
+    return " | ".join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.out and not args.url:
+        raise ConfigError("say where the audio goes: --out FILE and/or --url ws://... --token ...")
+    consumers: list[Callable[[Frame], None]] = []
+    closers: list[Callable[[], None]] = []
+    writer = FrameFileWriter(args.out) if args.out else None
+    if writer:
+        consumers.append(writer)
+        closers.append(writer.close)
+    streamer = None
+    if args.url:
+        from meetcap.cli.streaming import open_streamer
+
+        streamer = open_streamer(args.url, args.token)
+        consumers.append(streamer.submit)
+    settings = _settings(args)
+    limit = int(round(args.seconds * FRAMES_PER_SECOND)) if args.seconds else None
+    gate = FrameGate(consumers, limit)
+    manager = AudioManager(settings)
+    manager.add_event_listener(lambda e: _print_event(e))
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    subscription = manager.subscribe(gate, vad=args.vad, name="record")
+    tty = sys.stdout.isatty()
+    try:
+        last_print = 0.0
+        while not gate.done.is_set() and not interrupted.is_set():
+            time.sleep(0.05)
+            if time.monotonic() - last_print >= (0.2 if tty else 2.0):
+                last_print = time.monotonic()
+                line = f"{gate.frames / FRAMES_PER_SECOND:7.1f} s  {format_levels(manager.levels())}"
+                print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", flush=True)
+    finally:
+        manager.unsubscribe(subscription)  # flushes the last frames through the gate
+        signal.signal(signal.SIGINT, previous)
+        for close in closers:
+            close()
+    if tty:
+        print()
+    print(f"recorded {gate.frames} frames ({gate.frames / FRAMES_PER_SECOND:.1f} s)"
+          + (f" to {args.out}" if args.out else ""))
+    if streamer is not None:
+        from meetcap.cli.streaming import finish_streamer
+
+        return finish_streamer(streamer, args.finish_timeout)
+    return 0
+
+
+def _print_event(event: AudioEvent) -> None:
+    if event.kind == "health" and event.health is not None and not event.health.is_problem:
+        return
+    who = f"{event.source}: " if event.source else ""
+    print(f"\nwarning: {who}{event.message}", file=sys.stderr, flush=True)
