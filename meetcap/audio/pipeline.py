@@ -26,7 +26,10 @@ from meetcap.frames import Frame
 from meetcap.levels import Health, SourceLevels
 
 TICK_S = 0.02
-REOPEN_EVERY_S = 1.0  # how often a lost source looks for its device again
+# How often the worker asks the OS which devices exist: to notice one that vanished
+# (PulseAudio moves the stream of a removed source to the default source, so the stream
+# itself keeps delivering, just from the wrong device) and to reopen one that came back.
+DEVICE_CHECK_EVERY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,7 @@ class CaptureWorker:
         self._thread = threading.Thread(target=self._run, name="meetcap-pipeline", daemon=True)
         self._levels: dict[str, SourceLevels] = chain.levels()
         self._last_health: dict[str, Health] = {}
-        self._next_reopen = 0.0
+        self._next_device_check = 0.0
         self._t0 = 0.0
 
     # -- control (any thread)
@@ -105,7 +108,7 @@ class CaptureWorker:
         def switch() -> None:
             self._close(source)
             self._device_ids[source] = device_id
-            self._next_reopen = 0.0  # look for it at once
+            self._next_device_check = 0.0  # look for it at once
 
         self.call(switch)
 
@@ -154,17 +157,10 @@ class CaptureWorker:
             self._chain.push(source, capture.read())
             self._chain.set_overruns(source, capture.overruns)
             if capture.is_lost(now):
-                capture.close()
-                self._captures[source] = None
-                self._chain.remove_source(source)
-                self._chain.mark_lost(source)
-                self._on_event(
-                    AudioEvent("device_lost", source, f"{capture.device.name} stopped delivering "
-                               "audio (unplugged?); the other source keeps recording",
-                               Health.LOST)
-                )
-                self._next_reopen = now + REOPEN_EVERY_S
-        self._reopen_lost(now)
+                self._lose(source, f"{capture.device.name} stopped delivering audio")
+        if now >= self._next_device_check:
+            self._next_device_check = now + DEVICE_CHECK_EVERY_S
+            self._check_devices()
         due = int((now - self._t0) * SAMPLE_RATE_HZ) - self._chain.samples_rendered
         if due > 0:
             try:
@@ -174,15 +170,26 @@ class CaptureWorker:
         self._levels = self._chain.levels()
         self._report_health()
 
-    def _reopen_lost(self, now: float) -> None:
-        wanted = [s for s, c in self._captures.items() if c is None and self._device_ids.get(s)]
-        if not wanted or now < self._next_reopen:
-            return
-        self._next_reopen = now + REOPEN_EVERY_S
+    def _lose(self, source: str, why: str) -> None:
+        """End one source: the timeline goes on with silence in its place."""
+        self._close(source)
+        self._chain.mark_lost(source)
+        self._on_event(
+            AudioEvent("device_lost", source, f"{why} (unplugged?); the other source keeps "
+                       "recording, and this one resumes when the device returns", Health.LOST)
+        )
+
+    def _check_devices(self) -> None:
+        """Mark sources whose device vanished as lost; reopen lost ones that came back."""
         try:
             devices = list_devices()
         except DeviceError:
             return
+        present = {d.id for d in devices}
+        for source, capture in list(self._captures.items()):
+            if capture is not None and capture.device.id not in present:
+                self._lose(source, f"{capture.device.name} was removed")
+        wanted = [s for s, c in self._captures.items() if c is None and self._device_ids.get(s)]
         for source in wanted:
             try:
                 self._open(source, find_device(self._device_ids[source], devices))

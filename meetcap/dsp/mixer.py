@@ -51,6 +51,13 @@ DEFAULT_TARGET_LATENCY_MS = 100.0
 DEFAULT_DEADBAND_MS = 4.0
 DEFAULT_CORRECTION_TIME_S = 10.0
 DEFAULT_LEVEL_SMOOTHING_S = 2.0
+# After (re)priming, a lane watches its latency this long before correcting anything, then
+# adopts the settled value as its target. Where in the device's block cycle priming
+# happened leaves the lane up to a block (~20 ms) off the nominal target; correcting that
+# offset stretched a source by ~1,500 ppm for its first 10-20 s (measured through
+# PulseAudio in tests/audio), which is audible as a slow pitch bend. Holding the settled
+# latency instead costs nothing: drift compensation still keeps it from moving.
+DEFAULT_SETTLE_S = 4.0
 # 1 %: enough to absorb any real device clock (they are within a few hundred ppm) and to
 # work off a burst of backlog in seconds, while splices stay >= 100 samples apart.
 DEFAULT_MAX_CORRECTION_PPM = 10_000.0
@@ -96,8 +103,12 @@ class SourceLane:
         max_correction_ppm: float = DEFAULT_MAX_CORRECTION_PPM,
         drift_compensation: bool = True,
         sample_rate_hz: int = SAMPLE_RATE_HZ,
+        settle_s: float = DEFAULT_SETTLE_S,
     ) -> None:
         self.target_samples = ms_to_samples(target_latency_ms, sample_rate_hz)
+        self._nominal_target = self.target_samples
+        self._settle = s_to_samples(settle_s, sample_rate_hz)
+        self._settling_left = 0
         self._deadband = ms_to_samples(deadband_ms, sample_rate_hz)
         self._correction_time = max(1, s_to_samples(correction_time_s, sample_rate_hz))
         self._smoothing = max(1, s_to_samples(level_smoothing_s, sample_rate_hz))
@@ -190,11 +201,21 @@ class SourceLane:
         out[n - take :] = self._fifo.pop(take)
         self.samples_filled += n - take
         self._latency_avg = self.latency_samples
+        self.target_samples = self._nominal_target
+        self._settling_left = self._settle
         return out, slice(n - take, n)
 
     def _splices_due(self, n: int) -> int:
         """Signed number of samples to drop (+) or repeat (-) in the next n."""
         if not self.drift_compensation:
+            return 0
+        if self._settling_left > 0:
+            self._settling_left -= n
+            if self._settling_left <= 0:
+                # Adopt the settled latency unless it leaves too little margin for jitter.
+                settled = int(round(self._latency_avg))
+                if settled >= self._nominal_target // 2:
+                    self.target_samples = settled
             return 0
         error = self._latency_avg - self.target_samples
         excess = abs(error) - self._deadband

@@ -1,0 +1,108 @@
+"""Settings of the streaming client, checked up front so mistakes surface before capture."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from meetcap.errors import ConfigError
+from meetcap.protocol import STREAM_PATH
+
+_URL_EXAMPLE = f"ws://localhost:8765{STREAM_PATH}"
+# A bearer token goes into an HTTP header: no whitespace or control characters, or a
+# pasted line break would split the request (header injection) instead of failing clearly.
+_TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{1,4096}$")
+
+
+@dataclass
+class StreamerConfig:
+    """Where and how a :class:`~meetcap.client.streamer.Streamer` delivers frames.
+
+    ``url`` is ``ws://`` or ``wss://``; a URL without a path gets the protocol's stream
+    path (``/v1/stream``). ``spool_dir`` None means ``platformdirs.user_data_dir("meetcap")
+    / "spool"``. The timing fields are seconds; tests shorten them.
+    """
+
+    url: str
+    token: str
+    spool_dir: Path | None = None
+    backoff_base_s: float = 0.25
+    backoff_cap_s: float = 5.0
+    spool_cap_bytes: int = 2 * 1024**3
+    client_name: str = "meetcap/0.1"
+    # A connection welcomed and up this long resets the backoff.
+    healthy_after_s: float = 10.0
+    # A connection closed within this time of opening is a "quick failure".
+    quick_failure_s: float = 2.0
+    # Frames outstanding and no ack for this long: the path is dead (a stalled proxy, a
+    # half-open TCP connection); drop it and reconnect. The server acks at least every
+    # 500 ms while frames arrive (docs/protocol.md), so 10 s is 20 missed acks.
+    ack_timeout_s: float = 10.0
+    open_timeout_s: float = 5.0
+    # How often the spool is fsynced while frames arrive: an OS crash or power cut loses
+    # at most this much audio (an app crash loses nothing: every frame is written at once).
+    fsync_interval_s: float = 0.1
+    # Deliver (and end) sessions that an earlier run left in the spool, alongside the new one.
+    deliver_pending: bool = True
+
+    def __post_init__(self) -> None:
+        self.url = validate_url(self.url)
+        if not isinstance(self.token, str) or not _TOKEN_PATTERN.match(self.token):
+            raise ConfigError(
+                "the server token must be non-empty printable text without spaces or line "
+                "breaks (copy it again from the server's token list)"
+            )
+        if self.spool_dir is not None:
+            self.spool_dir = Path(self.spool_dir)
+        if not 0 < self.backoff_base_s <= self.backoff_cap_s:
+            raise ConfigError(
+                f"backoff needs 0 < backoff_base_s <= backoff_cap_s, got {self.backoff_base_s} "
+                f"and {self.backoff_cap_s} (example: 0.25 and 5.0)"
+            )
+        if self.spool_cap_bytes <= 0:
+            raise ConfigError(f"spool_cap_bytes must be positive, got {self.spool_cap_bytes}")
+        for name in ("ack_timeout_s", "open_timeout_s", "fsync_interval_s", "healthy_after_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    def resolved_spool_dir(self) -> Path:
+        """The spool root this configuration uses."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        import platformdirs  # only needed for the default location
+
+        return Path(platformdirs.user_data_dir("meetcap")) / "spool"
+
+
+def validate_url(url: str) -> str:
+    """Return the normalised stream URL or raise :class:`ConfigError` saying what is wrong."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"the server URL is empty (example: {_URL_EXAMPLE})")
+    url = url.strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        hint = ""
+        if parts.scheme in ("http", "https"):
+            hint = f" (use {'wss' if parts.scheme == 'https' else 'ws'}:// for the same server)"
+        raise ConfigError(
+            f"the server URL must start with ws:// or wss://, got {url!r}{hint}; "
+            f"example: {_URL_EXAMPLE}"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"the server URL {url!r} has an invalid port: {exc}") from exc
+    if not parts.hostname:
+        raise ConfigError(f"the server URL {url!r} names no host; example: {_URL_EXAMPLE}")
+    if parts.username or parts.password:
+        raise ConfigError(
+            f"the server URL {url!r} carries a user name or password; pass the token with "
+            "--token instead"
+        )
+    if parts.fragment:
+        raise ConfigError(f"the server URL {url!r} must not have a #fragment")
+    del port  # validated above; urlsplit keeps it in netloc
+    path = parts.path if parts.path not in ("", "/") else STREAM_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))

@@ -1,0 +1,452 @@
+"""Deliver one spooled session to the server, over as many connections as it takes.
+
+A :class:`SessionLink` is an asyncio task on the streamer's loop. Each connection:
+
+1. handshake with ``Authorization: Bearer <token>`` (HTTP 401/403/404 are fatal);
+2. ``hello`` (session id + resume token when resuming), wait for ``welcome``;
+3. persist the new resume token in the spool (fsync) before sending anything else;
+4. send every spooled frame after ``welcome.acked``, then each new one as it arrives;
+   acks delete acknowledged frames from the spool;
+5. once the capture side is done (:meth:`close_input`) and everything is sent: ``end``,
+   then wait for ``ended``.
+
+A dropped connection (or one that stops acking for ``ack_timeout_s``) is retried after a
+full-jitter backoff; fatal answers stop the link with a reason a person can read. The
+wire rules themselves live in :class:`meetcap.protocol.ClientConnection`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from websockets.asyncio.client import ClientConnection as WebSocket
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from meetcap.client.backoff import Backoff, ConnectionSpan
+from meetcap.client.config import StreamerConfig
+from meetcap.client.outcomes import Outcome, from_close, from_http_status
+from meetcap.client.spool import SpoolSession
+from meetcap.client.status import State
+from meetcap.errors import ProtocolError, StorageError
+from meetcap.protocol import (
+    Ack,
+    ClientConnection,
+    CloseCode,
+    Ended,
+    Error,
+    GoingAway,
+    MessageReceived,
+    ProtocolViolation,
+    Welcome,
+    decode_audio,
+)
+from meetcap.protocol.connection import ClientState
+from meetcap.protocol.messages import MAX_TEXT_BYTES
+
+log = logging.getLogger(__name__)
+
+_READ_BATCH = 32  # spool records read per pread while catching up (100 KB)
+_RTT_SMOOTHING = 0.2  # weight of the newest sample in the moving average
+_QUICK_FAILURES_WORTH_SAYING = 3
+
+
+@dataclass(frozen=True, slots=True)
+class LinkSnapshot:
+    """The link's counters at one moment (read from any thread)."""
+
+    state: State
+    session_id: str | None
+    reason: str | None
+    next_retry_in_s: float | None
+    frames_sent: int
+    frames_acked: int
+    frames_spooled: int
+    ack_rtt_ms: float | None
+    ack_rtt_avg_ms: float | None
+    reconnects: int
+    quick_failures: int
+
+
+class SessionLink:
+    """Delivers one :class:`SpoolSession`; run :meth:`run` as a task on one event loop.
+
+    ``live`` is True for the session being captured now (more frames will come:
+    :meth:`wake` after each append, :meth:`close_input` when capture ends). A session
+    recovered from the spool is not live: it is delivered and ended at once. Other
+    threads reach the link only through ``loop.call_soon_threadsafe`` (wake,
+    close_input) and :meth:`snapshot`; :attr:`done` is set when :attr:`outcome` is final.
+    """
+
+    def __init__(
+        self,
+        session: SpoolSession,
+        config: StreamerConfig,
+        *,
+        live: bool,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.config = config
+        self.live = live
+        self._on_change = on_change
+        self._input_closed = not live
+        self._wake = asyncio.Event()
+        self._backoff = Backoff(
+            config.backoff_base_s,
+            config.backoff_cap_s,
+            healthy_after_s=config.healthy_after_s,
+            quick_failure_s=config.quick_failure_s,
+        )
+        self.done = threading.Event()
+        self.outcome: Outcome | None = None
+        # Counters, written by the loop thread, read under _lock by snapshot().
+        self._lock = threading.Lock()
+        self._state: State = "connecting"
+        self._reason: str | None = None
+        self._retry_at: float | None = None
+        self._frames_sent = 0
+        self._rtt_ms: float | None = None
+        self._rtt_avg_ms: float | None = None
+        self._reconnects = 0
+        self._ever_welcomed = False
+        # Per-connection state, reset by _attempt().
+        self._welcomed = False
+        self._error: Error | None = None
+        self._going_away: GoingAway | None = None
+        self._stall_reason: str | None = None
+        self._end_sent = False
+        self._last_progress = 0.0
+        self._outstanding_since = 0.0
+        self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
+
+    # -- called on the loop thread (via call_soon_threadsafe from other threads)
+
+    def wake(self) -> None:
+        """New frames are in the spool."""
+        self._wake.set()
+
+    def close_input(self) -> None:
+        """No more frames will come: end the session once every frame is sent."""
+        self._input_closed = True
+        self._wake.set()
+
+    # -- read from any thread
+
+    def snapshot(self) -> LinkSnapshot:
+        now = time.monotonic()
+        with self._lock:
+            retry_in = None
+            if self._state == "reconnecting" and self._retry_at is not None:
+                retry_in = max(0.0, self._retry_at - now)
+            return LinkSnapshot(
+                state=self._state,
+                session_id=self.session.meta.session_id,
+                reason=self._reason,
+                next_retry_in_s=retry_in,
+                frames_sent=self._frames_sent,
+                frames_acked=self.session.acked + 1,
+                frames_spooled=self.session.unacked_frames,
+                ack_rtt_ms=self._rtt_ms,
+                ack_rtt_avg_ms=self._rtt_avg_ms,
+                reconnects=self._reconnects,
+                quick_failures=self._backoff.quick_failures,
+            )
+
+    def _set_state(self, state: State, reason: str | None = None, retry_at: float | None = None):
+        with self._lock:
+            changed = state != self._state or reason != self._reason
+            self._state, self._reason, self._retry_at = state, reason, retry_at
+        if changed and self._on_change is not None:
+            self._on_change()
+
+    # -- the task
+
+    async def run(self) -> Outcome:
+        """Connect, deliver, reconnect until the session ends or a fatal answer comes."""
+        try:
+            while True:
+                outcome = await self._attempt()
+                if outcome.kind != "retry":
+                    return self._conclude(outcome)
+                delay = self._backoff.next_delay_s(outcome.retry_after_s)
+                reason = outcome.reason
+                if self._backoff.quick_failures >= _QUICK_FAILURES_WORTH_SAYING:
+                    reason += (
+                        f" (the connection closed right after opening "
+                        f"{self._backoff.quick_failures} times in a row)"
+                    )
+                log.info("session %s: %s; retrying in %.2f s", self._label(), reason, delay)
+                self._set_state("reconnecting", reason, time.monotonic() + delay)
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must not leave the app waiting forever
+            log.exception("session %s: the streamer failed", self._label())
+            return self._conclude(Outcome("fatal", f"the streamer failed: {exc!r}"))
+        finally:
+            self.done.set()
+
+    def _conclude(self, outcome: Outcome) -> Outcome:
+        self.outcome = outcome
+        if outcome.kind == "finished":
+            self._set_state("finished", None)
+        else:
+            log.warning("session %s: stopped: %s", self._label(), outcome.reason)
+            self._set_state("failed", outcome.reason)
+        return outcome
+
+    def _label(self) -> str:
+        return self.session.meta.session_id or self.session.dir.name
+
+    async def _attempt(self) -> Outcome:
+        """One connection, from the handshake to its close."""
+        self._welcomed = False
+        self._error = None
+        self._going_away = None
+        self._stall_reason = None
+        self._end_sent = False
+        self._sent_at.clear()
+        if self._state == "reconnecting":
+            self._set_state("reconnecting", self._reason, None)
+        opened_at: float | None = None
+        cfg = self.config
+        try:
+            async with connect(
+                cfg.url,
+                additional_headers={"Authorization": f"Bearer {cfg.token}"},
+                user_agent_header=cfg.client_name,
+                compression=None,  # audio does not compress; deflate costs memory per link
+                max_size=MAX_TEXT_BYTES,  # the server sends only small JSON
+                open_timeout=cfg.open_timeout_s,
+                ping_interval=cfg.ack_timeout_s,
+                ping_timeout=cfg.ack_timeout_s,
+                close_timeout=1.0,
+            ) as ws:
+                opened_at = time.monotonic()
+                outcome = await self._converse(ws)
+        except InvalidStatus as exc:
+            outcome = from_http_status(exc.response.status_code, cfg.url)
+        except InvalidURI as exc:
+            outcome = Outcome("fatal", f"the server URL is not valid: {exc}")
+        except (OSError, asyncio.TimeoutError, InvalidHandshake, ConnectionClosed) as exc:
+            detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            outcome = Outcome("retry", f"cannot reach the server at {cfg.url}: {detail}")
+        except StorageError as exc:
+            outcome = Outcome("fatal", str(exc))
+        lifetime = time.monotonic() - opened_at if opened_at is not None else 0.0
+        self._backoff.record(ConnectionSpan(opened_at is not None, self._welcomed, lifetime))
+        return outcome
+
+    async def _converse(self, ws: WebSocket) -> Outcome:
+        conn = ClientConnection()
+        meta = self.session.meta
+        hello_sent_at = time.monotonic()
+        await ws.send(
+            conn.hello(meta.session_id, meta.resume_token, meta.started_at, self.config.client_name)
+        )
+        sender: asyncio.Task[None] | None = None
+        watchdog = asyncio.create_task(self._watchdog(ws, conn, hello_sent_at))
+        try:
+            async for message in ws:
+                if isinstance(message, str):
+                    events = conn.receive_text(message)
+                else:
+                    events = conn.receive_binary(message)
+                for event in events:
+                    if isinstance(event, ProtocolViolation):
+                        await ws.close(event.close_code, str(event.error)[:120])
+                        return Outcome(
+                            "fatal", f"the server broke the protocol: {event.error}",
+                            close_code=event.close_code,
+                        )
+                    if not isinstance(event, MessageReceived):
+                        continue  # server-side events never come out of a ClientConnection
+                    msg = event.message
+                    if isinstance(msg, Welcome):
+                        refusal = await self._on_welcome(msg)
+                        if refusal is not None:
+                            await ws.close(CloseCode.BAD_MESSAGE, refusal.reason[:120])
+                            return refusal
+                        sender = asyncio.create_task(self._send_guarded(ws, conn, msg.acked + 1))
+                    elif isinstance(msg, Ack):
+                        self._on_ack(msg.seq)
+                    elif isinstance(msg, Ended):
+                        return await self._on_ended(msg)
+                    elif isinstance(msg, Error):
+                        self._error = msg  # the close that follows carries its code
+                    elif isinstance(msg, GoingAway):
+                        self._going_away = msg
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            await ws.close(CloseCode.GOING_AWAY, "client stopped")
+            raise
+        finally:
+            for task in (sender, watchdog):
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*(t for t in (sender, watchdog) if t), return_exceptions=True)
+        if sender is not None and not sender.cancelled() and sender.exception() is not None:
+            exc = sender.exception()
+            if isinstance(exc, StorageError):
+                return Outcome("fatal", str(exc))
+            if not isinstance(exc, ConnectionClosed):
+                raise exc  # type: ignore[misc]
+        if self._stall_reason is not None:
+            return Outcome("retry", self._stall_reason)
+        code = ws.close_code
+        if code == CloseCode.SESSION_ENDED and self._input_closed:
+            # The server finalised the session but the ended answer was lost with the old
+            # connection: every frame up to our end is stored.
+            self.session.mark_ended()
+            return Outcome("finished", "the server had already ended the session", close_code=code)
+        return from_close(
+            code, error=self._error, going_away=self._going_away,
+            session_id=self.session.meta.session_id,
+        )
+
+    async def _on_welcome(self, welcome: Welcome) -> Outcome | None:
+        meta = self.session.meta
+        if meta.session_id is not None and welcome.session_id != meta.session_id:
+            return Outcome(
+                "fatal",
+                f"the server broke the protocol: asked to resume session {meta.session_id}, "
+                f"it welcomed {welcome.session_id}",
+            )
+        if welcome.acked > self.session.last_seq:
+            return Outcome(
+                "fatal",
+                f"the server broke the protocol: it says it stored frame {welcome.acked}, but "
+                f"only frames up to {self.session.last_seq} were captured",
+            )
+        if welcome.acked < self.session.first_seq - 1:
+            return Outcome(
+                "fatal",
+                f"the server lost audio it had acknowledged: it holds frames up to "
+                f"{welcome.acked}, but frames up to {self.session.first_seq - 1} were acked "
+                "and deleted from the spool",
+            )
+        # The protocol requires the fresh token to be durable before any frame goes out:
+        # if we crash now, the next run resumes with it (or the previous one, which the
+        # server still accepts until the new one is used).
+        await asyncio.to_thread(self.session.set_session, welcome.session_id, welcome.resume_token)
+        self.session.ack(welcome.acked)
+        self._welcomed = True
+        now = time.monotonic()
+        self._last_progress = now
+        with self._lock:
+            if self._ever_welcomed:
+                self._reconnects += 1
+            self._ever_welcomed = True
+        self._set_state("connected", None)
+        log.info(
+            "session %s: connected (epoch %d), server holds frames up to %d, spool up to %d",
+            welcome.session_id, welcome.epoch, welcome.acked, self.session.last_seq,
+        )
+        return None
+
+    def _on_ack(self, seq: int) -> None:
+        now = time.monotonic()
+        if seq > self.session.acked:
+            self.session.ack(seq)
+            self._last_progress = now
+        sent_at = None
+        while self._sent_at and self._sent_at[0][0] <= seq:
+            sent_at = self._sent_at.popleft()[1]
+        if sent_at is not None:
+            rtt_ms = (now - sent_at) * 1000
+            with self._lock:
+                self._rtt_ms = rtt_ms
+                avg = self._rtt_avg_ms
+                self._rtt_avg_ms = rtt_ms if avg is None else avg + _RTT_SMOOTHING * (rtt_ms - avg)
+
+    async def _on_ended(self, ended: Ended) -> Outcome:
+        expected = self.session.last_seq + 1
+        if ended.frames != expected:
+            log.error(
+                "session %s: the server ended with %d frames, %d were captured",
+                ended.session_id, ended.frames, expected,
+            )
+        await asyncio.to_thread(self.session.mark_ended)
+        return Outcome("finished", "the server stored every frame", ended=ended)
+
+    async def _send_guarded(self, ws: WebSocket, conn: ClientConnection, cursor: int) -> None:
+        try:
+            await self._send_loop(ws, conn, cursor)
+        except (ConnectionClosed, asyncio.CancelledError):
+            raise
+        except BaseException:
+            # The receiver waits on the socket: closing it is how it learns we failed.
+            await ws.close(CloseCode.INTERNAL_ERROR, "client failure")
+            raise
+
+    async def _send_loop(self, ws: WebSocket, conn: ClientConnection, cursor: int) -> None:
+        """Send frames from ``cursor`` on as they appear in the spool; then ``end``."""
+        session = self.session
+        while conn.state is ClientState.STREAMING:
+            # Clear before looking: a wake() after the look is then never lost.
+            self._wake.clear()
+            if cursor <= session.last_seq:
+                for record in session.read(cursor, _READ_BATCH):
+                    if conn.state is not ClientState.STREAMING:
+                        return  # the server said goodbye; the receiver handles the close
+                    try:
+                        message = decode_audio(record)
+                    except ProtocolError as exc:
+                        raise StorageError(
+                            f"spooled frame {cursor} in {session.dir} is damaged on disk "
+                            f"({exc}); it cannot be delivered"
+                        ) from exc
+                    now = time.monotonic()
+                    if conn.highest_sent <= conn.acked:
+                        self._outstanding_since = now  # the ack clock starts now
+                    data = conn.frame(message.seq, message.pcm, message.speech)
+                    self._sent_at.append((message.seq, now))
+                    await ws.send(data)
+                    cursor += 1
+                    with self._lock:
+                        self._frames_sent += 1
+                continue
+            if self._input_closed:
+                if conn.highest_sent <= conn.acked:
+                    self._outstanding_since = time.monotonic()
+                self._end_sent = True
+                await ws.send(conn.end(session.last_seq))
+                return
+            await self._wake.wait()
+
+    async def _watchdog(self, ws: WebSocket, conn: ClientConnection, hello_sent_at: float) -> None:
+        """Drop a connection that stopped answering, so the link reconnects.
+
+        Pings alone miss a path that delivers pings but not data (a stalled proxy), and
+        TCP can take minutes to notice a dead peer while the send buffer fills.
+        """
+        cfg = self.config
+        period = min(0.5, cfg.ack_timeout_s / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            if not self._welcomed:
+                if now - hello_sent_at > cfg.open_timeout_s:
+                    limit = f"{cfg.open_timeout_s:g} s"
+                    self._stall(ws, f"the server did not answer hello within {limit}")
+                    return
+                continue
+            waiting = conn.highest_sent > conn.acked or self._end_sent
+            quiet_s = now - max(self._last_progress, self._outstanding_since)
+            if waiting and quiet_s > cfg.ack_timeout_s:
+                what = "ended" if conn.highest_sent <= conn.acked else "ack"
+                self._stall(ws, f"no {what} from the server for {cfg.ack_timeout_s:g} s")
+                return
+
+    def _stall(self, ws: WebSocket, reason: str) -> None:
+        self._stall_reason = reason
+        # Abort, not close: a closing handshake cannot get through a stalled path.
+        ws.transport.abort()

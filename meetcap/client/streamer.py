@@ -1,0 +1,358 @@
+"""The streaming client: frames in from the audio side, delivered to meetcap-server.
+
+The :class:`Streamer` owns one thread running its own asyncio event loop (the websockets
+client lives there, nowhere else). The audio side calls :meth:`Streamer.submit` from its
+own thread: the frame is written to the disk spool right there (one ``os.write``, tens
+of microseconds), and the sender on the loop is woken with ``loop.call_soon_threadsafe``.
+Nothing on the audio side waits for the network, and no frame is ever dropped: if the
+spool cannot take a frame, ``submit`` raises (:class:`~meetcap.errors.SpoolFullError`,
+:class:`~meetcap.errors.StorageError`) and the app stops capture with that message.
+
+Sessions an earlier run left in the spool (the app crashed, or was closed without
+ending) are delivered automatically on :meth:`Streamer.start`, each over its own
+connection, alongside the new session, and then ended; :meth:`Streamer.finish` waits for
+them too. :func:`deliver_pending` does only that, without capturing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from meetcap.client.config import StreamerConfig
+from meetcap.client.link import SessionLink
+from meetcap.client.outcomes import Outcome
+from meetcap.client.spool import Spool, SpoolSession
+from meetcap.client.status import FinishResult, State, StreamStatus
+from meetcap.constants import FRAME_MS
+from meetcap.errors import StorageError
+from meetcap.frames import Frame
+
+log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 10.0
+_STOP_TIMEOUT_S = 10.0
+
+
+class Streamer:
+    """Streams frames to meetcap-server through a disk spool, surviving drops and crashes.
+
+    Call :meth:`start`, then :meth:`submit` each frame (from any one thread, in sequence
+    order from 0), then :meth:`finish` to end the session (or :meth:`close` to stop and
+    keep the rest in the spool for the next run). :meth:`status` is safe to call from any
+    thread at any time. ``on_status`` (optional) is called on the streamer's thread with
+    a fresh :class:`StreamStatus` whenever the state or failure reason changes; a GUI must
+    hand it over to its own thread (e.g. a Qt queued signal).
+    """
+
+    def __init__(
+        self,
+        config: StreamerConfig,
+        on_status: Callable[[StreamStatus], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_status = on_status
+        self._capture = True  # False for deliver_pending(): no new session
+        self._spool: Spool | None = None
+        self._live: SpoolSession | None = None
+        self._live_link: SessionLink | None = None
+        self._earlier_links: list[SessionLink] = []
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._submit_lock = threading.Lock()
+        self._accepting = False
+        self._closed = False
+        self._sha256 = hashlib.sha256()  # of the PCM submitted, checked against `ended`
+        self._sync_error: StorageError | None = None
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Open the spool, start the streamer thread and connect.
+
+        Raises :class:`~meetcap.errors.StorageError` when the spool cannot be created.
+        """
+        if self._thread is not None:
+            raise RuntimeError("Streamer.start() may be called only once")
+        self._spool = Spool.open(self.config.resolved_spool_dir(), self.config.spool_cap_bytes)
+        if self.config.deliver_pending:
+            for session in self._spool.pending:
+                self._earlier_links.append(
+                    SessionLink(session, self.config, live=False, on_change=self._notify)
+                )
+                log.info(
+                    "delivering %d frames left in the spool by an earlier run (%s)",
+                    session.unacked_frames, session.dir,
+                )
+        if self._capture:
+            self._live = self._spool.new_session(time.time(), self.config.url)
+            self._live_link = SessionLink(
+                self._live, self.config, live=True, on_change=self._notify
+            )
+            self._accepting = True
+        self._thread = threading.Thread(target=self._run, name="meetcap-streamer", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT_S):
+            raise RuntimeError("the streamer thread did not start")
+
+    def submit(self, frame: Frame) -> None:
+        """Hand one frame over for delivery; returns once it is in the spool.
+
+        Thread-safe and non-blocking (no network wait). Frames must come in order,
+        ``frame.seq`` 0, 1, 2, ... Raises :class:`~meetcap.errors.SpoolFullError` when the
+        spool reached its cap and :class:`~meetcap.errors.StorageError` when the disk
+        refuses the write: the frame was not taken, so the caller must stop capture and
+        show the message (audio is never dropped silently).
+        """
+        with self._submit_lock:
+            if not self._accepting:
+                raise RuntimeError(
+                    "this streamer takes no more frames (not started, or finish()/close() "
+                    "was called)"
+                )
+            if self._sync_error is not None:
+                raise self._sync_error
+            assert self._live is not None
+            self._live.append(frame)
+            self._sha256.update(frame.pcm)
+        loop, link = self._loop, self._live_link
+        if loop is not None and link is not None:
+            try:
+                loop.call_soon_threadsafe(link.wake)
+            except RuntimeError:
+                pass  # the loop is shutting down; the frame is safe in the spool
+
+    def finish(self, timeout_s: float = 30.0) -> FinishResult:
+        """End the session: deliver every frame, send ``end``, wait for ``ended``.
+
+        Also waits (within the same ``timeout_s``) for sessions recovered from the spool.
+        Stops the streamer in any case. On failure or timeout the result says how many
+        frames stay in the spool; they are delivered by the next :meth:`start`.
+        """
+        if self._thread is None:
+            raise RuntimeError("finish() needs a started streamer")
+        deadline = time.monotonic() + timeout_s
+        with self._submit_lock:
+            self._accepting = False
+        live = self._live
+        skipped_live = False
+        if live is not None and self._live_link is not None:
+            snap = self._live_link.snapshot()
+            if live.last_seq < 0 and snap.state != "connected":
+                skipped_live = True  # nothing captured and no server session in use
+            else:
+                self._call(self._live_link.close_input)
+                self._live_link.done.wait(max(0.0, deadline - time.monotonic()))
+        for link in self._earlier_links:
+            link.done.wait(max(0.0, deadline - time.monotonic()))
+        self._shutdown()
+        earlier = tuple(self._result_of(link, timeout_s) for link in self._earlier_links)
+        if self._live_link is None:
+            ok = all(r.ok for r in earlier)
+            left = sum(r.frames_left for r in earlier)
+            message = (
+                f"delivered {len(earlier)} session(s) left in the spool"
+                if ok
+                else f"{left} frames from earlier sessions stay in the spool"
+            )
+            return FinishResult(ok=ok, message=message, frames_left=left, earlier=earlier)
+        if skipped_live:
+            return FinishResult(
+                ok=all(r.ok for r in earlier), message="no audio was captured", earlier=earlier
+            )
+        result = self._result_of(self._live_link, timeout_s, self._sha256.hexdigest())
+        return _with_earlier(result, earlier)
+
+    def close(self) -> None:
+        """Stop without ending the session; unacked frames stay in the spool for next time."""
+        with self._submit_lock:
+            self._accepting = False
+        if self._thread is not None:
+            self._shutdown()
+
+    def status(self) -> StreamStatus:
+        """A consistent snapshot of the live session's delivery (thread-safe)."""
+        earlier = [link.snapshot() for link in self._earlier_links]
+        earlier_active = [s for s in earlier if s.state not in ("finished", "failed")]
+        common = dict(
+            server_url=self.config.url,
+            earlier_sessions=len(earlier_active),
+            earlier_frames_spooled=sum(s.frames_spooled for s in earlier),
+        )
+        link = self._live_link or (self._earlier_links[0] if self._earlier_links else None)
+        if link is None:
+            state: State = "closed" if self._closed else "finished"
+            return StreamStatus(state=state, **common)  # type: ignore[arg-type]
+        snap = link.snapshot()
+        state = snap.state
+        if self._closed and state not in ("finished", "failed"):
+            state = "closed"
+        return StreamStatus(
+            state=state,
+            session_id=snap.session_id,
+            reason=snap.reason,
+            next_retry_in_s=snap.next_retry_in_s,
+            frames_sent=snap.frames_sent,
+            frames_acked=snap.frames_acked,
+            frames_spooled=snap.frames_spooled,
+            ack_rtt_ms=snap.ack_rtt_ms,
+            ack_rtt_avg_ms=snap.ack_rtt_avg_ms,
+            reconnects=snap.reconnects,
+            quick_failures=snap.quick_failures,
+            **common,  # type: ignore[arg-type]
+        )
+
+    # -- the streamer thread
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main(loop))
+        except Exception:  # pragma: no cover - _main catches its own errors
+            log.exception("the streamer loop failed")
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    async def _main(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._stop = asyncio.Event()
+        links = [*self._earlier_links, *([self._live_link] if self._live_link else [])]
+        tasks = [asyncio.create_task(link.run()) for link in links]
+        syncer = asyncio.create_task(self._sync_loop())
+        self._loop = loop
+        self._ready.set()
+        await self._stop.wait()
+        for task in (*tasks, syncer):
+            task.cancel()
+        await asyncio.gather(*tasks, syncer, return_exceptions=True)
+
+    async def _sync_loop(self) -> None:
+        """fsync the live session every ``fsync_interval_s`` off the audio thread."""
+        live = self._live
+        if live is None:
+            return
+        while True:
+            await asyncio.sleep(self.config.fsync_interval_s)
+            try:
+                await asyncio.to_thread(live.sync)
+            except StorageError as exc:
+                log.error("%s", exc)
+                self._sync_error = exc  # the next submit() raises it: capture must stop
+                return
+
+    # -- helpers
+
+    def _call(self, callback: Callable[[], None]) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(callback)
+            except RuntimeError:
+                pass  # loop already closed
+
+    def _shutdown(self) -> None:
+        if self._closed:
+            return
+        if self._loop is not None and self._stop is not None:
+            self._call(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(_STOP_TIMEOUT_S)
+            if self._thread.is_alive():
+                log.error("the streamer thread did not stop within %.0f s", _STOP_TIMEOUT_S)
+        self._closed = True
+        live = self._live
+        if live is not None:
+            if live.last_seq < 0 and not (self._live_link and self._live_link.outcome):
+                live.remove()  # nothing captured: nothing to deliver later
+            elif live.dir.exists():
+                live.close()
+        if self._spool is not None:
+            self._spool.close()
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._on_status is None:
+            return
+        try:
+            self._on_status(self.status())
+        except Exception:
+            log.exception("the status callback failed")
+
+    def _result_of(
+        self, link: SessionLink, timeout_s: float, local_sha256: str | None = None
+    ) -> FinishResult:
+        session = link.session
+        outcome: Outcome | None = link.outcome
+        session_id = session.meta.session_id
+        left = 0 if outcome is not None and outcome.kind == "finished" else session.unacked_frames
+        if outcome is not None and outcome.kind == "finished":
+            ended = outcome.ended
+            if ended is None:  # ended earlier, answer lost: stored, hash unknown
+                return FinishResult(
+                    ok=local_sha256 is None, session_id=session_id,
+                    frames=session.last_seq + 1, local_sha256=local_sha256,
+                    message=f"session {session_id} was ended; the server's hash was not received",
+                )
+            verified = local_sha256 is not None and ended.sha256 == local_sha256
+            captured = session.last_seq + 1
+            if local_sha256 is not None and not verified:
+                message = (
+                    f"the server's copy of session {session_id} differs from the captured audio "
+                    f"(server sha256 {ended.sha256[:12]}..., captured {local_sha256[:12]}...)"
+                )
+            elif ended.frames != captured:
+                message = f"the server stored {ended.frames} frames, {captured} were captured"
+            else:
+                message = (
+                    f"session {session_id}: {ended.frames} frames "
+                    f"({ended.duration_ms / 1000:.1f} s) stored"
+                    + (" and verified" if verified else "")
+                )
+            ok = ended.frames == captured and (local_sha256 is None or verified)
+            return FinishResult(
+                ok=ok, message=message, session_id=session_id, frames=ended.frames,
+                duration_ms=ended.duration_ms, sha256=ended.sha256, local_sha256=local_sha256,
+                verified=verified,
+            )
+        seconds = left * FRAME_MS / 1000
+        if outcome is None:
+            message = (
+                f"the server did not confirm every frame within {timeout_s:g} s: {left} frames "
+                f"({seconds:.1f} s of audio) stay in the spool at {session.dir} and are "
+                "delivered on the next start"
+            )
+            last = link.snapshot().reason
+            if last:
+                message += f" (last problem: {last})"
+        else:
+            message = (
+                f"{outcome.reason}; {left} frames ({seconds:.1f} s of audio) stay in the "
+                f"spool at {session.dir}"
+            )
+        return FinishResult(
+            ok=False, message=message, session_id=session_id, frames=session.acked + 1,
+            local_sha256=local_sha256, frames_left=left,
+        )
+
+
+def _with_earlier(result: FinishResult, earlier: tuple[FinishResult, ...]) -> FinishResult:
+    return replace(result, earlier=earlier) if earlier else result
+
+
+def deliver_pending(config: StreamerConfig, timeout_s: float = 60.0) -> FinishResult:
+    """Deliver and end the sessions an earlier run left in the spool, without capturing.
+
+    Returns at once when there is nothing to deliver; ``result.earlier`` has one entry
+    per session. (:meth:`Streamer.start` does the same alongside a new capture.)
+    """
+    streamer = Streamer(config)
+    streamer._capture = False
+    streamer.start()
+    return streamer.finish(timeout_s)

@@ -1,0 +1,80 @@
+"""Helpers for the audio tests: collect frames, align signals."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import soxr
+
+from meetcap.audio.pipeline import AudioEvent
+from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.frames import Frame
+
+
+class FrameCollector:
+    """A frame listener that keeps everything, and the events, with arrival times."""
+
+    def __init__(self) -> None:
+        self.frames: list[Frame] = []
+        self.events: list[tuple[float, AudioEvent]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, frame: Frame) -> None:
+        with self.lock:
+            self.frames.append(frame)
+
+    def on_event(self, event: AudioEvent) -> None:
+        with self.lock:
+            self.events.append((time.time(), event))
+
+    def samples(self) -> np.ndarray:
+        with self.lock:
+            pcm = b"".join(f.pcm for f in self.frames)
+        return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+    def first_event(self, kind: str, source: str, health: str | None = None):
+        with self.lock:
+            for at, event in self.events:
+                if event.kind == kind and event.source == source and (
+                    health is None or (event.health is not None and event.health.value == health)
+                ):
+                    return at, event
+        return None
+
+    def wait_for(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def to_16k(samples: np.ndarray, rate_hz: int) -> np.ndarray:
+    return soxr.resample(samples, rate_hz, SAMPLE_RATE_HZ).astype(np.float32)
+
+
+def best_lag(recorded: np.ndarray, reference: np.ndarray) -> int:
+    """The offset of ``reference`` inside ``recorded`` (FFT cross-correlation)."""
+    n = len(recorded) + len(reference)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(recorded, size) * np.conj(np.fft.rfft(reference, size)), size)
+    lag = int(np.argmax(corr[: len(recorded)]))
+    return lag
+
+
+def place(reference: np.ndarray, lag: int, length: int) -> np.ndarray:
+    out = np.zeros(length, np.float32)
+    end = min(length, lag + len(reference))
+    out[lag:end] = reference[: end - lag]
+    return out
+
+
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def rms_db(x: np.ndarray) -> float:
+    return 20 * np.log10(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12)
