@@ -95,19 +95,24 @@ def format_levels(levels: dict[str, SourceLevels]) -> str:
 def run(args: argparse.Namespace) -> int:
     if not args.out and not args.url:
         raise ConfigError("say where the audio goes: --out FILE and/or --url ws://... --token ...")
+    settings = _settings(args)
     consumers: list[Callable[[Frame], None]] = []
     closers: list[Callable[[], None]] = []
     writer = FrameFileWriter(args.out) if args.out else None
     if writer:
-        consumers.append(writer)
         closers.append(writer.close)
-    streamer = None
+    streaming = None
     if args.url:
-        from meetcap.cli.streaming import open_streamer
+        from meetcap.client.record_sink import StreamingConsumer
 
-        streamer = open_streamer(args.url, args.token)
-        consumers.append(streamer.submit)
-    settings = _settings(args)
+        if not args.token:
+            raise ConfigError("--url needs --token (the bearer token the server gave you)")
+        # The file gets each frame only after the spool took it, so --out holds exactly
+        # the frames that were streamed.
+        streaming = StreamingConsumer.open(args.url, args.token, tee=writer)
+        consumers.append(streaming)
+    elif writer:
+        consumers.append(writer)
     limit = int(round(args.seconds * FRAMES_PER_SECOND)) if args.seconds else None
     gate = FrameGate(consumers, limit)
     manager = AudioManager(settings)
@@ -133,10 +138,13 @@ def run(args: argparse.Namespace) -> int:
         print()
     print(f"recorded {gate.frames} frames ({gate.frames / FRAMES_PER_SECOND:.1f} s)"
           + (f" to {args.out}" if args.out else ""))
-    if streamer is not None:
-        from meetcap.cli.streaming import finish_streamer
+    if streaming is not None:
+        from meetcap.client.record_sink import describe_finish
 
-        return finish_streamer(streamer, args.finish_timeout)
+        print("waiting for the server to confirm every frame...", flush=True)
+        code, line = describe_finish(streaming.finish(args.finish_timeout))
+        print(line)
+        return code
     return 0
 
 
