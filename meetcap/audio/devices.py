@@ -20,9 +20,12 @@ DeviceKind = Literal["mic", "loopback"]
 class AudioDevice:
     """One capture source.
 
-    ``id`` is what settings store and the CLI takes (``--mic``/``--system``);
-    ``portaudio_name`` is what the capture stream opens; ``rate_hz``/``channels`` are the
-    format it is opened with.
+    ``id`` is what settings store and the CLI takes (``--mic``/``--system``): built
+    from the OS's name for the device (``pulse:<source name>``, ``wasapi:loopback:<name>``,
+    ``coreaudio:<name>``), so it survives restarts and hot-plugs. ``name`` is what a
+    person recognises. ``kind`` is "mic" or "loopback" (system audio). ``portaudio_name``
+    is what the capture backend opens; ``rate_hz``/``channels`` are the format it is
+    opened with (the device's own rate, at most 2 channels).
     """
 
     id: str
@@ -35,6 +38,7 @@ class AudioDevice:
     channels: int = 1
 
     def to_json(self) -> dict[str, object]:
+        """The fields ``meetcap devices --json`` prints."""
         return {
             "id": self.id,
             "name": self.name,
@@ -47,7 +51,12 @@ class AudioDevice:
 
 
 def list_devices() -> list[AudioDevice]:
-    """Every capture source on this machine: microphones first, then loopback sources."""
+    """Every capture source on this machine: microphones first, then loopback sources,
+    defaults first within each. Raises DeviceError when the sound system cannot be asked.
+
+    On Linux this may run a few ``pactl`` processes (tens of ms): call it off the GUI
+    thread (:class:`meetcap.audio.watcher.DeviceWatcher` does).
+    """
     if sys.platform.startswith("linux"):
         from meetcap.audio import linux_pulse
 
@@ -74,10 +83,31 @@ def find_device(device_id: str, devices: list[AudioDevice] | None = None) -> Aud
     )
 
 
-def default_device(kind: DeviceKind, devices: list[AudioDevice] | None = None) -> AudioDevice | None:
+def default_device(
+    kind: DeviceKind, devices: list[AudioDevice] | None = None
+) -> AudioDevice | None:
     """The system's default device of this kind, else the first one, else None."""
     candidates = [d for d in (devices if devices is not None else list_devices()) if d.kind == kind]
     for device in candidates:
         if device.default:
             return device
     return candidates[0] if candidates else None
+
+
+def loopback_guidance(devices: list[AudioDevice]) -> str | None:
+    """What to tell a person when there is no system-audio (loopback) source, else None.
+
+    On macOS: how to route meeting audio through BlackHole. Show it next to the system
+    audio picker (the GUI) or under the device list (the CLI).
+    """
+    if any(d.kind == "loopback" for d in devices):
+        return None
+    if sys.platform == "darwin":  # pragma: no cover - macOS
+        from meetcap.audio.macos import LOOPBACK_GUIDANCE
+
+        return LOOPBACK_GUIDANCE
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        return ("No system-audio device found: WASAPI loopback needs PyAudioWPatch "
+                "(pip install PyAudioWPatch) and an active output device.")
+    return ("No system-audio source found: PulseAudio/PipeWire offer a \"Monitor of ...\" "
+            "source for every output; check that an output device exists (`pactl list sinks`).")

@@ -7,6 +7,17 @@ write one such PCM per source into a private file and point ALSA at it with
 ``ALSA_CONFIG_PATH`` (ALSA's own config first, ours after), without touching the user's
 ``~/.asoundrc`` or ``/etc``. Every sink's ``.monitor`` source is what that output plays:
 the system audio.
+
+PortAudio enumerates devices only when it initialises, and re-initialising it kills
+every open stream. So a source that appears while a stream is open (a headset plugged
+in mid-meeting) has no PortAudio device yet. For that case the file also holds one
+*dynamic* PCM whose ``device`` is read from an environment variable when ALSA opens it
+(``@func getenv`` is evaluated at every ``snd_pcm_open``): we set the variable and open
+that PCM, holding a lock so no other open can change it in between.
+
+Sources are listed with ``pactl -f json`` (PulseAudio >= 16), else by parsing
+``pactl list sources`` in the C locale; without pactl, :func:`list_devices` falls back to
+whatever PortAudio itself offers.
 """
 
 from __future__ import annotations
@@ -19,21 +30,42 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from meetcap.audio.devices import AudioDevice
 from meetcap.errors import DeviceError
 
+HOST_API = "PulseAudio"
+ID_PREFIX = "pulse:"
 ALSA_BASE_CONFIG = "/usr/share/alsa/alsa.conf"
 PCM_PREFIX = "meetcap_"
-_lock = threading.Lock()
+DYNAMIC_PCM = "meetcap_dynamic"
+DYNAMIC_ENV = "MEETCAP_PULSE_SOURCE"
+PACTL_TIMEOUT_S = 5.0
+
+# Guards the ALSA config, PortAudio re-initialisation and every stream open/close: a
+# re-scan must never run while another thread is between "resolve the device" and
+# "stream counted as open", and the dynamic PCM's variable must not change under an open.
+_lock = threading.RLock()
 _installed_config: str | None = None
 # Every source seen in this process keeps its PCM, so a device that is unplugged and
-# comes back is still known to PortAudio, and can be reopened without a re-scan.
+# comes back is still known to PortAudio and can be reopened without a re-scan.
 _known_sources: set[str] = set()
-# Streams open right now: PortAudio cannot be re-scanned under them (capture.py counts).
-open_streams = 0
+_open_streams = 0
 _rescan_pending = False
+_pactl_has_json: bool | None = None  # learnt on the first call
+_fallback_dir: Path | None = None  # the private config dir when there is no XDG_RUNTIME_DIR
+
+# Added once, on import: later opens only *replace* the value, which glibc does in
+# place (no realloc of the environment), so a concurrent getenv() elsewhere stays safe.
+os.environ.setdefault(DYNAMIC_ENV, "@DEFAULT_SOURCE@")
+# libpulse sizes a record stream's fragments from this when the ALSA plugin connects.
+# Without it the first block of each source took 1.1-1.8 s to arrive here (the server's
+# default 2 s latency); with 40 ms it arrives in 10-190 ms. A user's own value wins.
+PULSE_LATENCY_ENV = "PULSE_LATENCY_MSEC"
+os.environ.setdefault(PULSE_LATENCY_ENV, "40")
 
 
 def pcm_name(source_name: str) -> str:
@@ -43,54 +75,138 @@ def pcm_name(source_name: str) -> str:
     return f"{PCM_PREFIX}{slug}_{digest}"
 
 
-def _pactl_sources() -> tuple[list[dict], str, str]:
-    """Sources as pactl's JSON, plus the default source and sink names."""
-    if shutil.which("pactl") is None:
-        raise DeviceError(
-            "pactl is not installed, so meetcap cannot list PulseAudio/PipeWire sources; "
-            "install pulseaudio-utils (Debian/Ubuntu: sudo apt-get install pulseaudio-utils)"
-        )
+def source_name_of(device: AudioDevice) -> str:
+    """The PulseAudio source name behind a ``pulse:`` device id."""
+    return device.id.removeprefix(ID_PREFIX)
+
+
+# --- listing ---------------------------------------------------------------------------
+
+
+def _pactl(*args: str) -> str:
+    """Run pactl in the C locale (its text output is translated otherwise)."""
+    proc = subprocess.run(
+        ["pactl", *args], capture_output=True, text=True, timeout=PACTL_TIMEOUT_S,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    if proc.returncode != 0:
+        raise subprocess.CalledProcessError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+    return proc.stdout
+
+
+def parse_pactl_sources_text(text: str) -> list[dict]:
+    """``pactl list sources`` (C locale) as the same dicts ``pactl -f json`` gives.
+
+    Only the fields meetcap reads: name, description, sample_specification, properties
+    (and ``monitor_source``, the sink a monitor belongs to).
+    """
+    sources: list[dict] = []
+    current: dict | None = None
+    in_properties = False
+    for line in text.splitlines():
+        if line.startswith("Source #"):
+            current = {"properties": {}}
+            sources.append(current)
+            in_properties = False
+        elif current is None or not line.strip():
+            continue
+        elif line.startswith("\t\t") and in_properties:
+            key, _, value = line.strip().partition(" = ")
+            current["properties"][key] = value.strip('"')
+        elif line.startswith("\t") and not line.startswith("\t\t"):
+            key, _, value = line.strip().partition(":")
+            key = key.strip().lower().replace(" ", "_")
+            in_properties = key == "properties"
+            if in_properties:
+                continue
+            if key == "monitor_of_sink":
+                key = "monitor_source"
+            current[key] = value.strip()
+    return sources
+
+
+def parse_pactl_info_text(text: str) -> dict[str, str]:
+    """``pactl info`` (C locale) as the two keys of ``pactl -f json info`` we read."""
+    info: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key == "Default Source":
+            info["default_source_name"] = value.strip()
+        elif key == "Default Sink":
+            info["default_sink_name"] = value.strip()
+    return info
+
+
+def pactl_sources() -> tuple[list[dict], str, str]:
+    """Sources as pactl's JSON (or parsed text), plus the default source and sink names.
+
+    Raises DeviceError when the sound server cannot be reached.
+    """
+    global _pactl_has_json
     try:
-        out = subprocess.run(
-            ["pactl", "-f", "json", "list", "sources"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout
-        info = json.loads(
-            subprocess.run(
-                ["pactl", "-f", "json", "info"], capture_output=True, text=True, timeout=5, check=True
-            ).stdout
-        )
-    except (subprocess.SubprocessError, ValueError) as exc:
+        if _pactl_has_json is not False:
+            try:
+                sources = json.loads(_pactl("-f", "json", "list", "sources"))
+                info = json.loads(_pactl("-f", "json", "info"))
+                _pactl_has_json = True
+            except (subprocess.CalledProcessError, ValueError):
+                if _pactl_has_json:  # JSON worked before: the server is the problem
+                    raise
+                _pactl_has_json = False  # pactl < 16 has no -f json; read its text
+        if _pactl_has_json is False:
+            sources = parse_pactl_sources_text(_pactl("list", "sources"))
+            info = parse_pactl_info_text(_pactl("info"))
+    except (subprocess.SubprocessError, ValueError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
         raise DeviceError(
-            "cannot talk to the PulseAudio/PipeWire sound server (is it running?): "
-            f"{exc}"
+            f"cannot list audio sources: the PulseAudio/PipeWire sound server did not answer "
+            f"({str(detail).strip()}); is it running? (`pactl info` should work)"
         ) from exc
-    return json.loads(out), info.get("default_source_name", ""), info.get("default_sink_name", "")
+    return sources, info.get("default_source_name", ""), info.get("default_sink_name", "")
 
 
 def _rate_and_channels(spec: str) -> tuple[int, int]:
-    """Parse a sample spec such as 's16le 2ch 44100Hz'."""
+    """Parse a sample spec such as 's16le 2ch 44100Hz' (we capture at most 2 channels)."""
     channels = re.search(r"(\d+)ch", spec)
     rate = re.search(r"(\d+)Hz", spec)
-    return (int(rate.group(1)) if rate else 48_000, min(int(channels.group(1)), 2) if channels else 1)
+    return (
+        int(rate.group(1)) if rate else 48_000,
+        min(int(channels.group(1)), 2) if channels else 1,
+    )
 
 
-def devices_from_pactl(sources: list[dict], default_source: str, default_sink: str) -> list[AudioDevice]:
-    """Turn pactl's source list into devices (pure, so it is testable without a server)."""
+def _is_monitor(source: dict) -> bool:
+    monitor_of = source.get("monitor_source") or ""
+    return (
+        source["name"].endswith(".monitor")
+        or source.get("properties", {}).get("device.class") == "monitor"
+        or monitor_of not in ("", "n/a")
+    )
+
+
+def devices_from_pactl(
+    sources: list[dict], default_source: str, default_sink: str
+) -> list[AudioDevice]:
+    """Turn pactl's source list into devices (pure, so it is testable without a server).
+
+    Monitors are system audio (``loopback``), everything else a microphone. Two sources
+    with the same description (two "Monitor of Null Output") get their source name
+    added, so a person can tell them apart.
+    """
+    descriptions = [s.get("description") or s["name"] for s in sources]
     devices = []
-    for source in sources:
+    for source, description in zip(sources, descriptions, strict=True):
         name = source["name"]
-        is_monitor = name.endswith(".monitor") or source.get("properties", {}).get(
-            "device.class"
-        ) == "monitor"
+        monitor = _is_monitor(source)
         rate_hz, channels = _rate_and_channels(source.get("sample_specification", ""))
         devices.append(
             AudioDevice(
-                id=f"pulse:{name}",
-                name=source.get("description") or name,
-                kind="loopback" if is_monitor else "mic",
-                default=(name == f"{default_sink}.monitor") if is_monitor else name == default_source,
-                host_api="PulseAudio",
+                id=f"{ID_PREFIX}{name}",
+                name=description if descriptions.count(description) == 1
+                else f"{description} ({name})",
+                kind="loopback" if monitor else "mic",
+                default=name == (f"{default_sink}.monitor" if monitor else default_source),
+                host_api=HOST_API,
                 portaudio_name=pcm_name(name),
                 rate_hz=rate_hz,
                 channels=channels,
@@ -99,30 +215,65 @@ def devices_from_pactl(sources: list[dict], default_source: str, default_sink: s
     return devices
 
 
+def list_devices() -> list[AudioDevice]:
+    """Every PulseAudio/PipeWire source, each made openable through PortAudio.
+
+    Without pactl, the devices PortAudio itself lists (usually just ``pulse`` and
+    ``default``: the default source).
+    """
+    if shutil.which("pactl") is None:
+        from meetcap.audio.portaudio_list import list_portaudio_devices
+
+        return list_portaudio_devices(id_prefix="alsa:", loopback_hints=("monitor", "loopback"))
+    sources, default_source, default_sink = pactl_sources()
+    install_alsa_config([s["name"] for s in sources])
+    return devices_from_pactl(sources, default_source, default_sink)
+
+
+# --- the private ALSA config -----------------------------------------------------------
+
+
+def _alsa_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def alsa_config_text(source_names: list[str]) -> str:
-    lines = ["# Written by meetcap: one ALSA PCM per PulseAudio source. Safe to delete.\n"]
+    """The private ALSA config: one ``type pulse`` PCM per source, plus the dynamic one."""
+    parts = [
+        "# Written by meetcap: one ALSA PCM per PulseAudio source. Safe to delete.\n",
+        f"pcm.{DYNAMIC_PCM} {{\n  type pulse\n"
+        f"  device {{ @func getenv vars [ {DYNAMIC_ENV} ] default \"@DEFAULT_SOURCE@\" }}\n"
+        f'  hint {{ show on description "meetcap: the source named in ${DYNAMIC_ENV}" }}\n}}\n',
+    ]
     for name in source_names:
-        quoted = name.replace("\\", "\\\\").replace('"', '\\"')
-        lines.append(
-            f'pcm.{pcm_name(name)} {{\n  type pulse\n  device "{quoted}"\n'
-            f'  hint {{ show on description "meetcap {quoted}" }}\n}}\n'
+        parts.append(
+            f"pcm.{pcm_name(name)} {{\n  type pulse\n  device {_alsa_string(name)}\n"
+            f"  hint {{ show on description {_alsa_string('meetcap ' + name)} }}\n}}\n"
         )
-    return "".join(lines)
+    return "".join(parts)
 
 
 def _config_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = Path(runtime) / f"meetcap-{os.getuid()}"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    """A directory only we can write: under $XDG_RUNTIME_DIR, else a fresh temp dir."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        path = Path(runtime) / f"meetcap-{os.getuid()}"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_uid == os.getuid():
+            return path
+    # A shared /tmp: a fixed name could be pre-created by someone else.
+    global _fallback_dir
+    if _fallback_dir is None:
+        _fallback_dir = Path(tempfile.mkdtemp(prefix="meetcap-alsa-"))
+    return _fallback_dir
 
 
 def install_alsa_config(source_names: list[str]) -> bool:
-    """Make every source openable by PortAudio; True when PortAudio had to be re-read.
+    """Make every source openable by PortAudio; True when the config file changed.
 
     PortAudio enumerates ALSA devices only when it initialises, so a changed source list
-    means re-initialising it. That is only safe with no stream open; callers
-    (AudioManager) do it between sessions or when opening a stream.
+    means re-initialising it, which is only safe with no stream open: it happens now if
+    none is, else before the first stream opened once all are closed.
     """
     global _installed_config, _rescan_pending
     with _lock:
@@ -135,39 +286,114 @@ def install_alsa_config(source_names: list[str]) -> bool:
         tmp.write_text(text)
         os.replace(tmp, path)
         os.environ["ALSA_CONFIG_PATH"] = f"{ALSA_BASE_CONFIG}:{path}"
-        first = _installed_config is None
         _installed_config = text
-        _rescan_pending = not first or _portaudio_initialized()
-    rescan_if_idle()
+        # sounddevice initialises PortAudio when it is imported: if that happened before
+        # our config existed, PortAudio has to read it again.
+        _rescan_pending = _rescan_pending or _portaudio_initialized()
+        _rescan_if_idle()
     return True
 
 
 def _portaudio_initialized() -> bool:
+    import sys
+
+    sd = sys.modules.get("sounddevice")
+    return bool(sd is not None and sd._initialized)  # noqa: SLF001
+
+
+def _rescan_if_idle() -> None:
+    global _rescan_pending
+    if not _rescan_pending or _open_streams > 0:
+        return
     import sounddevice as sd
 
-    return bool(sd._initialized)  # noqa: SLF001
+    _rescan_pending = False
+    while sd._initialized:  # noqa: SLF001 - sounddevice's documented way to re-scan
+        sd._terminate()  # noqa: SLF001
+    sd._initialize()  # noqa: SLF001
 
 
-def rescan_if_idle() -> None:
-    """Re-scan PortAudio's devices if new ones were configured and no stream is open.
+@contextmanager
+def stream_slot(device: AudioDevice) -> Iterator[int]:
+    """Hold while opening a PortAudio stream on a PulseAudio device.
 
-    Re-initialising PortAudio under an open stream would kill it, so with streams open
-    the re-scan waits for the next call (capture.py calls this before opening a stream).
+    Yields the PortAudio device index to open. If the body returns, the stream counts
+    as open until :func:`release_stream`; if it raises, nothing is counted. The caller
+    must create the stream inside the ``with`` (the dynamic PCM reads its variable then).
     """
-    global _rescan_pending
+    global _open_streams
     import sounddevice as sd
 
     with _lock:
-        if not _rescan_pending or open_streams > 0:
-            return
-        _rescan_pending = False
-        while sd._initialized:  # noqa: SLF001 - sounddevice's documented way to re-scan
-            sd._terminate()  # noqa: SLF001
-        sd._initialize()  # noqa: SLF001
+        _rescan_if_idle()
+        names = {info["name"]: index for index, info in enumerate(sd.query_devices())
+                 if info["max_input_channels"] > 0}
+        if device.portaudio_name in names:
+            index = names[device.portaudio_name]
+        elif DYNAMIC_PCM in names:
+            # The source appeared after PortAudio was initialised and streams are open.
+            os.environ[DYNAMIC_ENV] = source_name_of(device)
+            index = names[DYNAMIC_PCM]
+        else:
+            raise DeviceError(
+                f"PortAudio does not offer {device.name!r} ({device.id}): "
+                "close other audio captures and try again"
+            )
+        yield index
+        _open_streams += 1
 
 
-def list_devices() -> list[AudioDevice]:
-    sources, default_source, default_sink = _pactl_sources()
-    devices = devices_from_pactl(sources, default_source, default_sink)
-    install_alsa_config([s["name"] for s in sources])
-    return devices
+def release_stream() -> None:
+    """A stream opened under :func:`stream_slot` was closed."""
+    global _open_streams
+    with _lock:
+        _open_streams -= 1
+        _rescan_if_idle()
+
+
+def open_stream_count() -> int:
+    return _open_streams
+
+
+# --- change notifications --------------------------------------------------------------
+
+
+class PulseEvents:
+    """Calls ``on_change`` (on its own thread) soon after a source or sink comes or goes,
+    or the server's defaults change: ``pactl subscribe``, read line by line.
+
+    Far quicker than polling: PulseAudio moves the stream of a removed source to the
+    default source about 1.5 s later (measured here), and from then on that stream
+    delivers the wrong device's audio; the watcher must close it before.
+    Call :meth:`stop` to end the pactl process.
+    """
+
+    _INTERESTING = re.compile(r"Event '(new|remove)' on (source|sink) |Event 'change' on server")
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+        self._proc = subprocess.Popen(
+            ["pactl", "subscribe"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, env={**os.environ, "LC_ALL": "C"},
+        )
+        self._thread = threading.Thread(target=self._read, name="meetcap-pactl-events",
+                                         daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if self._INTERESTING.search(line):
+                self._on_change()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+        self._proc.wait(timeout=5)
+        self._thread.join(timeout=5)  # the pipe is at EOF now
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()

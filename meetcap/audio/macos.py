@@ -1,18 +1,29 @@
 """macOS: CoreAudio has no loopback input, so system audio needs a virtual device.
 
-Virtual loopback drivers (BlackHole, Loopback, Soundflower...) show up as input devices;
-we recognise them by name and offer them as system audio. When there is none, the app
-shows :data:`LOOPBACK_GUIDANCE`. A native ScreenCaptureKit helper is a later step.
-Tested here with fake device lists only (tests/audio/test_platforms.py).
+Virtual loopback drivers (BlackHole, Loopback, Soundflower...) and aggregate devices
+built on them show up as input devices; we recognise them by name and offer them as
+system audio. When there is none, the app shows :data:`LOOPBACK_GUIDANCE` (through
+:func:`meetcap.audio.devices.loopback_guidance`). A native
+ScreenCaptureKit / process-tap helper is a later step.
+Tested here with fake device lists only (tests/audio/test_platform_selection.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from meetcap.audio.devices import AudioDevice
+from meetcap.audio.portaudio_list import devices_from_portaudio, list_portaudio_devices
 
-LOOPBACK_NAME_HINTS = ("blackhole", "loopback", "soundflower", "vb-cable", "ishowu", "background music")
+HOST_API = "Core Audio"
+ID_PREFIX = "coreaudio:"
+# Lower-case name fragments of the virtual devices people route meeting audio through.
+# "aggregate"/"multi-output": the devices Audio MIDI Setup creates around BlackHole.
+LOOPBACK_NAME_HINTS = (
+    "blackhole", "loopback", "soundflower", "vb-cable", "ishowu", "background music",
+    "aggregate", "multi-output",
+)
 
 LOOPBACK_GUIDANCE = (
     "No system-audio device found. macOS cannot record what your speakers play without a "
@@ -25,38 +36,20 @@ LOOPBACK_GUIDANCE = (
 
 
 def is_loopback_name(name: str) -> bool:
+    """True for the names of virtual loopback devices (BlackHole and the like)."""
     lowered = name.lower()
     return any(hint in lowered for hint in LOOPBACK_NAME_HINTS)
 
 
-def devices_from_portaudio(entries: list[dict[str, Any]], default_input: int) -> list[AudioDevice]:
-    """Input devices from sounddevice.query_devices() entries, loopback ones marked."""
-    devices = []
-    for index, info in enumerate(entries):
-        if info.get("max_input_channels", 0) < 1:
-            continue
-        loopback = is_loopback_name(info["name"])
-        devices.append(
-            AudioDevice(
-                id=f"coreaudio:{info['name']}",
-                name=info["name"],
-                kind="loopback" if loopback else "mic",
-                default=index == default_input and not loopback,
-                host_api="Core Audio",
-                portaudio_name=info["name"],
-                rate_hz=int(info.get("default_samplerate", 48_000)),
-                channels=min(int(info["max_input_channels"]), 2),
-            )
-        )
-    return devices
-
-
-def loopback_guidance(devices: list[AudioDevice]) -> str | None:
-    """The set-up steps to show when no loopback device exists, else None."""
-    return None if any(d.kind == "loopback" for d in devices) else LOOPBACK_GUIDANCE
+def devices_from_coreaudio(
+    entries: Sequence[dict[str, Any]], default_input: int
+) -> list[AudioDevice]:
+    """Input devices from ``sounddevice.query_devices()`` entries, loopback ones marked."""
+    return devices_from_portaudio(
+        entries, default_input, id_prefix=ID_PREFIX, host_api=HOST_API,
+        loopback_hints=LOOPBACK_NAME_HINTS,
+    )
 
 
 def list_devices() -> list[AudioDevice]:  # pragma: no cover - macOS only
-    import sounddevice as sd
-
-    return devices_from_portaudio(list(sd.query_devices()), sd.default.device[0])
+    return list_portaudio_devices(id_prefix=ID_PREFIX, loopback_hints=LOOPBACK_NAME_HINTS)

@@ -7,6 +7,8 @@ under another consumer that has just started (the seeds' "empty note" race).
 
 Frames reach each subscriber on its own delivery thread through its own queue, so a
 slow listener delays only itself, and never the PortAudio callbacks or the worker.
+Events (health, device lost/restored, errors) reach event listeners on one more
+thread, ``meetcap-audio-events``, so a slow event listener cannot stall capture either.
 """
 
 from __future__ import annotations
@@ -18,25 +20,42 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meetcap.audio.capture import SourceCapture
+from meetcap.audio.capture import Capture, make_capture
 from meetcap.audio.devices import AudioDevice
-from meetcap.audio.pipeline import AudioEvent, CaptureWorker
+from meetcap.audio.pipeline import (
+    EVENT_ERROR,
+    SOURCE_VAD,
+    AudioEvent,
+    CaptureWorker,
+    stopped_levels,
+)
 from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
 from meetcap.dsp.chain import MixChain
+from meetcap.dsp.gain import check_gain_db
+from meetcap.errors import ConfigError, ModelError
 from meetcap.frames import Frame
 from meetcap.levels import SourceLevels
 
+__all__ = ["AudioEvent", "AudioManager", "CaptureSettings", "Subscription"]
+
 log = logging.getLogger(__name__)
 
-# Ten minutes of frames per subscriber: a listener that falls this far behind is broken,
-# and is told so (an "error" event) rather than having audio dropped without a word.
+# Ten minutes of frames per subscriber (19 MB of PCM at most): a listener that falls this
+# far behind is broken, and is told so (an "error" event) rather than losing audio in
+# silence.
 SUBSCRIBER_QUEUE_FRAMES = 10 * 60 * FRAMES_PER_SECOND
+# Events are rare (a few per minute); a listener 1,000 behind is stuck: newer events are
+# dropped, with a log line, rather than blocking capture.
+EVENT_QUEUE_SIZE = 1000
+# While a subscriber's queue overflows, repeat the error this often (with the count).
+OVERFLOW_REPORT_EVERY_S = 10.0
 _END = object()
 
 
 @dataclass
 class CaptureSettings:
-    """What to capture and how; the manager copies it at construction."""
+    """What to capture and how. The manager keeps this object and updates it when a
+    setter is called, so the GUI can save it."""
 
     mic_device_id: str | None = None
     system_device_id: str | None = None
@@ -50,8 +69,40 @@ class CaptureSettings:
         return {"mic": self.mic_device_id, "system": self.system_device_id}
 
 
-class Subscription:
-    """A consumer's handle: its listener runs on this subscription's own thread."""
+class _Dispatcher:
+    """One thread that runs callbacks in order from a bounded queue."""
+
+    def __init__(self, name: str, maxsize: int) -> None:
+        self._name = name
+        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def put(self, item: object) -> bool:
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            return False
+
+    def close(self) -> None:
+        """Handle what is queued, then end the thread (waits, unless called from it)."""
+        self._queue.put(_END)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _END:
+            self.handle(item)
+
+    def handle(self, item: object) -> None:
+        raise NotImplementedError
+
+
+class Subscription(_Dispatcher):
+    """A consumer's handle: its listener runs on this subscription's own thread, in seq
+    order. ``frames_delivered``/``frames_dropped`` count what it got and what could not
+    be queued (always 0 unless it fell 10 minutes behind)."""
 
     def __init__(
         self, listener: Callable[[Frame], None], vad: bool, name: str,
@@ -61,64 +112,90 @@ class Subscription:
         self.vad = vad
         self.name = name or getattr(listener, "__name__", "subscriber")
         self.frames_delivered = 0
+        self.frames_dropped = 0
         self._on_event = on_event
-        self._queue: queue.Queue = queue.Queue(maxsize=SUBSCRIBER_QUEUE_FRAMES)
-        self._thread = threading.Thread(target=self._deliver, name=f"meetcap-sub-{self.name}", daemon=True)
-        self._thread.start()
+        self._next_overflow_report = 0.0
+        super().__init__(f"meetcap-sub-{self.name}", SUBSCRIBER_QUEUE_FRAMES)
 
-    def put(self, frame: Frame) -> None:
+    def deliver(self, frame: Frame) -> None:
+        """Queue a frame (worker thread); an overflow is reported, never silent."""
+        if self.put(frame):
+            return
+        self.frames_dropped += 1
+        now = time.monotonic()
+        if now >= self._next_overflow_report:
+            self._next_overflow_report = now + OVERFLOW_REPORT_EVERY_S
+            self._on_event(AudioEvent(
+                EVENT_ERROR, None,
+                f"{self.name} fell more than {SUBSCRIBER_QUEUE_FRAMES // FRAMES_PER_SECOND} s "
+                f"behind: {self.frames_dropped} frames (from {frame.seq}) could not be handed "
+                "to it",
+            ))
+
+    def handle(self, item: object) -> None:
         try:
-            self._queue.put_nowait(frame)
-        except queue.Full:
-            self._on_event(
-                AudioEvent("error", None, f"{self.name} fell more than "
-                           f"{SUBSCRIBER_QUEUE_FRAMES // FRAMES_PER_SECOND} s behind; frame "
-                           f"{frame.seq} could not be handed to it")
-            )
+            self.listener(item)  # type: ignore[arg-type]
+            self.frames_delivered += 1
+        except Exception as exc:  # noqa: BLE001 - one consumer's bug is reported, not fatal
+            log.exception("frame listener %s failed", self.name)
+            self._on_event(AudioEvent(EVENT_ERROR, None, f"{self.name} failed: {exc}",
+                                      exception=exc))
 
-    def close(self) -> None:
-        """Deliver what is queued, then end the delivery thread (waits for it)."""
-        self._queue.put(_END)
-        if threading.current_thread() is not self._thread:
-            self._thread.join()
 
-    def _deliver(self) -> None:
-        while (frame := self._queue.get()) is not _END:
+class _EventDispatcher(_Dispatcher):
+    def __init__(self, listeners: list[Callable[[AudioEvent], None]]) -> None:
+        self._listeners = listeners
+        super().__init__("meetcap-audio-events", EVENT_QUEUE_SIZE)
+
+    def handle(self, item: object) -> None:
+        for callback in list(self._listeners):
             try:
-                self.listener(frame)
-                self.frames_delivered += 1
-            except Exception as exc:  # noqa: BLE001 - one consumer's bug is reported, not fatal
-                log.exception("frame listener %s failed", self.name)
-                self._on_event(AudioEvent("error", None, f"{self.name} failed: {exc}"))
+                callback(item)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - one listener's bug must not silence the others
+                log.exception("audio event listener failed")
 
 
 class AudioManager:
-    """Capture the configured sources while anyone is subscribed."""
+    """Capture the configured sources while anyone is subscribed.
+
+    Thread-safe: every method may be called from any thread (except that a listener
+    must not unsubscribe *another* subscription from inside its own callback while
+    holding a lock that subscription's listener waits for). Call :meth:`close` when
+    done with the manager.
+    """
 
     def __init__(
         self,
         settings: CaptureSettings,
         *,
-        open_source: Callable[[AudioDevice], SourceCapture] = SourceCapture,
+        capture_factory: Callable[[AudioDevice], Capture] = make_capture,
     ) -> None:
+        for source in CAPTURE_SOURCES:  # a bad gain is the caller's error, not the worker's
+            check_gain_db(settings.gain_db.get(source, 0.0))
         self._settings = settings
-        self._open_source = open_source
+        self._capture_factory = capture_factory
         self._lock = threading.RLock()  # guards start/stop transitions and the subscriber list
-        self._subscribers: tuple[Subscription, ...] = ()  # replaced whole: the worker reads it lock-free
+        # Replaced whole, never mutated: the worker reads it without the lock.
+        self._subscribers: tuple[Subscription, ...] = ()
         self._worker: CaptureWorker | None = None
-        self._chain: MixChain | None = None
+        self._vad_wanted = False
         self._event_listeners: list[Callable[[AudioEvent], None]] = []
-        self.session_start_time: float | None = None
+        self._events: _EventDispatcher | None = None
+        # Not self._lock: the worker emits while the manager may hold that lock waiting
+        # for the worker to stop.
+        self._events_lock = threading.Lock()
 
     # -- pub/sub
 
     def subscribe(
         self, listener: Callable[[Frame], None], *, vad: bool = False, name: str = ""
     ) -> Subscription:
-        """Start receiving frames; the first subscriber starts capture.
+        """Start receiving frames (``listener(frame)`` on the subscription's own thread);
+        the first subscriber starts capture. ``vad=True`` turns the VAD on while this
+        subscription lasts.
 
         Raises DeviceError (and subscribes nothing) when a configured device cannot be
-        opened.
+        opened. A subscriber that joins a running session gets frames from then on.
         """
         with self._lock:
             subscription = Subscription(listener, vad, name, self._emit)
@@ -146,93 +223,133 @@ class AudioManager:
 
     @property
     def running(self) -> bool:
+        """True while capture runs (someone is subscribed)."""
         return self._worker is not None
+
+    @property
+    def session_start_time(self) -> float | None:
+        """Wall-clock time of frame 0 of the running session (None until the first sample)."""
+        worker = self._worker
+        return worker.start_time if worker is not None else None
 
     # -- live controls (any thread)
 
     def levels(self) -> dict[str, SourceLevels]:
-        """Latest levels of "mic", "system" and "mix": cheap, safe from any thread."""
+        """Latest levels of "mic", "system" and "mix": a cheap copy, safe from any thread
+        (all STOPPED while not capturing)."""
         worker = self._worker
-        if worker is not None:
-            return worker.levels()
-        return {name: SourceLevels(source=name) for name in (*CAPTURE_SOURCES, "mix")}
+        return dict(worker.levels()) if worker is not None else stopped_levels()
 
     def set_gain_db(self, source: str, gain_db: float) -> None:
+        """Gain of "mic" or "system" in dB (-inf .. +12); ConfigError otherwise."""
+        self._check_source(source)
+        check_gain_db(gain_db)
         self._settings.gain_db[source] = gain_db
         self._on_chain(lambda chain: chain.set_gain_db(source, gain_db))
 
     def set_muted(self, source: str, muted: bool) -> None:
+        """Mute "mic" or "system" in the mix (its health is still watched)."""
+        self._check_source(source)
         self._settings.muted[source] = muted
         self._on_chain(lambda chain: chain.set_muted(source, muted))
 
     def set_normalize(self, enabled: bool) -> None:
+        """Slow AGC on or off (the limiter always stays on)."""
         self._settings.normalize = enabled
         self._on_chain(lambda chain: chain.set_normalize(enabled))
 
     def set_device(self, source: str, device_id: str | None) -> None:
-        """Switch a source to another device (or none) without stopping the session."""
-        setattr(self._settings, f"{source}_device_id", device_id)
+        """Switch "mic" or "system" to another device (or none) without stopping the
+        session. A failure to open arrives as an "error" event; the device is then
+        opened as soon as it is listed."""
+        self._check_source(source)
         with self._lock:
+            setattr(self._settings, f"{source}_device_id", device_id)
             if self._worker is not None:
                 self._worker.set_device(source, device_id)
 
     def add_event_listener(self, callback: Callable[[AudioEvent], None]) -> None:
-        """``callback`` runs on the pipeline worker thread (or a delivery thread): keep it
-        short and hand over to your own thread (the GUI uses a Qt signal)."""
+        """Get every :class:`AudioEvent`. ``callback`` runs on the ``meetcap-audio-events``
+        thread, one event at a time, in order: keep it short and hand over to your own
+        thread (the GUI emits a Qt signal)."""
         self._event_listeners.append(callback)
 
     def close(self) -> None:
+        """Unsubscribe everyone (capture stops) and end the event thread."""
         for subscription in list(self._subscribers):
             self.unsubscribe(subscription)
+        with self._events_lock:
+            events, self._events = self._events, None
+        if events is not None:
+            events.close()
 
     # -- internals
 
-    def _start(self) -> None:
-        self.session_start_time = time.time()
+    @staticmethod
+    def _check_source(source: str) -> None:
+        if source not in CAPTURE_SOURCES:
+            raise ConfigError(f"unknown audio source {source!r}: use one of {CAPTURE_SOURCES}")
+
+    def _make_chain(self, start_time: float) -> MixChain:
+        """The chain, built on the worker thread from the settings as they are now."""
+        settings = self._settings
         chain = MixChain(
-            start_time=self.session_start_time,
-            normalize=self._settings.normalize,
-            vad_model_path=self._settings.vad_model_path,
-            silent_after_s=self._settings.silent_after_s,
+            start_time=start_time,
+            normalize=settings.normalize,
+            vad_model_path=settings.vad_model_path,
+            silent_after_s=settings.silent_after_s,
         )
         for source in CAPTURE_SOURCES:
-            chain.set_gain_db(source, self._settings.gain_db.get(source, 0.0))
-            chain.set_muted(source, self._settings.muted.get(source, False))
+            chain.set_gain_db(source, settings.gain_db.get(source, 0.0))
+            chain.set_muted(source, settings.muted.get(source, False))
+        if self._vad_wanted:
+            try:
+                chain.set_vad(True)
+            except ModelError as exc:  # frames flow without speech marks; the user is told
+                self._emit(AudioEvent(EVENT_ERROR, SOURCE_VAD, str(exc), exception=exc))
+        return chain
+
+    def _start(self) -> None:
         worker = CaptureWorker(
-            chain, self._settings.device_ids(), self._publish, self._emit, self._open_source
+            self._make_chain, self._settings.device_ids(), self._publish, self._emit,
+            self._capture_factory,
         )
         try:
             worker.open_all()
         except BaseException:
-            worker.stop_unstarted()
+            worker.close_all()
             raise
-        self._chain, self._worker = chain, worker
+        self._worker = worker
         worker.start()
 
     def _stop(self) -> None:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop()
-        self._chain = None
 
     def _apply_vad(self) -> None:
         wanted = any(s.vad for s in self._subscribers)
-        self._on_chain(lambda chain: chain.set_vad(wanted) if chain.vad_enabled != wanted else None)
+        if wanted != self._vad_wanted:
+            self._vad_wanted = wanted
+            self._on_chain(lambda chain: chain.set_vad(wanted))
 
     def _on_chain(self, fn: Callable[[MixChain], None]) -> None:
-        worker, chain = self._worker, self._chain
-        if worker is not None and chain is not None:
-            worker.call(lambda: fn(chain))
+        worker = self._worker
+        if worker is not None:
+            worker.on_chain(fn)
 
     def _publish(self, frames: list[Frame]) -> None:
         subscribers = self._subscribers
         for frame in frames:
             for subscription in subscribers:
-                subscription.put(frame)
+                subscription.deliver(frame)
 
     def _emit(self, event: AudioEvent) -> None:
-        for callback in list(self._event_listeners):
-            try:
-                callback(event)
-            except Exception:  # noqa: BLE001
-                log.exception("audio event listener failed")
+        events = self._events
+        if events is None:
+            with self._events_lock:
+                if self._events is None:
+                    self._events = _EventDispatcher(self._event_listeners)
+                events = self._events
+        if not events.put(event):
+            log.warning("audio event dropped (event listeners are stuck): %s", event.message)

@@ -6,6 +6,12 @@ never stalls, whatever the devices do), and hands frames and levels to the manag
 also watches each source: a lost device is closed and marked, and reopened when it
 comes back, while the other source and the timeline carry on.
 
+The timeline starts with the first captured sample (PulseAudio's ALSA plugin takes
+about a second to deliver anything), so frame 0 holds the first audio, and
+``--seconds 3`` means three seconds of captured audio. If no device delivers within
+``STARTUP_GRACE_S`` the timeline starts anyway (a silent WASAPI loopback delivers
+nothing) and the mixer fills silence.
+
 Other threads talk to it only through :meth:`CaptureWorker.call`, which queues a
 function to run on the worker between ticks; nothing in the chain is shared.
 """
@@ -17,59 +23,86 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from meetcap.audio.capture import SourceCapture
+from meetcap.audio.capture import STARTUP_GRACE_S, Capture, make_capture
 from meetcap.audio.devices import AudioDevice, find_device, list_devices
+from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, SAMPLE_RATE_HZ
 from meetcap.dsp.chain import MixChain
-from meetcap.errors import DeviceError, MeetcapError
+from meetcap.errors import DeviceError, MeetcapError, ModelError
 from meetcap.frames import Frame
 from meetcap.levels import Health, SourceLevels
 
 TICK_S = 0.02
-# How often the worker asks the OS which devices exist: to notice one that vanished
-# (PulseAudio moves the stream of a removed source to the default source, so the stream
-# itself keeps delivering, just from the wrong device) and to reopen one that came back.
-DEVICE_CHECK_EVERY_S = 1.0
+# A wanted device that is listed but failed to open is tried again this often.
+REOPEN_EVERY_S = 2.0
+# Without OS change notifications (or if they are missed) the list is read this often.
+DEVICE_POLL_S = 1.0
+
+# AudioEvent kinds.
+EVENT_HEALTH = "health"  # a source's (or the mix's) health changed: see ``health``
+EVENT_DEVICE_LOST = "device_lost"  # a device vanished or stopped delivering
+EVENT_DEVICE_RESTORED = "device_restored"  # a lost device is capturing again
+EVENT_DEVICE_SWITCHED = "device_switched"  # set_device() opened the new device
+EVENT_ERROR = "error"  # something failed: ``exception`` holds it (ModelError, DeviceError...)
+SOURCE_VAD = "vad"  # the ``source`` of VAD errors
 
 
 @dataclass(frozen=True, slots=True)
 class AudioEvent:
-    """Something a person should hear about: ``kind`` is "health", "device_lost",
-    "device_restored" or "error"; ``source`` is "mic", "system", "mix" or None."""
+    """Something a person should hear about.
+
+    ``kind`` is one of the EVENT_* names above; ``source`` is "mic", "system", "mix",
+    "vad" or None; ``message`` is a sentence fit to show; ``health`` is set for health,
+    loss and restore events; ``exception`` for errors (e.g. a ModelError when the VAD
+    model cannot be loaded: frames keep flowing, marked speech=False).
+    """
 
     kind: str
     source: str | None
     message: str
     health: Health | None = None
+    exception: BaseException | None = None
+
+
+def stopped_levels() -> dict[str, SourceLevels]:
+    """Levels before capture starts: every source STOPPED."""
+    return {name: SourceLevels(source=name) for name in (*CAPTURE_SOURCES, "mix")}
 
 
 class CaptureWorker:
-    """Owns the captures and the chain while a session runs. Start/stop via the manager."""
+    """Owns the captures and the chain while a session runs. Driven by the manager:
+    ``open_all`` (raises DeviceError), then ``start``; ``stop`` ends it."""
 
     def __init__(
         self,
-        chain: MixChain,
+        make_chain: Callable[[float], MixChain],
         device_ids: dict[str, str | None],
         on_frames: Callable[[list[Frame]], None],
         on_event: Callable[[AudioEvent], None],
-        open_source: Callable[[AudioDevice], SourceCapture] = SourceCapture,
+        capture_factory: Callable[[AudioDevice], Capture] = make_capture,
     ) -> None:
-        self._chain = chain
+        self._make_chain = make_chain
         self._device_ids = dict(device_ids)
         self._on_frames = on_frames
         self._on_event = on_event
-        self._open_source = open_source
-        self._captures: dict[str, SourceCapture | None] = {s: None for s in CAPTURE_SOURCES}
+        self._capture_factory = capture_factory
+        self._captures: dict[str, Capture | None] = {s: None for s in CAPTURE_SOURCES}
+        self._lost: set[str] = set()  # sources whose device is lost (reopened when back)
+        self._chain: MixChain | None = None
         self._calls: list[Callable[[], None]] = []
         self._calls_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="meetcap-pipeline", daemon=True)
-        self._levels: dict[str, SourceLevels] = chain.levels()
+        self._levels: dict[str, SourceLevels] = stopped_levels()
         self._last_health: dict[str, Health] = {}
-        self._next_device_check = 0.0
-        self._t0 = 0.0
+        self._watcher = DeviceWatcher(interval_s=DEVICE_POLL_S)
+        self._seen_generation = 0
+        self._next_reopen = 0.0
+        self._opened_at = 0.0
+        self._t0 = 0.0  # time.monotonic() of timeline sample 0
+        self.start_time: float | None = None  # time.time() of timeline sample 0
 
-    # -- control (any thread)
+    # -- control (the manager's thread)
 
     def open_all(self) -> None:
         """Open every configured source; DeviceError names the first that fails."""
@@ -78,16 +111,16 @@ class CaptureWorker:
             if device_id:
                 self._open(source, find_device(device_id, devices))
 
-    def stop_unstarted(self) -> None:
-        """Close whatever ``open_all`` opened before it failed."""
-        for source in list(self._captures):
-            capture = self._captures[source]
+    def close_all(self) -> None:
+        """Close whatever ``open_all`` opened (when it failed, or ``start`` never ran)."""
+        for source in CAPTURE_SOURCES:
+            capture, self._captures[source] = self._captures[source], None
             if capture is not None:
                 capture.close()
-                self._captures[source] = None
 
     def start(self) -> None:
-        self._t0 = time.monotonic()
+        self._opened_at = time.monotonic()
+        self._watcher.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -101,31 +134,55 @@ class CaptureWorker:
         with self._calls_lock:
             self._calls.append(fn)
 
+    def on_chain(self, fn: Callable[[MixChain], None]) -> None:
+        """Run ``fn(chain)`` on the worker thread, once the chain exists (a setting made
+        before then is in the settings the chain is built from)."""
+        self.call(lambda: fn(self._chain) if self._chain is not None else None)
+
     def levels(self) -> dict[str, SourceLevels]:
         return self._levels  # replaced whole each tick: readers never see a half update
 
     def set_device(self, source: str, device_id: str | None) -> None:
         def switch() -> None:
             self._close(source)
+            self._lost.discard(source)
             self._device_ids[source] = device_id
-            self._next_device_check = 0.0  # look for it at once
+            if device_id is None:
+                return
+            try:
+                # A fresh listing (not the watcher's): the person may have just plugged it in.
+                device = find_device(device_id)
+                self._open(source, device)
+            except DeviceError as exc:
+                self._lost.add(source)  # opened as soon as it shows up
+                if self._chain is not None:
+                    self._chain.mark_lost(source)
+                self._emit(EVENT_ERROR, source, str(exc), Health.LOST, exc)
+                return
+            self._emit(EVENT_DEVICE_SWITCHED, source, f"capturing from {device.name}", Health.OK)
 
         self.call(switch)
 
     # -- worker thread
 
+    def _emit(self, kind: str, source: str | None, message: str,
+              health: Health | None = None, exception: BaseException | None = None) -> None:
+        self._on_event(AudioEvent(kind, source, message, health, exception))
+
     def _open(self, source: str, device: AudioDevice) -> None:
-        capture = self._open_source(device)
+        capture = self._capture_factory(device)
         capture.open()
         self._captures[source] = capture
-        self._chain.add_source(source, device.rate_hz, device.channels)
+        if self._chain is not None:
+            self._chain.add_source(source, device.rate_hz, device.channels)
 
     def _close(self, source: str) -> None:
-        capture = self._captures.get(source)
-        if capture is not None:
+        capture, self._captures[source] = self._captures.get(source), None
+        if capture is None:
+            return
+        capture.close()  # first: the ring then holds everything the device delivered
+        if self._chain is not None:
             self._chain.push(source, capture.read())
-            capture.close()
-            self._captures[source] = None
             self._chain.remove_source(source)
 
     def _run(self) -> None:
@@ -133,14 +190,14 @@ class CaptureWorker:
             while not self._stop.wait(TICK_S):
                 self._tick()
             self._tick()
-            self._publish(self._chain.finish())
+            if self._chain is not None:
+                self._publish(self._chain.finish())
         except Exception as exc:  # noqa: BLE001 - reported, never swallowed
-            self._on_event(AudioEvent("error", None, f"audio pipeline stopped: {exc}"))
+            self._emit(EVENT_ERROR, None, f"audio capture stopped: {exc}", exception=exc)
         finally:
-            for source in list(self._captures):
-                capture = self._captures[source]
-                if capture is not None:
-                    capture.close()
+            self._watcher.stop()
+            self.close_all()
+            self._levels = stopped_levels()
 
     def _tick(self) -> None:
         with self._calls_lock:
@@ -148,9 +205,14 @@ class CaptureWorker:
         for fn in calls:
             try:
                 fn()
-            except MeetcapError as exc:
-                self._on_event(AudioEvent("error", None, str(exc)))
+            except MeetcapError as exc:  # e.g. ModelError from set_vad: reported, capture goes on
+                source = SOURCE_VAD if isinstance(exc, ModelError) else None
+                self._emit(EVENT_ERROR, source, str(exc), exception=exc)
         now = time.monotonic()
+        if self._chain is None and not self._begin(now):
+            self._check_devices(now)
+            return
+        assert self._chain is not None
         for source, capture in self._captures.items():
             if capture is None:
                 continue
@@ -158,54 +220,79 @@ class CaptureWorker:
             self._chain.set_overruns(source, capture.overruns)
             if capture.is_lost(now):
                 self._lose(source, f"{capture.device.name} stopped delivering audio")
-        if now >= self._next_device_check:
-            self._next_device_check = now + DEVICE_CHECK_EVERY_S
-            self._check_devices()
+                self._watcher.wake()  # gone from the list too? find out now
+        self._check_devices(now)
         due = int((now - self._t0) * SAMPLE_RATE_HZ) - self._chain.samples_rendered
         if due > 0:
             try:
                 self._publish(self._chain.render(due))
             except MeetcapError as exc:  # the VAD failed: frames keep flowing without it
-                self._on_event(AudioEvent("error", SOURCE_VAD, str(exc)))
+                self._emit(EVENT_ERROR, SOURCE_VAD, str(exc), exception=exc)
         self._levels = self._chain.levels()
         self._report_health()
+
+    def _begin(self, now: float) -> bool:
+        """Start the timeline at the first captured sample (or after the grace time)."""
+        open_captures = [c for c in self._captures.values() if c is not None]
+        backlog = max((c.pending_frames() / c.device.rate_hz for c in open_captures),
+                      default=0.0)
+        if open_captures and backlog == 0.0 and now - self._opened_at < STARTUP_GRACE_S:
+            return False
+        self._t0 = now - backlog
+        self.start_time = time.time() - backlog
+        self._chain = self._make_chain(self.start_time)
+        for source, capture in self._captures.items():
+            if capture is not None:
+                self._chain.add_source(source, capture.device.rate_hz, capture.device.channels)
+        for source in self._lost:
+            self._chain.mark_lost(source)
+        return True
 
     def _lose(self, source: str, why: str) -> None:
         """End one source: the timeline goes on with silence in its place."""
         self._close(source)
-        self._chain.mark_lost(source)
-        self._on_event(
-            AudioEvent("device_lost", source, f"{why} (unplugged?); the other source keeps "
-                       "recording, and this one resumes when the device returns", Health.LOST)
+        self._lost.add(source)
+        if self._chain is not None:
+            self._chain.mark_lost(source)
+        self._emit(
+            EVENT_DEVICE_LOST, source,
+            f"{why} (unplugged?); the other source keeps recording, and this one resumes "
+            "when the device returns", Health.LOST,
         )
 
-    def _check_devices(self) -> None:
+    def _check_devices(self, now: float) -> None:
         """Mark sources whose device vanished as lost; reopen lost ones that came back."""
-        try:
-            devices = list_devices()
-        except DeviceError:
+        generation = self._watcher.generation
+        changed = generation != self._seen_generation
+        if not changed and now < self._next_reopen:
             return
-        present = {d.id for d in devices}
+        self._seen_generation = generation
+        self._next_reopen = now + REOPEN_EVERY_S
+        if generation == 0:
+            return  # no listing yet
+        present = {d.id: d for d in self._watcher.devices}
         for source, capture in list(self._captures.items()):
             if capture is not None and capture.device.id not in present:
                 self._lose(source, f"{capture.device.name} was removed")
-        wanted = [s for s, c in self._captures.items() if c is None and self._device_ids.get(s)]
-        for source in wanted:
-            try:
-                self._open(source, find_device(self._device_ids[source], devices))
-            except DeviceError:
+        for source in CAPTURE_SOURCES:
+            device_id = self._device_ids.get(source)
+            if self._captures[source] is not None or not device_id or device_id not in present:
                 continue
-            self._on_event(AudioEvent("device_restored", source, "capturing again", Health.OK))
+            try:
+                self._open(source, present[device_id])
+            except DeviceError:
+                continue  # listed but not openable yet: tried again in REOPEN_EVERY_S
+            if source in self._lost:
+                self._lost.discard(source)
+                self._emit(EVENT_DEVICE_RESTORED, source,
+                           f"{present[device_id].name} is back; capturing again", Health.OK)
 
     def _report_health(self) -> None:
         for name, levels in self._levels.items():
             if self._last_health.get(name) is not levels.health:
                 self._last_health[name] = levels.health
-                self._on_event(AudioEvent("health", name, levels.health.value, levels.health))
+                self._emit(EVENT_HEALTH, name, levels.health.value, levels.health)
 
     def _publish(self, frames: list[Frame]) -> None:
         if frames:
             self._on_frames(frames)
-
-
-SOURCE_VAD = "vad"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from meetcap.audio.devices import list_devices
+from meetcap.audio.devices import list_devices, loopback_guidance
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -15,17 +15,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Print the devices (marking defaults), or a JSON list with ``--json``: one object
+    per device with id, name, kind ("mic" | "loopback"), default, host_api, rate_hz,
+    channels."""
     devices = list_devices()
     if args.json:
         print(json.dumps([d.to_json() for d in devices], indent=2))
         return 0
     if not devices:
         print("No capture devices found.")
-        return 0
     for kind, title in (("mic", "Microphones"), ("loopback", "System audio (loopback)")):
         print(f"{title}:")
         for d in (d for d in devices if d.kind == kind):
             mark = "*" if d.default else " "
             print(f" {mark} {d.name}\n      id: {d.id}  ({d.rate_hz} Hz, {d.channels} ch)")
     print("* = system default. Pass an id to `meetcap record --mic ID --system ID`.")
+    guidance = loopback_guidance(devices)
+    if guidance:
+        print(f"\n{guidance}")
     return 0

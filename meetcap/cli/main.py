@@ -1,11 +1,17 @@
-"""`meetcap` entry point: no subcommand launches the app."""
+"""`meetcap` entry point: no subcommand launches the app; `devices` and `record` are
+headless. Also run by ``python -m meetcap``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from meetcap import __version__
 from meetcap.errors import MeetcapError
+
+EXIT_OK = 0
+EXIT_NO_APP = 1  # the desktop app cannot start here
+EXIT_ERROR = 2  # a MeetcapError: bad device, bad setting, unwritable file...
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="meetcap",
-        description="Capture your microphone and the meeting's system audio as speech-ready audio.",
+        description="Capture your microphone and the meeting's system audio as speech-ready "
+                    "audio. Without a command, the desktop app starts.",
     )
+    parser.add_argument("--version", action="version", version=f"meetcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{devices,record}")
     devices.add_parser(sub)
     record.add_parser(sub)
@@ -22,16 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code (0 ok, 2 on a MeetcapError,
+    whose message is printed without a traceback)."""
     args = build_parser().parse_args(argv)
     if args.command is None:
-        try:
-            from meetcap.gui.app import main as gui_main
-        except ImportError as exc:
-            print(f"meetcap: the desktop app cannot start: {exc}", file=sys.stderr)
-            return 1
-        return gui_main([])
+        return _run_app()
     try:
         return args.run(args)
     except MeetcapError as exc:
         print(f"meetcap: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C outside `record`'s own handling (e.g. while listing)
+        return 130
+
+
+def _run_app() -> int:
+    try:
+        from meetcap.gui.app import main as gui_main
+    except ModuleNotFoundError as exc:
+        if exc.name in ("meetcap.gui", "meetcap.gui.app"):
+            print("meetcap: this installation has no desktop app; use `meetcap devices` and "
+                  "`meetcap record` (see `meetcap --help`)", file=sys.stderr)
+        else:
+            print(f"meetcap: the desktop app cannot start: {exc}. Reinstall meetcap "
+                  "(the app needs PySide6-Essentials)", file=sys.stderr)
+        return EXIT_NO_APP
+    return int(gui_main() or 0)  # meetcap.gui.app.main() -> exit code (or None)

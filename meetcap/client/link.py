@@ -34,6 +34,7 @@ from meetcap.client.config import StreamerConfig
 from meetcap.client.outcomes import Outcome, from_close, from_http_status
 from meetcap.client.spool import SpoolSession
 from meetcap.client.status import State
+from meetcap.constants import FRAME_MS
 from meetcap.errors import ProtocolError, StorageError
 from meetcap.protocol import (
     Ack,
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 _READ_BATCH = 32  # spool records read per pread while catching up (100 KB)
 _RTT_SMOOTHING = 0.2  # weight of the newest sample in the moving average
 _QUICK_FAILURES_WORTH_SAYING = 3
+_FLOOD_MARGIN_MS = 300  # stay this far inside the server's flood limit once it is known
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,11 @@ class SessionLink:
         self._last_progress = 0.0
         self._outstanding_since = 0.0
         self._sent_at: collections.deque[tuple[int, float]] = collections.deque()
+        # The server's flood rule, learnt from a rate_limited refusal: (monotonic time,
+        # audio ms it allowed then). The rule is fixed per session, so it holds across
+        # reconnects; see _flood_wait_s.
+        self._refused_at: tuple[float, int] | None = None  # (monotonic, excess_ms)
+        self._audio_limit: tuple[float, float] | None = None
 
     # -- called on the loop thread (via call_soon_threadsafe from other threads)
 
@@ -225,8 +232,11 @@ class SessionLink:
                 compression=None,  # audio does not compress; deflate costs memory per link
                 max_size=MAX_TEXT_BYTES,  # the server sends only small JSON
                 open_timeout=cfg.open_timeout_s,
-                ping_interval=cfg.ack_timeout_s,
-                ping_timeout=cfg.ack_timeout_s,
+                # Pings keep NAT and proxies from timing out an idle link, but must not
+                # judge liveness: while the server paces a catch-up by reading slowly, a
+                # ping waits behind megabytes of audio. The ack watchdog judges instead.
+                ping_interval=20.0,
+                ping_timeout=None,
                 close_timeout=1.0,
             ) as ws:
                 opened_at = time.monotonic()
@@ -240,8 +250,9 @@ class SessionLink:
             outcome = Outcome("retry", f"cannot reach the server at {cfg.url}: {detail}")
         except StorageError as exc:
             outcome = Outcome("fatal", str(exc))
-        lifetime = time.monotonic() - opened_at if opened_at is not None else 0.0
-        self._backoff.record(ConnectionSpan(opened_at is not None, self._welcomed, lifetime))
+        if outcome.kind == "retry":  # only a retry needs a delay
+            lifetime = time.monotonic() - opened_at if opened_at is not None else 0.0
+            self._backoff.record(ConnectionSpan(opened_at is not None, self._welcomed, lifetime))
         return outcome
 
     async def _converse(self, ws: WebSocket) -> Outcome:
@@ -281,6 +292,8 @@ class SessionLink:
                         return await self._on_ended(msg)
                     elif isinstance(msg, Error):
                         self._error = msg  # the close that follows carries its code
+                        if msg.code == "rate_limited" and msg.retry_after_ms is not None:
+                            self._refused_at = (time.monotonic(), msg.retry_after_ms)
                     elif isinstance(msg, GoingAway):
                         self._going_away = msg
         except ConnectionClosed:
@@ -338,6 +351,16 @@ class SessionLink:
         # server still accepts until the new one is used).
         await asyncio.to_thread(self.session.set_session, welcome.session_id, welcome.resume_token)
         self.session.ack(welcome.acked)
+        if self._refused_at is not None:
+            # The refused frame was the first one not stored: welcome.acked + 1.
+            refused_t, excess_ms = self._refused_at
+            self._refused_at = None
+            allowed_ms = (welcome.acked + 2) * FRAME_MS - excess_ms
+            self._audio_limit = (refused_t, allowed_ms)
+            log.info(
+                "session %s: audio captured while offline is ahead of the server's clock; "
+                "sending it at real-time pace", welcome.session_id,
+            )
         self._welcomed = True
         now = time.monotonic()
         self._last_progress = now
@@ -404,6 +427,11 @@ class SessionLink:
                             f"spooled frame {cursor} in {session.dir} is damaged on disk "
                             f"({exc}); it cannot be delivered"
                         ) from exc
+                    wait_s = self._flood_wait_s(message.seq)
+                    if wait_s > 0:
+                        await asyncio.sleep(wait_s)
+                        if conn.state is not ClientState.STREAMING:
+                            return
                     now = time.monotonic()
                     if conn.highest_sent <= conn.acked:
                         self._outstanding_since = now  # the ack clock starts now
@@ -421,6 +449,20 @@ class SessionLink:
                 await ws.send(conn.end(session.last_seq))
                 return
             await self._wake.wait()
+
+    def _flood_wait_s(self, seq: int) -> float:
+        """How long frame ``seq`` must wait so the server's flood rule accepts it.
+
+        The server refuses audio that runs ahead of its clock for the session (4009). A
+        live client never does, but audio captured while the server was unreachable,
+        longer than the server's offline grace, stays ahead for the whole meeting:
+        without pacing, every frame of it would cost a refusal and a reconnect.
+        """
+        if self._audio_limit is None:
+            return 0.0
+        learnt_at, allowed_ms = self._audio_limit
+        allowed_ms += (time.monotonic() - learnt_at) * 1000 - _FLOOD_MARGIN_MS
+        return max(0.0, ((seq + 1) * FRAME_MS - allowed_ms) / 1000)
 
     async def _watchdog(self, ws: WebSocket, conn: ClientConnection, hello_sent_at: float) -> None:
         """Drop a connection that stopped answering, so the link reconnects.

@@ -136,6 +136,8 @@ class ServerConnection:
                 return [self._violation(CloseCode.HELLO_REQUIRED, "hello may be sent only once")]
             self.state = ServerState.HELLO_PENDING
             return [HelloReceived(message)]
+        if self.state is ServerState.ENDING:
+            return [self._violation(CloseCode.BAD_MESSAGE, "nothing may follow end")]
         if self.state is not ServerState.STREAMING:
             return [self._violation(CloseCode.HELLO_REQUIRED, "the first message must be hello")]
         if isinstance(message, End):

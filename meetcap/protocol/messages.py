@@ -9,6 +9,7 @@ anything malformed, so a receiver can answer with the documented close code.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Union
@@ -165,8 +166,15 @@ def _validate(message: Message) -> None:
             _check_str("resume_token", message.resume_token, _TOKEN_PATTERN)
         elif message.resume_token is not None:
             raise _bad("a resume_token needs the session_id it belongs to")
-        if isinstance(message.started_at, bool) or not isinstance(message.started_at, (int, float)):
-            raise _bad("field 'started_at' must be a number (seconds since the epoch)")
+        started_at = message.started_at
+        # json.loads accepts NaN and Infinity, which no clock reads.
+        if (
+            isinstance(started_at, bool)
+            or not isinstance(started_at, (int, float))
+            or not math.isfinite(started_at)
+            or started_at < 0
+        ):
+            raise _bad("field 'started_at' must be a number >= 0 (seconds since the epoch)")
         _check_str("client", message.client)
         if message.format != AUDIO_FORMAT:
             raise _bad(f"audio format must be {AUDIO_FORMAT}, got {message.format!r}")
@@ -204,6 +212,8 @@ def decode_message(text: str | bytes) -> Message:
         body = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad(f"control message is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # "[[[[..." nested deeper than the parser's stack
+        raise _bad("control message is nested too deeply") from exc
     if not isinstance(body, dict):
         raise _bad("a control message must be a JSON object")
     kind = body.pop("type", None)

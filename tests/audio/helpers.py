@@ -1,4 +1,4 @@
-"""Helpers for the audio tests: collect frames, align signals."""
+"""Helpers for the audio tests: collect frames, a synthetic capture, align signals."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 import numpy as np
 import soxr
 
+from meetcap.audio.devices import AudioDevice
 from meetcap.audio.pipeline import AudioEvent
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.frames import Frame
@@ -50,6 +51,54 @@ class FrameCollector:
                 return True
             time.sleep(0.05)
         return False
+
+
+class SyntheticCapture:
+    """Stands in for a device capture, behind the same interface: delivers ``signal``
+    (mono float32 at the device's rate, looped; default a 440 Hz sine) in real time and
+    is never lost. For tests that open capture hundreds of times or need exact input.
+
+    Counts how many captures are open at once across the process, which must never
+    exceed one per source: two would mean a stop and a start overlapped.
+    """
+
+    lock = threading.Lock()
+    opened = 0
+    open_now = 0
+    most_open = 0
+
+    def __init__(self, device: AudioDevice, signal: np.ndarray | None = None) -> None:
+        self.device = device
+        self.overruns = 0
+        if signal is None:
+            t = np.arange(device.rate_hz) / device.rate_hz
+            signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        self._signal = signal
+        self._t0 = 0.0
+        self._delivered = 0
+
+    def open(self) -> None:
+        with SyntheticCapture.lock:
+            SyntheticCapture.opened += 1
+            SyntheticCapture.open_now += 1
+            SyntheticCapture.most_open = max(SyntheticCapture.most_open, SyntheticCapture.open_now)
+        self._t0 = time.monotonic()
+
+    def pending_frames(self) -> int:
+        return max(int((time.monotonic() - self._t0) * self.device.rate_hz) - self._delivered, 0)
+
+    def read(self) -> np.ndarray:
+        positions = np.arange(self._delivered, self._delivered + self.pending_frames())
+        self._delivered += len(positions)
+        block = self._signal[positions % len(self._signal)]
+        return np.repeat(block[:, None], self.device.channels, axis=1).astype(np.float32)
+
+    def is_lost(self, now: float) -> bool:
+        return False
+
+    def close(self) -> None:
+        with SyntheticCapture.lock:
+            SyntheticCapture.open_now -= 1
 
 
 def to_16k(samples: np.ndarray, rate_hz: int) -> np.ndarray:

@@ -12,97 +12,87 @@ import random
 import threading
 import time
 
-import numpy as np
-
-from meetcap.audio.devices import AudioDevice
 from meetcap.audio.manager import AudioManager, CaptureSettings
+from tests.audio.helpers import SyntheticCapture
 from tests.support.pulse import MIC_ID
 
 
-class SyntheticCapture:
-    """Stands in for SourceCapture: delivers a 440 Hz sine in real time, never lost."""
-
-    opened = 0
-    open_now = 0
-    lock = threading.Lock()
-
-    def __init__(self, device: AudioDevice) -> None:
-        self.device = device
-        self.overruns = 0
-        self._t0 = 0.0
-        self._delivered = 0
-
-    def open(self) -> None:
-        with SyntheticCapture.lock:
-            SyntheticCapture.opened += 1
-            SyntheticCapture.open_now += 1
-        self._t0 = time.monotonic()
-
-    def read(self) -> np.ndarray:
-        due = int((time.monotonic() - self._t0) * self.device.rate_hz) - self._delivered
-        n = np.arange(self._delivered, self._delivered + max(due, 0))
-        self._delivered += len(n)
-        block = 0.3 * np.sin(2 * np.pi * 440 * n / self.device.rate_hz)
-        return np.repeat(block[:, None], self.device.channels, axis=1).astype(np.float32)
-
-    def is_lost(self, now: float | None = None) -> bool:
-        return False
-
-    def close(self) -> None:
-        with SyntheticCapture.lock:
-            SyntheticCapture.open_now -= 1
-
-
 def test_racing_subscribers_never_lose_the_audio_of_a_live_subscriber_synthetic_capture(pulse):
-    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), open_source=SyntheticCapture)
+    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), capture_factory=SyntheticCapture)
+    SyntheticCapture.most_open = SyntheticCapture.opened = 0
     # One long-lived consumer (the "ambient session") must receive frames throughout,
-    # while other consumers (the "badge") start and stop as fast as they can.
+    # while other consumers (the "badge") start and stop as fast as they can, from
+    # several threads; every few rounds a churner stays for half a second, and must get
+    # frames in that time, gapless.
     steady: list[int] = []
-    steady_sub = None
     errors: list[BaseException] = []
+    long_lived: list[list[int]] = []
+    all_received: list[list[int]] = []
     stop = threading.Event()
 
     def churn(seed: int) -> None:
         rng = random.Random(seed)
         try:
-            while not stop.is_set():
+            for round_no in range(10_000):
+                if stop.is_set():
+                    break
                 received: list[int] = []
-                sub = manager.subscribe(lambda f: received.append(f.seq), name=f"churn{seed}")
-                time.sleep(rng.uniform(0, 0.03))
-                manager.unsubscribe(sub)
+                sub = manager.subscribe(lambda f, r=received: r.append(f.seq), name=f"churn{seed}")
+                stays = round_no % 8 == 7
+                time.sleep(0.5 if stays else rng.uniform(0, 0.03))
+                manager.unsubscribe(sub)  # returns once every frame was delivered
+                all_received.append(received)
+                if stays:
+                    long_lived.append(received)
+                time.sleep(rng.uniform(0, 0.06))  # now and then nobody is subscribed
         except BaseException as exc:  # noqa: BLE001 - reported by the assert below
             errors.append(exc)
 
     threads = [threading.Thread(target=churn, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)
+    time.sleep(2.0)  # churners alone: capture starts and stops again and again
+    sessions_alone = SyntheticCapture.opened
     steady_sub = manager.subscribe(lambda f: steady.append(f.seq), name="steady")
-    time.sleep(2.5)
+    running_throughout = True
+    for _ in range(30):
+        time.sleep(0.1)
+        running_throughout &= manager.running
     frames_mid = len(steady)
     time.sleep(1.0)
     stop.set()
     for t in threads:
         t.join()
     manager.unsubscribe(steady_sub)
+    manager.close()
     assert not errors
+    assert running_throughout, "capture never stopped while the steady subscriber was there"
     assert manager.running is False
     assert SyntheticCapture.open_now == 0, "the last unsubscribe closes the device"
+    assert SyntheticCapture.most_open == 1, "a stop and a start never overlapped"
     # The steady subscriber kept receiving, gapless, from one capture session.
     assert len(steady) - frames_mid >= 8, "frames kept flowing while others churned"
     assert steady == list(range(steady[0], steady[0] + len(steady)))
     assert len(steady) >= 30
+    # Every churner got a gapless run, and every one that stayed half a second got audio.
+    print(f"{len(all_received)} churning subscriptions, {sessions_alone} capture sessions")
+    assert len(all_received) > 50 and sessions_alone >= 5, "the churners really churned"
+    for received in filter(None, all_received):
+        assert received == list(range(received[0], received[0] + len(received)))
+    assert long_lived and all(len(r) >= 2 for r in long_lived), [len(r) for r in long_lived]
 
 
 def test_a_slow_listener_does_not_stall_the_others_synthetic_capture(pulse):
-    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), open_source=SyntheticCapture)
+    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), capture_factory=SyntheticCapture)
     fast: list[int] = []
     slow: list[int] = []
     sub_fast = manager.subscribe(lambda f: fast.append(f.seq), name="fast")
-    sub_slow = manager.subscribe(lambda f: (time.sleep(0.5), slow.append(f.seq)), name="slow")
-    time.sleep(2.0)
-    fast_during = len(fast)
+    sub_slow = manager.subscribe(lambda f: (time.sleep(0.25), slow.append(f.seq)), name="slow")
+    time.sleep(1.5)
+    fast_during, slow_during = len(fast), len(slow)
     manager.unsubscribe(sub_fast)
     manager.unsubscribe(sub_slow)  # waits until the slow one has had every frame
-    assert fast_during >= 15, "the fast listener got frames in real time"
+    manager.close()
+    assert fast_during >= 11, "the fast listener got frames in real time"
+    assert slow_during <= fast_during - 4, "the slow one really lagged behind"
     assert slow == list(range(len(slow))) and len(slow) >= fast_during, "nothing dropped"

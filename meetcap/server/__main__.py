@@ -1,0 +1,3 @@
+from meetcap.server.cli import main
+
+raise SystemExit(main())

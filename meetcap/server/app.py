@@ -1,0 +1,255 @@
+"""The meetcap server: websockets' asyncio server plus the parts every connection shares.
+
+Start it with ``server = await serve(config)`` on a running loop (the CLI does that);
+the desktop app runs one in a thread with :class:`meetcap.server.embedded.EmbeddedServer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from websockets.asyncio.server import Server, serve as ws_serve
+from websockets.asyncio.server import ServerConnection as WebSocket
+
+from meetcap.protocol import MAX_MESSAGE_BYTES, STREAM_PATH
+from meetcap.server.auth import Authenticator, handshake_checker
+from meetcap.server.config import ServerConfig
+from meetcap.server.flusher import Flusher
+from meetcap.server.handler import ConnectionHandler
+from meetcap.server.sink import LoggingSink, StoredBatch, call_sink
+from meetcap.server.state import StateStore, open_store
+from meetcap.server.storage import Batch, Storage
+
+log = logging.getLogger(__name__)
+
+_WATCH_INTERVAL_S = 0.5  # epoch watch (Redis) and keepalive checks
+_SHUTDOWN_TIMEOUT_S = 10.0
+
+
+class MeetcapServer:
+    """A listening server. Read :attr:`url` / :attr:`port`; stop with :meth:`shutdown`."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.sink = config.sink if config.sink is not None else LoggingSink()
+        self.flusher = Flusher(
+            config.flush_interval_ms / 1000, mode=config.fsync_mode,
+            threads=config.fsync_threads, data_dir=config.data_dir, on_stored=self._on_stored,
+        )
+        self.storage = Storage(config.data_dir, self.flusher)
+        self.store: StateStore = open_store(
+            config.data_dir, config.redis_url,
+            max_sessions_per_user=config.max_sessions_per_user,
+            new_sessions_per_minute=config.new_sessions_per_minute,
+            session_ttl_s=config.session_ttl_s,
+        )
+        self.auth = Authenticator(config.tokens)
+        self.handlers: set[ConnectionHandler] = set()
+        self.attachments: dict[str, ConnectionHandler] = {}
+        self._attach_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self.closing = False
+        self._ws_server: Server | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self.port = config.port
+
+    @property
+    def url(self) -> str:
+        host = self.config.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"ws://{shown}:{self.port}{STREAM_PATH}"
+
+    async def start(self) -> None:
+        """Prepare storage and state, then listen. Raises ConfigError / StorageError / OSError."""
+        if not self.config.tokens:
+            log.warning("no tokens configured: every connection will be refused with 401")
+        await asyncio.to_thread(self.storage.prepare)
+        await self.store.start()
+        self.flusher.start()
+        self._ws_server = await ws_serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            process_request=handshake_checker(
+                self.auth, self.config.allowed_origins, lambda: self.closing
+            ),
+            compression=None,  # audio does not compress; deflate costs memory per link
+            max_size=MAX_MESSAGE_BYTES,
+            # Our own keepalive (see _watch): a websockets ping waits behind the audio a
+            # paced catch-up has not read yet and would time out a healthy connection.
+            ping_interval=None,
+            close_timeout=2.0,
+            open_timeout=10.0,
+        )
+        self.port = self._ws_server.sockets[0].getsockname()[1]
+        self._watch_task = asyncio.create_task(self._watch(), name="meetcap-watch")
+        log.info(
+            "listening on %s (%s state, data in %s)", self.url,
+            "Redis" if self.config.redis_url else "embedded", self.config.data_dir,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _attach_lock_cm(self, session_id: str) -> AsyncIterator[None]:
+        lock = self._attach_locks[session_id]
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._attach_locks.pop(session_id, None)
+
+    def attach_lock(self, session_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Serialises attaches of one session in this process (the store serialises them
+        across processes), so the later epoch always registers last."""
+        return self._attach_lock_cm(session_id)
+
+    async def _handle(self, ws: WebSocket) -> None:
+        assert ws.request is not None
+        user = self.auth.user_for(ws.request.headers)
+        if user is None:  # process_request already refused it; belt and braces
+            await ws.close(1008, "unauthorized")
+            return
+        handler = ConnectionHandler(self, ws, user)
+        self.handlers.add(handler)
+        try:
+            await handler.run()
+        except Exception:
+            log.exception("connection of %s failed", user)
+            await ws.close(1011, "internal error")
+        finally:
+            self.handlers.discard(handler)
+
+    def _on_stored(self, batch: Batch) -> None:
+        meta = batch.writer.meta
+        call_sink(
+            self.sink, "frames_stored",
+            StoredBatch(meta.user, meta.session_id, batch.first_seq, batch.data,
+                        tuple(bool(f) for f in batch.flags)),
+        )
+
+    async def _watch(self) -> None:
+        """Every half second: keepalive pings for quiet connections; with Redis, take
+        over sessions another instance resumed, and refresh our connected-session leases."""
+        leases_at = 0.0
+        while True:
+            await asyncio.sleep(_WATCH_INTERVAL_S)
+            try:
+                self._keepalive()
+                if self.store.shared:
+                    await self._watch_epochs()
+                    now = time.monotonic()
+                    if now - leases_at >= 10.0:
+                        leases_at = now
+                        await self._refresh_leases()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the connection watch failed (will retry)")
+
+    def _keepalive(self) -> None:
+        now = time.monotonic()
+        idle_s = self.config.idle_timeout_s
+        for handler in list(self.handlers):
+            waiter = handler.ping_waiter
+            if waiter is not None and not waiter.done():
+                if now - handler.ping_sent_s > idle_s:
+                    log.info("session %s: no pong for %.0f s, dropping", handler.session_id, idle_s)
+                    handler.ws.transport.abort()
+                continue
+            if now - max(handler.last_receive_s, handler.ping_sent_s) > idle_s:
+                handler.ping_sent_s = now
+                asyncio.create_task(self._ping(handler))
+
+    @staticmethod
+    async def _ping(handler: ConnectionHandler) -> None:
+        try:
+            handler.ping_waiter = await handler.ws.ping()
+        except Exception:
+            pass  # the connection is closing anyway
+
+    async def _watch_epochs(self) -> None:
+        attached = dict(self.attachments)
+        if not attached:
+            return
+        epochs = await self.store.current_epochs(attached)
+        for session_id, handler in attached.items():
+            if epochs.get(session_id) != handler.epoch and self.attachments.get(session_id) is handler:
+                log.info("session %s was resumed on another instance", session_id)
+                await handler.take_over()
+
+    async def _refresh_leases(self) -> None:
+        by_user: dict[str, list[str]] = collections.defaultdict(list)
+        for session_id, handler in self.attachments.items():
+            by_user[handler.user].append(session_id)
+        await self.store.refresh_leases(by_user)
+
+    # ---------------------------------------------------------------- shutdown
+
+    def request_shutdown(self) -> None:
+        """Start a graceful shutdown (safe from a signal handler on the loop thread)."""
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.create_task(self.shutdown())
+
+    async def shutdown(self) -> None:
+        """Stop listening; for every connection store what arrived, ack it, send
+        going_away and close with 1012; then stop storage and state."""
+        if self.closing:
+            await self._closed.wait()
+            return
+        self.closing = True
+        try:
+            if self._ws_server is not None:
+                self._ws_server.close(close_connections=False)
+            handlers = list(self.handlers)
+            if handlers:
+                done, pending = await asyncio.wait(
+                    [asyncio.create_task(h.go_away()) for h in handlers],
+                    timeout=_SHUTDOWN_TIMEOUT_S,
+                )
+                for task in pending:
+                    task.cancel()
+            if self._ws_server is not None:
+                # Connections that did not finish their close handshake in time.
+                self._ws_server.close(close_connections=True)
+                try:
+                    await asyncio.wait_for(self._ws_server.wait_closed(), _SHUTDOWN_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    log.warning("some connections did not close in time")
+            if self._watch_task is not None:
+                self._watch_task.cancel()
+                await asyncio.gather(self._watch_task, return_exceptions=True)
+            await self.flusher.stop()
+            await self.store.close()
+            log.info("stopped")
+        finally:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Return once a shutdown has completed."""
+        await self._closed.wait()
+
+
+async def serve(config: ServerConfig) -> MeetcapServer:
+    """Start a server on the running loop and return it once it listens.
+
+    Raises ConfigError (bad settings, Redis unreachable), StorageError (data directory
+    not writable) or OSError (port taken).
+    """
+    server = MeetcapServer(config)
+    try:
+        await server.start()
+    except BaseException:
+        await server.flusher.stop()
+        with contextlib.suppress(Exception):
+            await server.store.close()
+        raise
+    return server
+
+
+__all__ = ["MeetcapServer", "serve"]

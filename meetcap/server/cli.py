@@ -1,0 +1,155 @@
+"""``meetcap-server``: the command line of the meetcap streaming server.
+
+Prints ``meetcap-server listening on ws://HOST:PORT/v1/stream`` (flushed) once it
+listens, so scripts and tests can start it with ``--port 0`` and read the real port.
+SIGTERM / SIGINT shut it down gracefully (going_away + close 1012 to every client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from meetcap.errors import ConfigError, StorageError
+from meetcap.server.config import TOKENS_ENV, ServerConfig, default_data_dir, load_tokens
+
+LISTENING_PREFIX = "meetcap-server listening on "
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ServerConfig.__dataclass_fields__
+    d = {name: f.default for name, f in defaults.items()}
+    parser = argparse.ArgumentParser(
+        prog="meetcap-server",
+        description="Receive meetcap audio streams over WebSocket and store each session "
+        "as one gapless WAV file with a JSON sidecar (spec: docs/protocol.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default=d["host"], help="address to listen on")
+    net.add_argument("--port", type=int, default=d["port"], help="port (0: pick a free one)")
+    net.add_argument(
+        "--allowed-origin", action="append", default=[], metavar="ORIGIN",
+        help="a browser Origin allowed to connect (repeatable); when given, other origins "
+        "get HTTP 403; clients without Origin (desktop) are always allowed",
+    )
+    auth = parser.add_argument_group("auth")
+    auth.add_argument(
+        "--tokens-file", action="append", default=[], type=Path, metavar="FILE",
+        help=f"file of '<user> <token>' lines (repeatable); {TOKENS_ENV}='user:token,...' "
+        "adds more",
+    )
+    store = parser.add_argument_group("storage and state")
+    store.add_argument(
+        "--data-dir", type=Path, default=None,
+        help=f"where session audio and sidecars go (default: {default_data_dir()})",
+    )
+    store.add_argument(
+        "--redis", metavar="URL", default=None,
+        help="share session state in Redis (redis://host:port/db) between instances that "
+        "use the same --data-dir; without it the state is embedded in --data-dir",
+    )
+    store.add_argument("--flush-interval-ms", type=int, default=d["flush_interval_ms"],
+                       help="shortest time between two write+fsync rounds (group commit)")
+    store.add_argument("--fsync-mode", choices=("file", "syncfs"), default=d["fsync_mode"],
+                       help="fdatasync each written file, or one syncfs(2) per round (Linux)")
+    store.add_argument("--fsync-threads", type=int, default=d["fsync_threads"],
+                       help="threads that write and fsync session files")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--realtime-slack-s", type=float, default=d["realtime_slack_s"],
+                        help="how far a session's audio may run ahead of the wall clock "
+                        "before it is closed as a flood (4009)")
+    limits.add_argument("--offline-grace-s", type=float, default=d["offline_grace_s"],
+                        help="how much audio captured before the session was created "
+                        "(hello.started_at) the flood rule accepts")
+    limits.add_argument("--catchup-x", type=float, default=d["catchup_x"],
+                        help="fastest a session is read, in multiples of real time")
+    limits.add_argument("--max-sessions-per-user", type=int,
+                        default=d["max_sessions_per_user"],
+                        help="sessions one user may have connected at once (4010 beyond)")
+    limits.add_argument("--new-sessions-per-minute", type=int,
+                        default=d["new_sessions_per_minute"],
+                        help="new sessions one user may start a minute (4010 beyond)")
+    limits.add_argument("--hello-timeout-s", type=float, default=d["hello_timeout_s"],
+                        help="time a new connection has to send hello (4004 after)")
+    limits.add_argument("--idle-timeout-s", type=float, default=d["idle_timeout_s"],
+                        help="a quiet connection is pinged after this long and dropped "
+                        "when no pong comes in as long")
+    limits.add_argument("--going-away-max-ms", type=int, default=d["going_away_max_ms"],
+                        help="on shutdown, clients are told to wait a random 0..this ms")
+    limits.add_argument("--takeover-wait-s", type=float, default=d["takeover_wait_s"],
+                        help="how long a resume waits for another instance to release a "
+                        "session's files")
+    parser.add_argument("--log-level", default=d["log_level"],
+                        choices=("debug", "info", "warning", "error"), help="log verbosity")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """Turn parsed arguments (and MEETCAP_TOKENS) into a ServerConfig; ConfigError if bad."""
+    tokens = load_tokens(args.tokens_file)
+    if not tokens:
+        raise ConfigError(
+            f"no tokens configured: pass --tokens-file FILE ('<user> <token>' lines) or set "
+            f"{TOKENS_ENV}='user:token'"
+        )
+    return ServerConfig(
+        tokens=tokens,
+        host=args.host,
+        port=args.port,
+        data_dir=args.data_dir if args.data_dir is not None else default_data_dir(),
+        redis_url=args.redis,
+        allowed_origins=tuple(args.allowed_origin),
+        realtime_slack_s=args.realtime_slack_s,
+        offline_grace_s=args.offline_grace_s,
+        catchup_x=args.catchup_x,
+        max_sessions_per_user=args.max_sessions_per_user,
+        new_sessions_per_minute=args.new_sessions_per_minute,
+        flush_interval_ms=args.flush_interval_ms,
+        fsync_mode=args.fsync_mode,
+        fsync_threads=args.fsync_threads,
+        hello_timeout_s=args.hello_timeout_s,
+        idle_timeout_s=args.idle_timeout_s,
+        going_away_max_ms=args.going_away_max_ms,
+        takeover_wait_s=args.takeover_wait_s,
+        log_level=args.log_level,
+    )
+
+
+async def run(config: ServerConfig) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    from meetcap.server.app import serve
+
+    server = await serve(config)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, server.request_shutdown)
+    print(f"{LISTENING_PREFIX}{server.url}", flush=True)
+    await server.wait_closed()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.log_level != "debug":
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        config = config_from_args(args)
+        asyncio.run(run(config))
+    except (ConfigError, StorageError) as exc:
+        print(f"meetcap-server: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # typically: the port is taken
+        print(f"meetcap-server: error: cannot listen: {exc}", file=sys.stderr)
+        return 2
+    return 0

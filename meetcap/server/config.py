@@ -1,0 +1,166 @@
+"""Settings of one meetcap-server instance, and the bearer tokens it accepts.
+
+:class:`ServerConfig` is what both the command line (:mod:`.cli`) and Python callers
+(the desktop app's embedded server, tests) build; every limit of docs/protocol.md that
+an operator may tune is a field here with its unit in the name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from meetcap.errors import ConfigError
+
+if TYPE_CHECKING:
+    from meetcap.server.sink import Sink
+
+TOKENS_ENV = "MEETCAP_TOKENS"
+# User names end up in Redis keys, log lines and sidecar files: keep them plain.
+_USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
+_TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{8,256}$")  # printable ASCII, no spaces
+FsyncMode = Literal["file", "syncfs"]
+
+
+def default_data_dir() -> Path:
+    """Where sessions are stored when no --data-dir is given (the user's data folder)."""
+    import platformdirs  # only needed when no data dir is given
+
+    return Path(platformdirs.user_data_dir("meetcap")) / "sessions"
+
+
+@dataclass
+class ServerConfig:
+    """Everything one server instance needs. Only ``tokens`` has no usable default.
+
+    ``tokens`` maps each accepted bearer token to its user name. ``port`` 0 picks a free
+    port (read it back from the running server). ``redis_url`` None keeps the session
+    state embedded in ``data_dir``; with a URL, several instances sharing that Redis and
+    the same ``data_dir`` serve the same sessions (docs/protocol.md, "Deployment").
+    """
+
+    tokens: Mapping[str, str] = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = field(default_factory=default_data_dir)
+    redis_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    # Flood rule: a session's audio may run ahead of the wall clock since it started by
+    # at most this much (network jitter, a client's send buffer).
+    realtime_slack_s: float = 2.0
+    # A session's clock may start this long before the server created it, when the
+    # client says (hello.started_at) it captured audio while the server was unreachable.
+    offline_grace_s: float = 30.0
+    # Catch-up after a reconnect is read at most this many times real time per session.
+    catchup_x: float = 4.0
+    max_sessions_per_user: int = 8  # connected at the same time
+    new_sessions_per_minute: int = 20  # per user
+    # Group commit: one write+fsync round for every session with new frames, at most
+    # this often. Acks follow each round, so this bounds ack latency from below.
+    flush_interval_ms: int = 50
+    fsync_mode: FsyncMode = "file"
+    fsync_threads: int = 8
+    hello_timeout_s: float = 10.0
+    # A connection with no message for this long gets a ping; no pong in as long: dropped.
+    idle_timeout_s: float = 20.0
+    going_away_max_ms: int = 2000
+    # How long a resume waits for another instance to let go of the session's file.
+    takeover_wait_s: float = 5.0
+    session_ttl_s: int = 7 * 24 * 3600  # Redis keeps idle session state this long
+    max_pending_frames: int = 100  # received but not yet stored, per connection
+    sink: Sink | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser()
+        self.allowed_origins = tuple(self.allowed_origins)
+        self.tokens = dict(self.tokens)
+        checks = [
+            (0 <= self.port <= 65535, "port must be 0-65535 (0 picks a free port)"),
+            (self.realtime_slack_s >= 0, "realtime_slack_s must be >= 0"),
+            (self.offline_grace_s >= 0, "offline_grace_s must be >= 0"),
+            (self.catchup_x >= 1, "catchup_x must be >= 1 (1 = real time)"),
+            (self.max_sessions_per_user >= 1, "max_sessions_per_user must be >= 1"),
+            (self.new_sessions_per_minute >= 1, "new_sessions_per_minute must be >= 1"),
+            (1 <= self.flush_interval_ms <= 500, "flush_interval_ms must be 1-500"),
+            (self.fsync_mode in ("file", "syncfs"), "fsync_mode must be 'file' or 'syncfs'"),
+            (self.fsync_threads >= 1, "fsync_threads must be >= 1"),
+            (self.hello_timeout_s > 0, "hello_timeout_s must be > 0"),
+            (self.idle_timeout_s > 0, "idle_timeout_s must be > 0"),
+            (self.going_away_max_ms >= 0, "going_away_max_ms must be >= 0"),
+            (self.max_pending_frames >= 1, "max_pending_frames must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        for token, user in self.tokens.items():
+            check_token_pair(user, token, "the token list")
+
+
+def check_token_pair(user: str, token: str, where: str) -> None:
+    """Raise ConfigError unless ``user`` and ``token`` are usable (``where`` names the source)."""
+    if not _USER_PATTERN.match(user):
+        raise ConfigError(
+            f"{where}: user name {user!r} must be 1-64 letters, digits or _ . @ + -"
+        )
+    if not _TOKEN_PATTERN.match(token):
+        raise ConfigError(
+            f"{where}: the token of user {user!r} must be 8-256 printable characters without "
+            "spaces (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+        )
+
+
+def _add(tokens: dict[str, str], user: str, token: str, where: str) -> None:
+    check_token_pair(user, token, where)
+    if token in tokens and tokens[token] != user:
+        raise ConfigError(f"{where}: the same token is given to {tokens[token]!r} and {user!r}")
+    tokens[token] = user
+
+
+def parse_tokens_file(path: Path) -> dict[str, str]:
+    """Read ``<user> <token>`` lines (blank lines and ``#`` comments skipped): token -> user."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror or exc}") from exc
+    tokens: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise ConfigError(
+                f"{path} line {number}: expected '<user> <token>', got {len(parts)} words"
+            )
+        _add(tokens, parts[0], parts[1], f"{path} line {number}")
+    return tokens
+
+
+def parse_tokens_env(value: str) -> dict[str, str]:
+    """Parse ``user:token,user2:token2`` (the MEETCAP_TOKENS variable): token -> user."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        user, sep, token = item.partition(":")
+        if not sep:
+            raise ConfigError(f"{TOKENS_ENV}: expected 'user:token' pairs, got {item!r}")
+        _add(tokens, user, token, TOKENS_ENV)
+    return tokens
+
+
+def load_tokens(
+    files: Iterable[Path] = (), environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Merge the tokens of every file and of MEETCAP_TOKENS; token -> user."""
+    env = os.environ if environ is None else environ
+    tokens: dict[str, str] = {}
+    for path in files:
+        for token, user in parse_tokens_file(path).items():
+            _add(tokens, user, token, str(path))
+    for token, user in parse_tokens_env(env.get(TOKENS_ENV, "")).items():
+        _add(tokens, user, token, TOKENS_ENV)
+    return tokens

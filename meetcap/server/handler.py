@@ -1,0 +1,418 @@
+"""One WebSocket connection, from hello to close: the asyncio driver of ServerConnection.
+
+The sans-I/O :class:`~meetcap.protocol.ServerConnection` decides what each message
+means; this module acts on it: attach the session (state store + storage), check the
+flood rule, hand frames to the storage, pace catch-up reads, send acks after each
+durable write round, finish the session on ``end``, and refuse with the documented
+close code whatever breaks the rules. A failure here closes this connection only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+from websockets.asyncio.server import ServerConnection as WebSocket
+from websockets.exceptions import ConnectionClosed
+
+from meetcap.constants import FRAME_MS
+from meetcap.errors import StorageError
+from meetcap.protocol import (
+    CloseCode,
+    DuplicateReceived,
+    Ended,
+    EndReceived,
+    FrameReceived,
+    Hello,
+    HelloReceived,
+    ProtocolViolation,
+    ServerConnection,
+    Welcome,
+)
+from meetcap.protocol.codes import ERROR_NAMES
+from meetcap.protocol.connection import Event
+from meetcap.server.ratelimit import AudioClock, Pacer
+from meetcap.server.sidecar import SessionMeta
+from meetcap.server.sink import SessionSummary, call_sink
+from meetcap.server.state import (
+    Refusal,
+    SessionRecord,
+    hash_token,
+    new_session_id,
+    new_token,
+)
+from meetcap.server.storage import (
+    AudioFileMissing,
+    SessionLocked,
+    SessionSuperseded,
+    SessionWriter,
+)
+
+if TYPE_CHECKING:
+    from meetcap.server.app import MeetcapServer
+
+log = logging.getLogger(__name__)
+
+_CLOSE_REASON_BYTES = 120  # RFC 6455 5.5: a close frame's payload is at most 125 bytes
+
+
+class ConnectionHandler:
+    """Serves one connection of ``user`` (already authenticated at the handshake).
+
+    The server calls :meth:`run` once; :meth:`take_over` and :meth:`go_away` may be
+    called from other tasks (a newer connection resuming the session, a shutdown).
+    """
+
+    def __init__(self, server: MeetcapServer, ws: WebSocket, user: str) -> None:
+        self.server = server
+        self.config = server.config
+        self.ws = ws
+        self.user = user
+        self.conn = ServerConnection()
+        self.record: SessionRecord | None = None
+        self.writer: SessionWriter | None = None
+        self.clock: AudioClock | None = None
+        self.pacer = Pacer(self.config.catchup_x)
+        self.last_receive_s = time.monotonic()  # read by the server's keepalive watch
+        self.ping_waiter: asyncio.Future[float] | None = None
+        self.ping_sent_s = 0.0
+        self._closing = False  # a close is under way: act on no more input
+        self._taken_over = False
+        self._ended = False
+        self._acked_sent = -1
+        self._token = ""  # the resume token the welcome carries
+        self._slot_released = False
+
+    @property
+    def session_id(self) -> str | None:
+        return self.record.session_id if self.record is not None else None
+
+    @property
+    def epoch(self) -> int:
+        return self.record.epoch if self.record is not None else -1
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        acker: asyncio.Task[None] | None = None
+        try:
+            if await self._attach():
+                acker = asyncio.create_task(self._ack_loop())
+                await self._read_loop()
+        except ConnectionClosed:
+            pass
+        finally:
+            if acker is not None:
+                acker.cancel()
+                await asyncio.gather(acker, return_exceptions=True)
+            await self._detach()
+
+    async def _read_loop(self) -> None:
+        ws, conn = self.ws, self.conn
+        while True:
+            message = await ws.recv()
+            self.last_receive_s = time.monotonic()
+            if self._closing:
+                continue  # the close under way will end recv() soon
+            if isinstance(message, bytes):
+                events = conn.receive_binary(message)
+            else:
+                events = conn.receive_text(message)
+            for event in events:
+                await self._on_event(event)
+                if self._closing:
+                    break
+
+    async def _on_event(self, event: Event) -> None:
+        if isinstance(event, FrameReceived):
+            await self._on_frame(event.frame.seq, event.frame.pcm, event.frame.speech)
+        elif isinstance(event, DuplicateReceived):
+            # Already stored (a replay after a reconnect): drop it, repeat the ack now.
+            await self._pace()
+            assert self.writer is not None
+            await self._send_ack(self.writer.durable_frames - 1, force=True)
+        elif isinstance(event, EndReceived):
+            await self._end()
+        elif isinstance(event, ProtocolViolation):
+            await self._close_with(event.error_text, event.close_code, str(event.error))
+        else:  # HelloReceived after the attach cannot happen: ServerConnection refuses it
+            raise AssertionError(f"unexpected event {event!r}")
+
+    async def _on_frame(self, seq: int, pcm: bytes, speech: bool) -> None:
+        writer, clock = self.writer, self.clock
+        assert writer is not None and clock is not None
+        excess_ms = clock.excess_ms(seq)
+        if excess_ms > 0:
+            await self._refuse(
+                CloseCode.RATE_LIMITED,
+                f"frame {seq} ends {excess_ms} ms ahead of real time (audio may not run "
+                f"ahead of the wall clock by more than {self.config.realtime_slack_s:g} s)",
+                retry_after_ms=excess_ms,
+            )
+            return
+        try:
+            writer.append(pcm, speech)
+        except StorageError as exc:
+            await self._refuse(CloseCode.STORAGE_FAILED, str(exc))
+            return
+        await self._pace()
+        if writer.unstored_frames >= self.config.max_pending_frames and not self._closing:
+            # The disk is behind: stop reading (TCP backpressure) until it catches up.
+            try:
+                await writer.wait_durable(writer.received_frames - self.config.max_pending_frames // 2)
+            except StorageError:
+                pass  # the ack loop reports it
+
+    async def _pace(self) -> None:
+        delay_s = self.pacer.delay_s()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+    # ------------------------------------------------------------------ attach
+
+    async def _attach(self) -> bool:
+        """Wait for hello, attach the session, send welcome. False if refused."""
+        try:
+            message = await asyncio.wait_for(self.ws.recv(), self.config.hello_timeout_s)
+        except asyncio.TimeoutError:
+            await self._refuse(
+                CloseCode.HELLO_REQUIRED,
+                f"no hello within {self.config.hello_timeout_s:g} s of connecting",
+            )
+            return False
+        self.last_receive_s = time.monotonic()
+        if isinstance(message, bytes):
+            events = self.conn.receive_binary(message)
+        else:
+            events = self.conn.receive_text(message)
+        event = events[0]
+        if isinstance(event, ProtocolViolation):
+            await self._close_with(event.error_text, event.close_code, str(event.error))
+            return False
+        assert isinstance(event, HelloReceived)
+        if self.server.closing:
+            await self.go_away()
+            return False
+        try:
+            await self._attach_session(event.hello)
+        except Refusal as refusal:
+            await self._refuse(refusal.code, str(refusal), retry_after_ms=refusal.retry_after_ms)
+            return False
+        except SessionSuperseded:
+            await self._refuse(CloseCode.TAKEN_OVER, "a newer connection resumed this session")
+            return False
+        except SessionLocked:
+            await self._refuse(
+                CloseCode.INTERNAL_ERROR,
+                "another server instance still holds this session's files; retry shortly",
+            )
+            return False
+        except AudioFileMissing:
+            await self._refuse(
+                CloseCode.UNKNOWN_SESSION,
+                "this server has no audio for the session (another data directory?)",
+            )
+            return False
+        except StorageError as exc:
+            await self._refuse(CloseCode.STORAGE_FAILED, str(exc))
+            return False
+        assert self.writer is not None and self.record is not None
+        acked = self.writer.durable_frames - 1
+        self._acked_sent = acked
+        text = self.conn.accept(
+            Welcome(self.record.session_id, self._token, acked=acked, epoch=self.record.epoch)
+        )
+        await self.ws.send(text)
+        log.info(
+            "session %s of %s attached (epoch %d, %d frames stored)",
+            self.record.session_id, self.user, self.record.epoch, acked + 1,
+        )
+        return True
+
+    async def _attach_session(self, hello: Hello) -> None:
+        server, store = self.server, self.server.store
+        self._token = new_token()
+        now_s = time.time()
+        create = hello.session_id is None
+        session_id = new_session_id() if create else hello.session_id
+        assert session_id is not None
+        async with server.attach_lock(session_id):
+            if create:
+                record = await store.create(
+                    self.user, session_id, hash_token(self._token), hello.started_at, now_s
+                )
+            else:
+                assert hello.resume_token is not None
+                record = await store.resume(
+                    self.user, session_id, hash_token(hello.resume_token),
+                    hash_token(self._token), now_s,
+                )
+                previous = server.attachments.get(session_id)
+                if previous is not None:
+                    await previous.take_over()
+            meta = SessionMeta(self.user, session_id, record.created_at_s, record.started_at_s)
+
+            async def superseded() -> bool:
+                epochs = await store.current_epochs([session_id])
+                return epochs.get(session_id) != record.epoch
+
+            try:
+                self.writer = await server.storage.open(
+                    meta, record.epoch, create=create, wait_s=self.config.takeover_wait_s,
+                    superseded=superseded,
+                )
+            except BaseException:
+                await store.release(self.user, session_id, record.epoch)
+                raise
+            self.record = record
+            server.attachments[session_id] = self
+        self.clock = AudioClock.for_session(
+            record.created_at_s, record.started_at_s, self.config.offline_grace_s,
+            self.config.realtime_slack_s,
+        )
+
+    # ------------------------------------------------------------------ acks
+
+    async def _ack_loop(self) -> None:
+        """Ack after every write round that advanced this session (the flusher's pace)."""
+        writer = self.writer
+        assert writer is not None
+        while not self._closing:
+            event = writer.changed()
+            if writer.failed is not None:
+                await self._refuse(CloseCode.STORAGE_FAILED, str(writer.failed))
+                return
+            await self._send_ack(writer.durable_frames - 1)
+            await event.wait()
+
+    async def _send_ack(self, seq: int, force: bool = False) -> None:
+        if seq < 0 or (seq <= self._acked_sent and not force):
+            return
+        self._acked_sent = max(self._acked_sent, seq)
+        try:
+            await self.ws.send(self.conn.ack(seq))
+        except ConnectionClosed:
+            pass
+
+    # ------------------------------------------------------------------ end
+
+    async def _end(self) -> None:
+        writer, record = self.writer, self.record
+        assert writer is not None and record is not None
+        self._closing = True
+        try:
+            await writer.wait_durable(writer.received_frames)
+            done = await asyncio.to_thread(writer.finalise_sync)
+        except (StorageError, OSError) as exc:
+            if not self._taken_over:  # else take_over() already said so
+                await self._refuse(CloseCode.STORAGE_FAILED, f"cannot finish the session: {exc}")
+            return
+        if not await self.server.store.mark_ended(record.session_id, record.epoch):
+            await self._refuse(CloseCode.TAKEN_OVER, "a newer connection resumed this session")
+            return
+        self._ended = True
+        await self._release_slot()  # before ended: the client may start another at once
+        await asyncio.to_thread(self.server.storage.remove_speech_file, record.session_id)
+        duration_ms = done.frames * FRAME_MS
+        call_sink(
+            self.server.sink, "session_ended",
+            SessionSummary(
+                self.user, record.session_id, done.frames, duration_ms, done.sha256,
+                str(done.wav_path), str(done.sidecar_path),
+            ),
+        )
+        await self._send_ack(done.frames - 1)
+        try:
+            await self.ws.send(
+                self.conn.ended(Ended(record.session_id, done.frames, duration_ms, done.sha256))
+            )
+            await self.ws.close(CloseCode.NORMAL, "session ended")
+        except ConnectionClosed:
+            pass
+
+    # ------------------------------------------------------------------ closing
+
+    async def take_over(self) -> None:
+        """A newer epoch holds the session now: stop writing at once (pending frames are
+        dropped, they were never acknowledged), then close this connection with 4008."""
+        if self._taken_over:
+            return
+        self._taken_over = True
+        self._closing = True
+        if self.writer is not None:
+            await self.writer.close(flush=False)
+        # The old client may be slow or gone: do not make the new attach wait for it.
+        asyncio.create_task(
+            self._refuse(CloseCode.TAKEN_OVER, "a newer connection resumed this session")
+        )
+
+    async def go_away(self) -> None:
+        """Graceful shutdown: store what was received, ack it, send going_away, close 1012."""
+        if self._closing:
+            return
+        self._closing = True
+        writer = self.writer
+        if writer is not None and writer.failed is None:
+            try:
+                await writer.wait_durable(writer.received_frames)
+                await self._send_ack(writer.durable_frames - 1)
+            except StorageError:
+                pass
+        retry_after_ms = random.randint(0, self.config.going_away_max_ms)
+        try:
+            await self.ws.send(self.conn.going_away(retry_after_ms))
+            await self.ws.close(CloseCode.SERVICE_RESTART, "server restart")
+        except ConnectionClosed:
+            pass
+
+    async def _refuse(
+        self, code: CloseCode, message: str, *, retry_after_ms: int | None = None
+    ) -> None:
+        extra = {} if retry_after_ms is None else {"retry_after_ms": max(0, int(retry_after_ms))}
+        violation = self.conn.refuse(code, message, **extra)
+        await self._close_with(violation.error_text, int(code), message)
+
+    async def _close_with(self, error_text: str, code: int, message: str) -> None:
+        """Send the JSON error, then close with ``code`` (docs/protocol.md, "Errors")."""
+        self._closing = True
+        name = ERROR_NAMES.get(code, str(code))  # type: ignore[call-overload]
+        log.info(
+            "session %s of %s: closing with %s (%d): %s",
+            self.session_id or "(none)", self.user, name, code, message,
+        )
+        try:
+            await self.ws.send(error_text)
+            reason = message.encode()[:_CLOSE_REASON_BYTES].decode(errors="ignore")
+            await self.ws.close(code, reason)
+        except ConnectionClosed:
+            pass
+
+    async def _release_slot(self) -> None:
+        """Free this user's connected-session slot (once; a newer epoch keeps its own)."""
+        record = self.record
+        if record is None or self._slot_released:
+            return
+        self._slot_released = True
+        try:
+            await self.server.store.release(self.user, record.session_id, record.epoch)
+        except Exception:
+            log.exception("session %s: cannot release its slot", record.session_id)
+
+    async def _detach(self) -> None:
+        """The connection is over: free the slot, let go of the files, unregister."""
+        self._closing = True
+        record, writer = self.record, self.writer
+        if record is None:
+            return
+        # The slot first: a client that reconnects at once must not meet its own ghost.
+        await self._release_slot()
+        if writer is not None:
+            # A plain disconnect: store what arrived, so the resume has less to replay.
+            # Still registered meanwhile, so a resume's takeover waits for this close.
+            await writer.close(flush=not self._taken_over)
+        if self.server.attachments.get(record.session_id) is self:
+            del self.server.attachments[record.session_id]
+        log.info("session %s of %s detached", record.session_id, self.user)

@@ -1,0 +1,74 @@
+"""The small JSON file next to each session's WAV: who, when, how long, where speech is.
+
+Written atomically (fsutil) when a session is created, when a connection detaches and
+when the session ends; ``finished`` and ``sha256`` are set only by the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from meetcap.constants import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
+from meetcap.server.fsutil import atomic_write_json
+
+SIDECAR_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """What the server knows about a session besides its audio."""
+
+    user: str
+    session_id: str
+    created_at_s: float  # server epoch time of creation
+    started_at_s: float  # the client's epoch time of frame 0 (hello.started_at)
+
+
+def speech_segments(flags: Sequence[int] | bytes) -> list[dict[str, int]]:
+    """Runs of frames flagged as speech, as ``{"start_ms", "end_ms"}`` (end exclusive)."""
+    segments: list[dict[str, int]] = []
+    start: int | None = None
+    for seq, flag in enumerate(flags):
+        if flag and start is None:
+            start = seq
+        elif not flag and start is not None:
+            segments.append({"start_ms": start * FRAME_MS, "end_ms": seq * FRAME_MS})
+            start = None
+    if start is not None:
+        segments.append({"start_ms": start * FRAME_MS, "end_ms": len(flags) * FRAME_MS})
+    return segments
+
+
+def write_sidecar(
+    path: Path,
+    meta: SessionMeta,
+    audio_name: str,
+    flags: bytes,
+    *,
+    finished: bool = False,
+    sha256: str | None = None,
+) -> None:
+    """Write the sidecar of a session holding ``len(flags)`` frames. Blocks (fsync)."""
+    frames = len(flags)
+    atomic_write_json(
+        path,
+        {
+            "version": SIDECAR_VERSION,
+            "session_id": meta.session_id,
+            "user": meta.user,
+            "created_at": meta.created_at_s,
+            "started_at": meta.started_at_s,
+            "audio": audio_name,
+            "format": {
+                "encoding": "s16le", "sample_rate": SAMPLE_RATE_HZ, "channels": 1,
+                "frame_bytes": FRAME_BYTES, "frame_ms": FRAME_MS,
+            },
+            "frames": frames,
+            "duration_ms": frames * FRAME_MS,
+            "speech_segments": speech_segments(flags),
+            "finished": finished,
+            "sha256": sha256,
+        },
+    )

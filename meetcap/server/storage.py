@@ -1,0 +1,389 @@
+"""Gapless per-session storage: one WAV file, a speech-flag file and a JSON sidecar.
+
+Files of session ``<id>`` in the data directory:
+
+* ``<id>.wav`` - the audio, frames in sequence order, header sizes kept valid (wavfile).
+* ``<id>.speech`` - one byte per frame (1 = speech) while the session is open; folded
+  into the sidecar's speech segments and removed when the session ends.
+* ``<id>.json`` - the sidecar (sidecar.py).
+
+One :class:`SessionWriter` at a time owns a session's files: it holds an exclusive
+``flock`` on the WAV for as long as it is attached, so two server instances sharing the
+data directory (Redis mode) can never interleave writes, and a killed instance lets go
+at once (the kernel drops its locks). **The file is the truth for what is stored**: at
+every attach the writer cuts a torn last frame and reports the whole frames as stored;
+frames are acknowledged only after the round that wrote them was fsynced, so the file
+always holds at least every frame ever acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meetcap.constants import FRAME_BYTES
+from meetcap.errors import StorageError
+from meetcap.server import wavfile
+from meetcap.server.fsutil import fsync_dir
+from meetcap.server.sidecar import SessionMeta, write_sidecar
+
+if TYPE_CHECKING:
+    from meetcap.server.flusher import Flusher
+
+log = logging.getLogger(__name__)
+
+# The speech flags are advisory (the VAD's verdict, not audio): they are fsynced at most
+# this often per session instead of in every round, which halves the fsyncs per round.
+# A kill -9 loses none of them (they are in the page cache); a power cut may lose the
+# last second of flags, which then read as "no speech".
+_SPEECH_SYNC_INTERVAL_S = 1.0
+_LOCK_POLL_S = 0.05
+_HASH_CHUNK_BYTES = 1 << 20
+
+
+class SessionLocked(Exception):
+    """Another writer (another server instance) still holds the session's files."""
+
+
+class SessionSuperseded(Exception):
+    """While waiting for the files, a newer connection took the session over."""
+
+
+class AudioFileMissing(Exception):
+    """A session known to the state store has no audio file in this data directory."""
+
+
+@dataclass(slots=True)
+class Batch:
+    """Frames handed from the event loop to a write round; ``data`` is their joined PCM."""
+
+    writer: SessionWriter
+    first_seq: int
+    pcm: list[bytes]
+    flags: bytearray
+    data: bytes = b""
+
+    @property
+    def frames(self) -> int:
+        return len(self.flags)
+
+
+@dataclass(frozen=True, slots=True)
+class Finalised:
+    """What the end of a session produced."""
+
+    frames: int
+    sha256: str
+    wav_path: Path
+    sidecar_path: Path
+
+
+def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+@dataclass(eq=False)
+class SessionWriter:
+    """The one writer of a session's files, for one attachment (one connection).
+
+    The connection handler calls :meth:`append` for each frame in order; the
+    :class:`~meetcap.server.flusher.Flusher` writes and fsyncs them in rounds and then
+    advances :attr:`durable_frames` and wakes :meth:`changed` waiters. Only the event
+    loop thread calls its methods, except :meth:`sync` (a flusher thread).
+    """
+
+    storage: Storage
+    meta: SessionMeta
+    epoch: int
+    wav_fd: int
+    speech_fd: int
+    durable_frames: int
+    failed: StorageError | None = None
+    closed: bool = False
+    _pending: list[bytes] = field(default_factory=list)
+    _pending_flags: bytearray = field(default_factory=bytearray)
+    _inflight: Batch | None = None
+    _idle: asyncio.Event = field(default_factory=asyncio.Event)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _speech_synced_at: float = 0.0
+    _close_task: asyncio.Future[None] | None = None
+    finalised: Finalised | None = None
+
+    def __post_init__(self) -> None:
+        self._idle.set()
+
+    # -- the event loop side
+
+    @property
+    def received_frames(self) -> int:
+        """Frames handed to this writer so far, stored or not (the next seq expected)."""
+        inflight = self._inflight.frames if self._inflight is not None else 0
+        return self.durable_frames + inflight + len(self._pending_flags)
+
+    @property
+    def unstored_frames(self) -> int:
+        return self.received_frames - self.durable_frames
+
+    def changed(self) -> asyncio.Event:
+        """An event set at the next change of ``durable_frames`` or ``failed``. Take it,
+        check the state, then wait: a change between the two is never missed."""
+        return self._changed
+
+    def _notify(self) -> None:
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def append(self, pcm: bytes, speech: bool) -> None:
+        """Queue the next frame for the next write round. Raises the storage failure."""
+        if self.failed is not None:
+            raise self.failed
+        if self.closed:
+            raise RuntimeError("append() on a closed session writer")
+        if self.received_frames >= wavfile.MAX_FRAMES:
+            raise StorageError(f"session {self.meta.session_id} reached the WAV size limit")
+        self._pending.append(pcm)
+        self._pending_flags.append(1 if speech else 0)
+        self.storage.flusher.mark_dirty(self)
+
+    async def wait_durable(self, frames: int) -> None:
+        """Return once ``frames`` frames are stored; raise the failure if storing failed."""
+        while True:
+            event = self.changed()
+            if self.failed is not None:
+                raise self.failed
+            if self.durable_frames >= frames:
+                return
+            if self.closed:
+                raise StorageError(f"session {self.meta.session_id} was detached")
+            self.storage.flusher.mark_dirty(self)
+            await event.wait()
+
+    def take_batch(self) -> Batch | None:
+        """Flusher only: hand the pending frames over to a write round."""
+        if self._inflight is not None or not self._pending or self.closed or self.failed:
+            return None
+        batch = Batch(self, self.durable_frames, self._pending, self._pending_flags)
+        self._pending, self._pending_flags = [], bytearray()
+        self._inflight = batch
+        self._idle.clear()
+        return batch
+
+    def complete_batch(self, batch: Batch, error: BaseException | None) -> None:
+        """Flusher only: the round that carried ``batch`` finished (fsynced or failed)."""
+        self._inflight = None
+        self._idle.set()
+        if error is not None:
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            self.failed = StorageError(
+                f"cannot store audio of session {self.meta.session_id}: {reason}"
+            )
+            log.error("%s", self.failed)
+        else:
+            self.durable_frames += batch.frames
+            if self._pending:
+                self.storage.flusher.mark_dirty(self)
+        self._notify()
+
+    async def close(self, *, flush: bool) -> None:
+        """Detach: store what is pending if ``flush`` (else drop it, it was never
+        acknowledged), update the sidecar, and let go of the files (and their lock).
+
+        Safe to call more than once and from several tasks: all wait for the one close.
+        """
+        if self._close_task is None:
+            self._close_task = asyncio.ensure_future(self._close(flush))
+        # Shielded: a cancelled caller must not leave the files half released.
+        await asyncio.shield(self._close_task)
+
+    async def _close(self, flush: bool) -> None:
+        if flush and self.failed is None:
+            try:
+                await self.wait_durable(self.received_frames)
+            except StorageError:
+                pass  # already logged; those frames were never acknowledged
+        self.closed = True
+        self._pending, self._pending_flags = [], bytearray()
+        await self._idle.wait()  # a round may still be writing our last batch
+        self._notify()
+        await asyncio.to_thread(self._release)
+
+    # -- the thread side
+
+    def write_batch(self, batch: Batch) -> None:
+        """Write one batch at its place in the files (page cache only, no fsync).
+
+        Runs on the event loop thread: three pwrite calls of a few KB cost microseconds,
+        while handing them to a thread would cost a GIL round trip each.
+        """
+        end = batch.first_seq + batch.frames
+        os.pwrite(self.speech_fd, bytes(batch.flags), batch.first_seq)
+        batch.data = b"".join(batch.pcm)
+        _pwrite_all(self.wav_fd, batch.data, wavfile.pcm_offset(batch.first_seq))
+        wavfile.write_sizes(self.wav_fd, end * FRAME_BYTES)
+
+    def sync(self) -> None:
+        """Make the written audio durable (fdatasync); the speech flags at most once a
+        second (see _SPEECH_SYNC_INTERVAL_S). Blocks: runs on a flusher thread."""
+        os.fdatasync(self.wav_fd)
+        now = time.monotonic()
+        if now - self._speech_synced_at >= _SPEECH_SYNC_INTERVAL_S:
+            os.fdatasync(self.speech_fd)
+            self._speech_synced_at = now
+
+    def read_flags(self, frames: int) -> bytes:
+        flags = os.pread(self.speech_fd, frames, 0)
+        return flags + bytes(frames - len(flags))
+
+    def _release(self) -> None:
+        try:
+            # A finished session's sidecar was written by finalise_sync: keep it.
+            if self.failed is None and self.finalised is None:
+                os.fdatasync(self.speech_fd)
+                paths = self.storage.paths(self.meta.session_id)
+                write_sidecar(
+                    paths.sidecar, self.meta, paths.wav.name, self.read_flags(self.durable_frames)
+                )
+        except OSError as exc:
+            log.warning("session %s: sidecar not updated: %s", self.meta.session_id, exc)
+        finally:
+            os.close(self.speech_fd)
+            os.close(self.wav_fd)  # closing the descriptor releases the flock
+
+    def finalise_sync(self) -> Finalised:
+        """Hash the stored PCM and mark the sidecar finished. Blocks: run in a thread."""
+        frames = self.durable_frames
+        digest = hashlib.sha256()
+        offset, end = wavfile.pcm_offset(0), wavfile.pcm_offset(frames)
+        while offset < end:
+            chunk = os.pread(self.wav_fd, min(_HASH_CHUNK_BYTES, end - offset), offset)
+            if not chunk:
+                raise StorageError(f"session {self.meta.session_id}: audio file is short")
+            digest.update(chunk)
+            offset += len(chunk)
+        os.fdatasync(self.speech_fd)
+        paths = self.storage.paths(self.meta.session_id)
+        sha256 = digest.hexdigest()
+        write_sidecar(
+            paths.sidecar, self.meta, paths.wav.name, self.read_flags(frames),
+            finished=True, sha256=sha256,
+        )
+        self.finalised = Finalised(frames, sha256, paths.wav, paths.sidecar)
+        return self.finalised
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPaths:
+    wav: Path
+    speech: Path
+    sidecar: Path
+
+
+class Storage:
+    """Opens session writers in ``data_dir``; writes go through ``flusher``."""
+
+    def __init__(self, data_dir: Path, flusher: Flusher) -> None:
+        self.data_dir = Path(data_dir)
+        self.flusher = flusher
+
+    def prepare(self) -> None:
+        """Create the data directory; raise StorageError if it cannot be written."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.data_dir / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StorageError(
+                f"the data directory {self.data_dir} is not writable: {exc.strerror or exc}"
+            ) from exc
+
+    def paths(self, session_id: str) -> SessionPaths:
+        base = self.data_dir / session_id
+        return SessionPaths(
+            base.with_suffix(".wav"), base.with_suffix(".speech"), base.with_suffix(".json")
+        )
+
+    async def open(
+        self,
+        meta: SessionMeta,
+        epoch: int,
+        *,
+        create: bool,
+        wait_s: float,
+        superseded: Callable[[], Awaitable[bool]],
+    ) -> SessionWriter:
+        """Attach to a session's files, waiting up to ``wait_s`` for another instance to
+        let go of them. Raises SessionSuperseded when ``superseded()`` turns True while
+        waiting, SessionLocked on timeout, AudioFileMissing, or StorageError."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return await asyncio.to_thread(self._open_sync, meta, epoch, create)
+            except SessionLocked:
+                if await superseded():
+                    raise SessionSuperseded() from None
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(_LOCK_POLL_S)
+            except OSError as exc:
+                raise StorageError(
+                    f"cannot open the audio of session {meta.session_id}: {exc.strerror or exc}"
+                ) from exc
+
+    def _open_sync(self, meta: SessionMeta, epoch: int, create: bool) -> SessionWriter:
+        paths = self.paths(meta.session_id)
+        if not create and not paths.wav.exists():
+            raise AudioFileMissing(str(paths.wav))
+        wav_fd = os.open(paths.wav, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            try:
+                fcntl.flock(wav_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SessionLocked(str(paths.wav)) from None
+            frames = self._reconcile(wav_fd)
+            speech_fd = os.open(paths.speech, os.O_RDWR | os.O_CREAT, 0o640)
+        except BaseException:
+            os.close(wav_fd)
+            raise
+        try:
+            # Flags beyond the audio belong to frames never stored; missing ones read 0.
+            os.ftruncate(speech_fd, frames)
+            os.fdatasync(speech_fd)
+            if create:
+                fsync_dir(self.data_dir)
+                write_sidecar(paths.sidecar, meta, paths.wav.name, b"")
+        except BaseException:
+            os.close(speech_fd)
+            os.close(wav_fd)
+            raise
+        return SessionWriter(self, meta, epoch, wav_fd, speech_fd, frames)
+
+    @staticmethod
+    def _reconcile(wav_fd: int) -> int:
+        """Make the file exactly header + whole frames, with matching sizes; fsync it."""
+        size = os.fstat(wav_fd).st_size
+        if size < wavfile.HEADER_BYTES:
+            _pwrite_all(wav_fd, wavfile.header(0), 0)
+        frames = wavfile.frames_in(size)
+        os.ftruncate(wav_fd, wavfile.pcm_offset(frames))
+        wavfile.write_sizes(wav_fd, frames * FRAME_BYTES)
+        os.fdatasync(wav_fd)
+        return frames
+
+    def remove_speech_file(self, session_id: str) -> None:
+        """After the end: the flags live on in the sidecar's segments."""
+        try:
+            self.paths(session_id).speech.unlink()
+        except OSError as exc:
+            log.warning("session %s: cannot remove its speech flags: %s", session_id, exc)

@@ -1,0 +1,100 @@
+"""Per-user caps, catch-up pacing and the hello deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from meetcap.protocol import CloseCode
+from tests.server.conftest import FAST
+from tests.server.wire import Recording, Wire, run
+from tests.support.server_proc import OTHER_TOKEN
+
+
+def test_connected_sessions_per_user_are_capped(meetcap_server_factory):
+    server = meetcap_server_factory(**dict(FAST, max_sessions_per_user=2))
+
+    async def scenario():
+        a, b, c, bob = (Wire(server.url), Wire(server.url), Wire(server.url),
+                        Wire(server.url, OTHER_TOKEN))
+        for wire in (a, b, c, bob):
+            await wire.__aenter__()
+        await a.hello()
+        await b.hello()
+        refused = await c.hello()
+        bob_welcome = await bob.hello()  # another user is not affected
+        await a.end(-1)  # a slot frees when a session's connection goes
+        await c.__aexit__()
+        async with Wire(server.url) as d:
+            after = await d.hello()
+        for wire in (a, b, bob):
+            await wire.__aexit__()
+        return refused, bob_welcome, after
+
+    refused, bob_welcome, after = run(scenario())
+    assert refused.code == CloseCode.TOO_MANY_SESSIONS
+    assert refused.error.code == "too_many_sessions" and refused.error.retry_after_ms > 0
+    assert bob_welcome.session_id and after.session_id
+
+
+def test_new_sessions_per_minute_are_capped(meetcap_server_factory):
+    server = meetcap_server_factory(**dict(FAST, new_sessions_per_minute=3))
+
+    async def scenario():
+        for _ in range(3):
+            async with Wire(server.url) as wire:
+                await wire.hello()
+                await wire.end(-1)
+        async with Wire(server.url) as wire:
+            return await wire.hello()
+
+    refused = run(scenario())
+    assert refused.code == CloseCode.TOO_MANY_SESSIONS
+    assert 0 < refused.error.retry_after_ms <= 60_000
+
+
+def test_catch_up_is_read_no_faster_than_the_configured_multiple(meetcap_server_factory):
+    """A backlog is paced by slow reads (TCP backpressure), not refused."""
+    server = meetcap_server_factory(catchup_x=4, realtime_slack_s=1000, flush_interval_ms=20)
+    rec = Recording(seed=30)
+    rec.extend(80)
+
+    async def scenario():
+        wire = await rec.open(server.url)
+        started = time.monotonic()
+        await rec.send_from_ack(wire)
+        await wire.wait_acked(79, timeout_s=20)
+        elapsed = time.monotonic() - started
+        closed_early = wire.ws.close_code
+        await wire.__aexit__()
+        return elapsed, closed_early
+
+    elapsed, closed_early = run(scenario())
+    assert closed_early is None
+    # 80 frames at 4x real time is 2 s; the pacer lets 1 s of budget (10 frames) pass at once.
+    assert elapsed >= (80 - 10) * 0.1 / 4 * 0.9
+
+
+def test_a_connection_that_never_says_hello_is_closed(meetcap_server_factory):
+    server = meetcap_server_factory(hello_timeout_s=0.3)
+
+    async def scenario():
+        async with Wire(server.url) as wire:
+            return await wire.closed(timeout_s=5)
+
+    closed = run(scenario())
+    assert closed.code == CloseCode.HELLO_REQUIRED and closed.error.code == "hello_required"
+
+
+def test_quiet_connections_are_kept_alive_by_pings(meetcap_server_factory):
+    """A client that sends nothing for a while but answers pings stays connected."""
+    server = meetcap_server_factory(**dict(FAST, idle_timeout_s=0.3))
+
+    async def scenario():
+        async with Wire(server.url) as wire:
+            await wire.hello()
+            await asyncio.sleep(1.6)  # several idle periods: pings, answered by websockets
+            return wire.ws.close_code, await wire.end(-1)
+
+    close_code, ended = run(scenario())
+    assert close_code is None and ended.frames == 0
