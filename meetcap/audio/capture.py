@@ -23,8 +23,10 @@ from meetcap.errors import DeviceError
 # PortAudio delivers every 10-20 ms here; 1 s of nothing is far outside normal jitter,
 # yet early enough for the "device lost" warning to appear at once for a person.
 STALL_S = 1.0
-# PulseAudio through the ALSA plugin takes 0.8-1.4 s to deliver the first block here
-# (measured), so a freshly opened stream gets longer before it counts as lost.
+# A new PulseAudio record stream starts delivering once the source's current cycle
+# ends: a monitor of a sink whose players asked for big buffers (paplay: 2 s) delivers
+# its first block 0.6-1.9 s after opening here (0.2 s with a 20 ms player). So a freshly
+# opened stream gets longer before it counts as lost.
 STARTUP_GRACE_S = 3.0
 RING_SECONDS = 4  # the worker drains every ~20 ms; 4 s absorbs any stall of the worker
 BLOCK_MS = 20  # small blocks keep the mixer's 100 ms margin comfortable (dsp/mixer.py)

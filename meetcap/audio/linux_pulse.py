@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ from meetcap.errors import DeviceError
 HOST_API = "PulseAudio"
 ID_PREFIX = "pulse:"
 ALSA_BASE_CONFIG = "/usr/share/alsa/alsa.conf"
+CONFIG_FILE_NAME = "alsa-pulse.conf"
 PCM_PREFIX = "meetcap_"
 DYNAMIC_PCM = "meetcap_dynamic"
 DYNAMIC_ENV = "MEETCAP_PULSE_SOURCE"
@@ -57,15 +59,11 @@ _open_streams = 0
 _rescan_pending = False
 _pactl_has_json: bool | None = None  # learnt on the first call
 _fallback_dir: Path | None = None  # the private config dir when there is no XDG_RUNTIME_DIR
+_user_alsa_config_path: str | None = None  # ALSA_CONFIG_PATH as it was before ours
 
 # Added once, on import: later opens only *replace* the value, which glibc does in
 # place (no realloc of the environment), so a concurrent getenv() elsewhere stays safe.
 os.environ.setdefault(DYNAMIC_ENV, "@DEFAULT_SOURCE@")
-# libpulse sizes a record stream's fragments from this when the ALSA plugin connects.
-# Without it the first block of each source took 1.1-1.8 s to arrive here (the server's
-# default 2 s latency); with 40 ms it arrives in 10-190 ms. A user's own value wins.
-PULSE_LATENCY_ENV = "PULSE_LATENCY_MSEC"
-os.environ.setdefault(PULSE_LATENCY_ENV, "40")
 
 
 def pcm_name(source_name: str) -> str:
@@ -281,11 +279,11 @@ def install_alsa_config(source_names: list[str]) -> bool:
         text = alsa_config_text(sorted(_known_sources))
         if text == _installed_config:
             return False
-        path = _config_dir() / "alsa-pulse.conf"
+        path = _config_dir() / CONFIG_FILE_NAME
         tmp = path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, path)
-        os.environ["ALSA_CONFIG_PATH"] = f"{ALSA_BASE_CONFIG}:{path}"
+        os.environ["ALSA_CONFIG_PATH"] = f"{base_alsa_config()}:{path}"
         _installed_config = text
         # sounddevice initialises PortAudio when it is imported: if that happened before
         # our config existed, PortAudio has to read it again.
@@ -294,9 +292,22 @@ def install_alsa_config(source_names: list[str]) -> bool:
     return True
 
 
-def _portaudio_initialized() -> bool:
-    import sys
+def base_alsa_config() -> str:
+    """ALSA's own configuration (which loads /etc/asound.conf and ~/.asoundrc): the
+    user's ALSA_CONFIG_PATH if they set one before we did, else the standard file."""
+    global _user_alsa_config_path
+    if _user_alsa_config_path is None:
+        # A meetcap started by meetcap inherits the parent's value: drop its private file.
+        inherited = [
+            part for part in os.environ.get("ALSA_CONFIG_PATH", "").split(":")
+            if part and not (Path(part).name == CONFIG_FILE_NAME
+                             and Path(part).parent.name.startswith("meetcap"))
+        ]
+        _user_alsa_config_path = ":".join(inherited) or ALSA_BASE_CONFIG
+    return _user_alsa_config_path
 
+
+def _portaudio_initialized() -> bool:
     sd = sys.modules.get("sounddevice")
     return bool(sd is not None and sd._initialized)  # noqa: SLF001
 

@@ -158,10 +158,9 @@ class _EventDispatcher(_Dispatcher):
 class AudioManager:
     """Capture the configured sources while anyone is subscribed.
 
-    Thread-safe: every method may be called from any thread (except that a listener
-    must not unsubscribe *another* subscription from inside its own callback while
-    holding a lock that subscription's listener waits for). Call :meth:`close` when
-    done with the manager.
+    Thread-safe: every method may be called from any thread, a frame or event listener
+    included (a listener may unsubscribe its own subscription). ``settings`` is kept and
+    updated by the setters. Call :meth:`close` when done with the manager.
     """
 
     def __init__(
@@ -273,6 +272,11 @@ class AudioManager:
         thread, one event at a time, in order: keep it short and hand over to your own
         thread (the GUI emits a Qt signal)."""
         self._event_listeners.append(callback)
+
+    def remove_event_listener(self, callback: Callable[[AudioEvent], None]) -> None:
+        """Stop getting events (events already queued may still arrive once)."""
+        if callback in self._event_listeners:
+            self._event_listeners.remove(callback)
 
     def close(self) -> None:
         """Unsubscribe everyone (capture stops) and end the event thread."""

@@ -6,9 +6,9 @@ never stalls, whatever the devices do), and hands frames and levels to the manag
 also watches each source: a lost device is closed and marked, and reopened when it
 comes back, while the other source and the timeline carry on.
 
-The timeline starts with the first captured sample (PulseAudio's ALSA plugin takes
-about a second to deliver anything), so frame 0 holds the first audio, and
-``--seconds 3`` means three seconds of captured audio. If no device delivers within
+The timeline starts with the first captured sample (a PulseAudio stream can take up to
+~2 s to deliver its first block, see capture.py), so frame 0 holds the first audio and
+``meetcap record --seconds 3`` means three seconds of captured audio. If no device delivers within
 ``STARTUP_GRACE_S`` the timeline starts anyway (a silent WASAPI loopback delivers
 nothing) and the mixer fills silence.
 

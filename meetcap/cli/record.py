@@ -113,6 +113,7 @@ def _settings(args: argparse.Namespace) -> CaptureSettings:
 
 
 def format_levels(levels: dict[str, SourceLevels]) -> str:
+    """One line of levels: RMS in dBFS per source and for the mix, with any problem."""
     parts = []
     for name in ("mic", "system", "mix"):
         lv = levels.get(name)
@@ -188,7 +189,10 @@ def _capture(settings: CaptureSettings, gate: FrameGate, *, vad: bool) -> None:
                 if time.monotonic() - last_print >= (0.2 if tty else 2.0):
                     last_print = time.monotonic()
                     seconds = gate.frames / FRAMES_PER_SECOND
-                    line = f"{seconds:7.1f} s  {format_levels(manager.levels())}"
+                    if manager.session_start_time is None:
+                        line = f"{seconds:7.1f} s  waiting for the devices to deliver audio..."
+                    else:
+                        line = f"{seconds:7.1f} s  {format_levels(manager.levels())}"
                     print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", flush=True)
         finally:
             manager.unsubscribe(subscription)  # flushes the last frames through the gate

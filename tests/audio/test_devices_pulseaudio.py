@@ -125,3 +125,15 @@ def test_the_watcher_reports_a_device_plugged_in_and_out_within_a_second(pulse):
         assert "pulse:meetcap_usb_headset.monitor" not in {d.id for d in list_devices()}
     finally:
         watcher.stop()
+
+
+def test_alsa_keeps_the_users_config_and_a_child_does_not_stack_its_parents(monkeypatch):
+    monkeypatch.setattr(linux_pulse, "_user_alsa_config_path", None)
+    monkeypatch.setenv(
+        "ALSA_CONFIG_PATH",
+        "/usr/share/alsa/alsa.conf:/home/u/extra.conf:/run/user/0/meetcap-0/alsa-pulse.conf",
+    )
+    assert linux_pulse.base_alsa_config() == "/usr/share/alsa/alsa.conf:/home/u/extra.conf"
+    monkeypatch.setattr(linux_pulse, "_user_alsa_config_path", None)
+    monkeypatch.delenv("ALSA_CONFIG_PATH")
+    assert linux_pulse.base_alsa_config() == "/usr/share/alsa/alsa.conf"

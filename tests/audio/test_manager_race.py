@@ -96,3 +96,24 @@ def test_a_slow_listener_does_not_stall_the_others_synthetic_capture(pulse):
     assert fast_during >= 11, "the fast listener got frames in real time"
     assert slow_during <= fast_during - 4, "the slow one really lagged behind"
     assert slow == list(range(len(slow))) and len(slow) >= fast_during, "nothing dropped"
+
+
+def test_a_listener_can_unsubscribe_itself_and_capture_stops_synthetic_capture(pulse):
+    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), capture_factory=SyntheticCapture)
+    received: list[int] = []
+    done = threading.Event()
+    holder: dict[str, object] = {}
+
+    def listener(frame) -> None:
+        received.append(frame.seq)
+        if len(received) == 5:
+            manager.unsubscribe(holder["sub"])  # from its own delivery thread
+            done.set()
+
+    holder["sub"] = manager.subscribe(listener, name="self-stopper")
+    try:
+        assert done.wait(10), "the listener got its frames and unsubscribed without deadlock"
+        assert manager.running is False
+        assert received[:5] == [0, 1, 2, 3, 4]
+    finally:
+        manager.close()
