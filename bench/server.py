@@ -2,7 +2,7 @@
 """How many live sessions one meetcap-server process holds.
 
     python bench/server.py [--steps 100,250,500,1000,1500,2000] [--seconds 20]
-                           [--fsync-mode file|syncfs] [--flush-interval-ms 50]
+                           [--fsync-mode auto|file|syncfs] [--flush-interval-ms 25]
 
 One server process (``python -m meetcap.server``, embedded state, a temporary data
 directory on this disk, real fsyncs) and simulated clients in a SEPARATE process
@@ -40,6 +40,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
+sys.path.insert(0, str(REPO / "bench"))
+
+from rawws import connect_raw  # noqa: E402
 
 USER, TOKEN = "bench", "bench-token-0123456789"
 P99_LIMIT_MS = 100.0
@@ -62,115 +65,142 @@ class StepResult:
     client_lag_p99_ms: float  # how late the client's own event loop ran (inflates latency)
 
 
-async def _session(
-    url: str, seed: int, t_measure: float, t_stop: float, end_phase: asyncio.Event, out: dict
-) -> None:
-    from websockets.asyncio.client import connect
+class SimSession:
+    """One simulated desktop: hello, then a frame every 100 ms (sent by the shared
+    ticker), then end. Latency is measured from each send to the first ack covering it."""
 
-    from meetcap.protocol import Ack, ClientConnection, Ended, MessageReceived, Welcome
+    def __init__(self, seed: int, t_measure: float, latencies: list[float]) -> None:
+        from meetcap.protocol import ClientConnection
 
-    rng = random.Random(seed)
-    pcm = rng.randbytes(3200)
-    digest = hashlib.sha256()
-    conn = ClientConnection()
-    sent_at: dict[int, float] = {}
-    latencies = out["latencies"]
-    ended: asyncio.Future = asyncio.get_running_loop().create_future()
-    welcomed: asyncio.Future = asyncio.get_running_loop().create_future()
-    acked = -1
-    final_seq: int | None = None
-    async with connect(
-        url, additional_headers={"Authorization": f"Bearer {TOKEN}"}, compression=None,
-        open_timeout=30, ping_interval=None, close_timeout=5,
-    ) as ws:
-        await ws.send(conn.hello(None, None, time.time(), "bench"))
+        self.rng = random.Random(seed)
+        self.pcm = self.rng.randbytes(3200)
+        self.conn = ClientConnection()
+        self.t_measure = t_measure
+        self.latencies = latencies
+        self.sent_at: dict[int, float] = {}
+        self.seq = 0
+        self.acked = -1
+        self.final: int | None = None
+        loop = asyncio.get_running_loop()
+        self.welcomed = loop.create_future()
+        self.ended = loop.create_future()
+        self.last_ack = asyncio.Event()
+        self.ws = None
 
-        async def reader() -> None:
-            nonlocal acked
-            async for message in ws:
-                for event in conn.receive_text(message):
-                    if not isinstance(event, MessageReceived):
-                        continue
-                    msg = event.message
-                    if isinstance(msg, Welcome):
-                        welcomed.set_result(msg)
-                    elif isinstance(msg, Ack):
-                        now = time.monotonic()
-                        for seq in range(acked + 1, msg.seq + 1):
-                            t = sent_at.pop(seq, None)
-                            if t is not None and t >= t_measure:
-                                latencies.append((now - t) * 1000)
-                        acked = max(acked, msg.seq)
-                        if final_seq is not None and acked >= final_seq:
-                            last_ack.set()
-                    elif isinstance(msg, Ended):
-                        ended.set_result(msg)
+    def on_text(self, text: str) -> None:
+        from meetcap.protocol import Ack, Ended, Error, MessageReceived, Welcome
 
-        task = asyncio.create_task(reader())
-        await asyncio.wait_for(asyncio.shield(welcomed), 30)
-        out["connected"] += 1
-        last_ack = asyncio.Event()
-        # Real time: one frame every 100 ms, at a random phase per session.
-        seq = 0
-        next_at = time.monotonic() + rng.uniform(0, 0.1)
-        while next_at < t_stop:
-            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-            data = conn.frame(seq, pcm, speech=seq % 7 == 0)
-            sent_at[seq] = time.monotonic()
-            await ws.send(data)
-            digest.update(pcm)
-            seq += 1
-            next_at += 0.1
-        # Every session ends at the same moment here, which a real server never sees:
-        # wait for the last ack, then for every session to get there (end_phase), so the
-        # burst of ends (hash + sidecar + state fsyncs) is not measured as ack latency.
-        final_seq = seq - 1
-        if acked < final_seq:
-            await asyncio.wait_for(last_ack.wait(), 30)
-        await end_phase.wait()
-        await ws.send(conn.end(final_seq))
-        result = await asyncio.wait_for(ended, 60)
-        out["sent"] += seq
-        if result.frames != seq or result.sha256 != digest.hexdigest():
-            out["lost"] += max(1, seq - result.frames)
-        task.cancel()
+        for event in self.conn.receive_text(text):
+            if not isinstance(event, MessageReceived):
+                raise RuntimeError(f"protocol violation from the server: {event}")
+            msg = event.message
+            if isinstance(msg, Ack):
+                now = time.monotonic()
+                for seq in range(self.acked + 1, msg.seq + 1):
+                    t = self.sent_at.pop(seq, None)
+                    if t is not None and t >= self.t_measure:
+                        self.latencies.append((now - t) * 1000)
+                self.acked = max(self.acked, msg.seq)
+                if self.final is not None and self.acked >= self.final:
+                    self.last_ack.set()
+            elif isinstance(msg, Welcome):
+                self.welcomed.set_result(msg)
+            elif isinstance(msg, Ended):
+                self.ended.set_result(msg)
+            elif isinstance(msg, Error):
+                for future in (self.welcomed, self.ended):
+                    if not future.done():
+                        future.set_exception(RuntimeError(f"server error: {msg}"))
+
+    async def open(self, url: str) -> None:
+        self.ws = await asyncio.wait_for(connect_raw(url, TOKEN, self.on_text), 30)
+        self.ws.send_text(self.conn.hello(None, None, time.time(), "bench"))
+        await asyncio.wait_for(self.welcomed, 30)
+
+    def send_next(self, now: float) -> None:
+        if self.ws.closed.done():
+            raise ConnectionError(f"closed by the server: {self.ws.closed.result()}")
+        self.sent_at[self.seq] = now
+        self.ws.send_binary(self.conn.frame(self.seq, self.pcm, speech=self.seq % 7 == 0))
+        self.seq += 1
+
+    async def finish(self) -> tuple[int, int]:
+        """End the session once its last frame is acked; returns (sent, lost)."""
+        self.final = self.seq - 1
+        if self.acked < self.final:
+            await asyncio.wait_for(self.last_ack.wait(), 30)
+        return self.seq, 0
+
+    async def end(self) -> int:
+        """Send end, check ended against what was sent; returns frames lost."""
+        self.ws.send_text(self.conn.end(self.seq - 1))
+        result = await asyncio.wait_for(self.ended, 60)
+        self.ws.transport.close()
+        expected = hashlib.sha256(self.pcm * self.seq).hexdigest()
+        if result.frames != self.seq or result.sha256 != expected:
+            return max(1, self.seq - result.frames)
+        return 0
 
 
 async def _clients(url: str, sessions: int, seconds: float) -> StepResult:
-    out = {"latencies": [], "connected": 0, "sent": 0, "lost": 0}
+    latencies: list[float] = []
     connect_budget_s = max(5.0, sessions / 100)
     t0 = time.monotonic()
     t_measure = t0 + connect_budget_s + SETTLE_S
     t_stop = t_measure + seconds
-    end_phase = asyncio.Event()
-    asyncio.get_running_loop().call_later(t_stop + 2.0 - time.monotonic(), end_phase.set)
+    sims = [SimSession(i, t_measure, latencies) for i in range(sessions)]
+    # One ticker sends every session's frames: session i is due every 100 ms at phase
+    # (i % 10) * 10 ms. 100 wake-ups a second instead of one task wake-up per frame keeps
+    # the load generator light on a machine it shares with the server.
+    buckets: list[list[SimSession]] = [[] for _ in range(10)]
+    failures: list[BaseException] = []
 
-    async def one(i: int) -> None:
-        # Open the connections in waves, as a fleet of desktops would, not all at once.
+    async def open_one(i: int) -> None:
         await asyncio.sleep(i // CONNECT_CONCURRENCY * CONNECT_CONCURRENCY / 200)
-        await _session(url, i, t_measure, t_stop, end_phase, out)
+        try:
+            await sims[i].open(url)
+        except BaseException as exc:
+            failures.append(exc)
+            return
+        buckets[i % 10].append(sims[i])
 
+    openers = asyncio.gather(*(open_one(i) for i in range(sessions)))
     lags: list[float] = []
-    cpu: list[float] = []
-
-    async def monitor() -> None:
-        await asyncio.sleep(max(0.0, t_measure - time.monotonic()))
-        cpu.append(time.process_time())
-        while time.monotonic() < t_stop:
-            before = time.monotonic()
-            await asyncio.sleep(0.01)
-            lags.append((time.monotonic() - before - 0.01) * 1000)
-        cpu.append(time.process_time())
-
-    watcher = asyncio.create_task(monitor())
-    results = await asyncio.gather(*(one(i) for i in range(sessions)), return_exceptions=True)
-    await watcher
-    failures = [r for r in results if isinstance(r, BaseException)]
+    tick = 0
+    next_tick = time.monotonic()
+    cpu_start = None
+    while next_tick < t_stop:
+        await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+        now = time.monotonic()
+        if now >= t_measure:
+            if cpu_start is None:
+                cpu_start = time.process_time()
+            lags.append((now - next_tick) * 1000)
+        for sim in list(buckets[tick % 10]):
+            try:
+                sim.send_next(now)
+            except BaseException as exc:
+                failures.append(exc)
+                buckets[tick % 10].remove(sim)
+        tick += 1
+        next_tick += 0.01
+    cpu_share = (time.process_time() - cpu_start) / seconds if cpu_start else float("nan")
+    await openers
+    live = [sim for bucket in buckets for sim in bucket]
+    # Every session stops at the same moment here, which a real server never sees: wait
+    # for every last ack before any end, so the burst of ends (hash + sidecar + state
+    # fsyncs each) is not measured as ack latency.
+    results = await asyncio.gather(*(sim.finish() for sim in live), return_exceptions=True)
+    sent = sum(r[0] for r in results if isinstance(r, tuple))
+    failures += [r for r in results if isinstance(r, BaseException)]
+    ended = await asyncio.gather(*(sim.end() for sim in live), return_exceptions=True)
+    lost = sum(r for r in ended if isinstance(r, int))
+    failures += [r for r in ended if isinstance(r, BaseException)]
     for failure in failures[:3]:
         print(f"  client failure: {failure!r}", file=sys.stderr)
     return StepResult(
-        sessions, out["connected"], len(failures), out["latencies"], out["sent"], out["lost"],
-        (cpu[1] - cpu[0]) / seconds if len(cpu) == 2 else float("nan"), percentile(lags, 99),
+        sessions, len(live), len(failures), latencies, sent, lost, cpu_share,
+        percentile(lags, 99),
     )
 
 
@@ -207,11 +237,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
 
 
-def run_step(url: str, server_pid: int, sessions: int, seconds: float) -> tuple[StepResult, float, float]:
+def run_step(
+    url: str, server_pid: int, sessions: int, seconds: float, rss_fresh: int
+) -> tuple[StepResult, float, float]:
+    """One step; returns its result, the server's RSS per session above ``rss_fresh``
+    (the idle server before any step) and the server's CPU share (of one core)."""
     import psutil
 
     server = psutil.Process(server_pid)
-    rss_before = server.memory_info().rss
     cpu_before = sum(server.cpu_times()[:2])
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -228,15 +261,16 @@ def run_step(url: str, server_pid: int, sessions: int, seconds: float) -> tuple[
         raise result
     elapsed_cpu = cpu_mid - cpu_before
     cpu_share = elapsed_cpu / (connect_budget_s + SETTLE_S + seconds / 2)
-    return result, (rss_during - rss_before) / max(1, sessions), cpu_share
+    return result, (rss_during - rss_fresh) / max(1, sessions), cpu_share
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", default="100,250,500,1000,1500,2000")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per step")
-    parser.add_argument("--fsync-mode", choices=("file", "syncfs"), default="file")
-    parser.add_argument("--flush-interval-ms", type=int, default=50)
+    parser.add_argument("--fsync-mode", choices=("auto", "file", "syncfs"), default="auto",
+                        help="the server's --fsync-mode (auto: its default)")
+    parser.add_argument("--flush-interval-ms", type=int, default=25)
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     best: tuple[int, float, int] | None = None
@@ -246,8 +280,13 @@ def main() -> None:
         try:
             print(f"server pid {proc.pid} at {url}; fsync mode {args.fsync_mode}, "
                   f"rounds every {args.flush_interval_ms} ms; {args.seconds:g} s per step")
+            import psutil
+
+            rss_fresh = psutil.Process(proc.pid).memory_info().rss
             for sessions in steps:
-                result, rss_per_session, cpu_share = run_step(url, proc.pid, sessions, args.seconds)
+                result, rss_per_session, cpu_share = run_step(
+                    url, proc.pid, sessions, args.seconds, rss_fresh
+                )
                 p50 = percentile(result.latencies_ms, 50)
                 p99 = percentile(result.latencies_ms, 99)
                 ok = (p99 < P99_LIMIT_MS and result.lost == 0 and result.failures == 0

@@ -22,6 +22,7 @@ from meetcap.server.config import ServerConfig
 from meetcap.server.flusher import Flusher
 from meetcap.server.handler import ConnectionHandler
 from meetcap.server.sink import LoggingSink, StoredBatch, call_sink
+from meetcap.server.sink import log as sink_log
 from meetcap.server.state import StateStore, open_store
 from meetcap.server.storage import Batch, Storage
 
@@ -31,12 +32,25 @@ _WATCH_INTERVAL_S = 0.5  # epoch watch (Redis) and keepalive checks
 _SHUTDOWN_TIMEOUT_S = 10.0
 
 
+# asyncio's socket transport reads with sock.recv(256 KiB) (a class attribute); an
+# allocation that large goes through mmap/munmap in glibc, on every read of a 3 KB
+# frame. 64 KiB stays on the heap: measured 17 us less kernel time per frame on this
+# machine (bench/server.py), a quarter of the websockets cost per message.
+_READ_SIZE = 64 * 1024
+
+
+def _limit_read_size(transport: object) -> None:
+    if isinstance(getattr(transport, "max_size", None), int):
+        transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
+
+
 class MeetcapServer:
     """A listening server. Read :attr:`url` / :attr:`port`; stop with :meth:`shutdown`."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.sink = config.sink if config.sink is not None else LoggingSink()
+        self._quiet_default_sink = type(self.sink) is LoggingSink
         self.flusher = Flusher(
             config.flush_interval_ms / 1000, mode=config.fsync_mode,
             threads=config.fsync_threads, data_dir=config.data_dir, on_stored=self._on_stored,
@@ -111,6 +125,7 @@ class MeetcapServer:
 
     async def _handle(self, ws: WebSocket) -> None:
         assert ws.request is not None
+        _limit_read_size(ws.transport)
         user = self.auth.user_for(ws.request.headers)
         if user is None:  # process_request already refused it; belt and braces
             await ws.close(1008, "unauthorized")
@@ -126,11 +141,15 @@ class MeetcapServer:
             self.handlers.discard(handler)
 
     def _on_stored(self, batch: Batch) -> None:
+        # The default sink only logs batches at debug level: skip building them (one
+        # per frame under load) unless someone listens.
+        if self._quiet_default_sink and not sink_log.isEnabledFor(logging.DEBUG):
+            return
         meta = batch.writer.meta
         call_sink(
             self.sink, "frames_stored",
             StoredBatch(meta.user, meta.session_id, batch.first_seq, batch.data,
-                        tuple(bool(f) for f in batch.flags)),
+                        tuple(map(bool, batch.flags))),
         )
 
     async def _watch(self) -> None:

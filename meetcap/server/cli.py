@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -16,7 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from meetcap.errors import ConfigError, StorageError
-from meetcap.server.config import TOKENS_ENV, ServerConfig, default_data_dir, load_tokens
+from meetcap.server.config import (
+    TOKENS_ENV,
+    FsyncMode,
+    ServerConfig,
+    default_data_dir,
+    load_tokens,
+)
 
 LISTENING_PREFIX = "meetcap-server listening on "
 
@@ -56,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store.add_argument("--flush-interval-ms", type=int, default=d["flush_interval_ms"],
                        help="shortest time between two write+fsync rounds (group commit)")
-    store.add_argument("--fsync-mode", choices=("file", "syncfs"), default=d["fsync_mode"],
-                       help="fdatasync each written file, or one syncfs(2) per round (Linux)")
+    store.add_argument("--fsync-mode", choices=("auto", "file", "syncfs"), default="auto",
+                       help="'file': fdatasync each written file (portable); 'syncfs': one "
+                       "syncfs(2) of the data filesystem per round (Linux; much cheaper "
+                       "with many sessions, but also flushes other programs' writes there); "
+                       "'auto': syncfs on Linux, else file")
     store.add_argument("--fsync-threads", type=int, default=d["fsync_threads"],
                        help="threads that write and fsync session files")
     limits = parser.add_argument_group("limits")
@@ -90,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def resolve_fsync_mode(mode: str) -> FsyncMode:
+    """'auto' is syncfs on Linux (a dedicated server: one syscall per round instead of one
+    per session), else file."""
+    if mode == "auto":
+        return "syncfs" if sys.platform.startswith("linux") else "file"
+    return mode  # type: ignore[return-value]
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """Turn parsed arguments (and MEETCAP_TOKENS) into a ServerConfig; ConfigError if bad."""
     tokens = load_tokens(args.tokens_file)
@@ -111,7 +129,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_sessions_per_user=args.max_sessions_per_user,
         new_sessions_per_minute=args.new_sessions_per_minute,
         flush_interval_ms=args.flush_interval_ms,
-        fsync_mode=args.fsync_mode,
+        fsync_mode=resolve_fsync_mode(args.fsync_mode),
         fsync_threads=args.fsync_threads,
         hello_timeout_s=args.hello_timeout_s,
         idle_timeout_s=args.idle_timeout_s,
@@ -121,11 +139,43 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def raise_open_file_limit() -> None:
+    """Each session holds a socket and two files: lift the soft descriptor limit to the
+    hard one (Linux desktops default to 1,024, about 340 sessions)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; the server still runs, with fewer sessions
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, larger young-generation collections for this dedicated process.
+
+    Every frame allocates a few short-lived objects; with the default threshold (700)
+    CPython ran ~1,600 collections (1.7 s of pauses) in 30 s at 1,000 sessions; with
+    10,000 it ran 29 (0.16 s), the longest pause 28 ms (bench/server.py). Objects that
+    exist once the server listens are frozen out of every collection. Only the
+    command-line server does this: an embedding app keeps its own GC settings.
+    """
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 async def run(config: ServerConfig) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     from meetcap.server.app import serve
 
+    raise_open_file_limit()
+
     server = await serve(config)
+    tune_garbage_collector()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, server.request_shutdown)

@@ -61,7 +61,7 @@ class ServerConfig:
     new_sessions_per_minute: int = 20  # per user
     # Group commit: one write+fsync round for every session with new frames, at most
     # this often. Acks follow each round, so this bounds ack latency from below.
-    flush_interval_ms: int = 50
+    flush_interval_ms: int = 25
     fsync_mode: FsyncMode = "file"
     fsync_threads: int = 8
     hello_timeout_s: float = 10.0

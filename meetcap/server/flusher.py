@@ -76,6 +76,7 @@ class Flusher:
         self._threads = threads
         self._data_dir = data_dir
         self._syncfs = _syncfs_function() if mode == "syncfs" else None
+        self._dir_fd: int | None = None
         self._on_stored = on_stored
         self._dirty: dict[SessionWriter, None] = {}  # insertion-ordered set
         self._kick = asyncio.Event()
@@ -98,6 +99,9 @@ class Flusher:
             self._task = None
         await self._round()
         self._pool.shutdown(wait=True)
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     def mark_dirty(self, writer: SessionWriter) -> None:
         """``writer`` has frames to store: include it in the next round."""
@@ -168,8 +172,9 @@ class Flusher:
 
     def _sync_filesystem(self) -> None:
         assert self._syncfs is not None
-        fd = os.open(self._data_dir, os.O_RDONLY)
-        try:
-            self._syncfs(fd)
-        finally:
-            os.close(fd)
+        # One descriptor for the server's lifetime: syncfs reports writeback errors that
+        # happened since *this descriptor* was opened (Linux >= 5.8, errseq), so a fresh
+        # one per round could miss an error between rounds.
+        if self._dir_fd is None:
+            self._dir_fd = os.open(self._data_dir, os.O_RDONLY)
+        self._syncfs(self._dir_fd)

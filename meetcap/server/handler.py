@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from meetcap.constants import FRAME_MS
 from meetcap.errors import StorageError
 from meetcap.protocol import (
+    AudioMessage,
     CloseCode,
     DuplicateReceived,
     Ended,
@@ -46,6 +47,7 @@ from meetcap.server.state import (
 )
 from meetcap.server.storage import (
     AudioFileMissing,
+    SessionFull,
     SessionLocked,
     SessionSuperseded,
     SessionWriter,
@@ -85,6 +87,7 @@ class ConnectionHandler:
         self._acked_sent = -1
         self._token = ""  # the resume token the welcome carries
         self._slot_released = False
+        self._refusal: tuple[CloseCode, str, int | None] = (CloseCode.INTERNAL_ERROR, "", None)
 
     @property
     def session_id(self) -> str | None:
@@ -111,7 +114,10 @@ class ConnectionHandler:
             await self._detach()
 
     async def _read_loop(self) -> None:
-        ws, conn = self.ws, self.conn
+        ws, conn, pacer = self.ws, self.conn, self.pacer
+        writer = self.writer
+        assert writer is not None
+        max_pending = self.config.max_pending_frames
         while True:
             message = await ws.recv()
             self.last_receive_s = time.monotonic()
@@ -122,14 +128,57 @@ class ConnectionHandler:
             else:
                 events = conn.receive_text(message)
             for event in events:
-                await self._on_event(event)
+                # The hot path (a frame every 100 ms per session) stays in this loop:
+                # a coroutine call per layer costs more than the work it would wrap.
+                if type(event) is FrameReceived:
+                    if not self._store_frame(event.frame):
+                        await self._refuse(*self._refusal)
+                        return
+                    delay_s = pacer.delay_s()
+                    if delay_s > 0:
+                        await asyncio.sleep(delay_s)
+                    if writer.unstored_frames >= max_pending and not self._closing:
+                        await self._wait_for_disk()
+                else:
+                    await self._on_event(event)
                 if self._closing:
                     break
 
+    def _store_frame(self, frame: AudioMessage) -> bool:
+        """Flood check, then hand the frame to storage; False (and ``_refusal`` set) when
+        the connection must be refused."""
+        writer, clock = self.writer, self.clock
+        assert writer is not None and clock is not None
+        excess_ms = clock.excess_ms(frame.seq)
+        if excess_ms > 0:
+            self._refusal = (
+                CloseCode.RATE_LIMITED,
+                f"frame {frame.seq} ends {excess_ms} ms ahead of real time (audio may not run "
+                f"ahead of the wall clock by more than {self.config.realtime_slack_s:g} s)",
+                excess_ms,
+            )
+            return False
+        try:
+            writer.append(frame.pcm, frame.speech)
+        except StorageError as exc:
+            self._refusal = (CloseCode.STORAGE_FAILED, str(exc), None)
+            return False
+        except SessionFull as exc:  # retrying cannot help: a fatal code
+            self._refusal = (CloseCode.BAD_MESSAGE, str(exc), None)
+            return False
+        return True
+
+    async def _wait_for_disk(self) -> None:
+        """The disk is behind: stop reading (TCP backpressure) until it catches up."""
+        writer = self.writer
+        assert writer is not None
+        try:
+            await writer.wait_durable(writer.received_frames - self.config.max_pending_frames // 2)
+        except StorageError:
+            pass  # the ack loop reports it
+
     async def _on_event(self, event: Event) -> None:
-        if isinstance(event, FrameReceived):
-            await self._on_frame(event.frame.seq, event.frame.pcm, event.frame.speech)
-        elif isinstance(event, DuplicateReceived):
+        if isinstance(event, DuplicateReceived):
             # Already stored (a replay after a reconnect): drop it, repeat the ack now.
             await self._pace()
             assert self.writer is not None
@@ -140,31 +189,6 @@ class ConnectionHandler:
             await self._close_with(event.error_text, event.close_code, str(event.error))
         else:  # HelloReceived after the attach cannot happen: ServerConnection refuses it
             raise AssertionError(f"unexpected event {event!r}")
-
-    async def _on_frame(self, seq: int, pcm: bytes, speech: bool) -> None:
-        writer, clock = self.writer, self.clock
-        assert writer is not None and clock is not None
-        excess_ms = clock.excess_ms(seq)
-        if excess_ms > 0:
-            await self._refuse(
-                CloseCode.RATE_LIMITED,
-                f"frame {seq} ends {excess_ms} ms ahead of real time (audio may not run "
-                f"ahead of the wall clock by more than {self.config.realtime_slack_s:g} s)",
-                retry_after_ms=excess_ms,
-            )
-            return
-        try:
-            writer.append(pcm, speech)
-        except StorageError as exc:
-            await self._refuse(CloseCode.STORAGE_FAILED, str(exc))
-            return
-        await self._pace()
-        if writer.unstored_frames >= self.config.max_pending_frames and not self._closing:
-            # The disk is behind: stop reading (TCP backpressure) until it catches up.
-            try:
-                await writer.wait_durable(writer.received_frames - self.config.max_pending_frames // 2)
-            except StorageError:
-                pass  # the ack loop reports it
 
     async def _pace(self) -> None:
         delay_s = self.pacer.delay_s()
@@ -278,14 +302,20 @@ class ConnectionHandler:
 
     async def _ack_loop(self) -> None:
         """Ack after every write round that advanced this session (the flusher's pace)."""
-        writer = self.writer
+        writer, ws, conn = self.writer, self.ws, self.conn
         assert writer is not None
         while not self._closing:
             event = writer.changed()
             if writer.failed is not None:
                 await self._refuse(CloseCode.STORAGE_FAILED, str(writer.failed))
                 return
-            await self._send_ack(writer.durable_frames - 1)
+            seq = writer.durable_frames - 1
+            if seq > self._acked_sent:
+                self._acked_sent = seq
+                try:
+                    await ws.send(conn.ack(seq))
+                except ConnectionClosed:
+                    return
             await event.wait()
 
     async def _send_ack(self, seq: int, force: bool = False) -> None:
@@ -369,7 +399,7 @@ class ConnectionHandler:
             pass
 
     async def _refuse(
-        self, code: CloseCode, message: str, *, retry_after_ms: int | None = None
+        self, code: CloseCode, message: str, retry_after_ms: int | None = None
     ) -> None:
         extra = {} if retry_after_ms is None else {"retry_after_ms": max(0, int(retry_after_ms))}
         violation = self.conn.refuse(code, message, **extra)

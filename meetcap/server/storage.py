@@ -45,8 +45,13 @@ log = logging.getLogger(__name__)
 # A kill -9 loses none of them (they are in the page cache); a power cut may lose the
 # last second of flags, which then read as "no speech".
 _SPEECH_SYNC_INTERVAL_S = 1.0
+_META_INTERVAL_S = 1.0  # WAV header + speech flags written at most this often
 _LOCK_POLL_S = 0.05
 _HASH_CHUNK_BYTES = 1 << 20
+
+
+class SessionFull(Exception):
+    """The session reached the most frames one WAV file can hold (about 37 hours)."""
 
 
 class SessionLocked(Exception):
@@ -117,6 +122,9 @@ class SessionWriter:
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _speech_synced_at: float = 0.0
+    _meta_written_at: float = 0.0
+    _unwritten_flags: bytearray = field(default_factory=bytearray)
+    _flags_written: int = 0  # speech flags in the file (== durable_frames at open)
     _close_task: asyncio.Future[None] | None = None
     finalised: Finalised | None = None
 
@@ -145,13 +153,17 @@ class SessionWriter:
         event.set()
 
     def append(self, pcm: bytes, speech: bool) -> None:
-        """Queue the next frame for the next write round. Raises the storage failure."""
+        """Queue the next frame for the next write round. Raises the storage failure,
+        or SessionFull."""
         if self.failed is not None:
             raise self.failed
         if self.closed:
             raise RuntimeError("append() on a closed session writer")
         if self.received_frames >= wavfile.MAX_FRAMES:
-            raise StorageError(f"session {self.meta.session_id} reached the WAV size limit")
+            raise SessionFull(
+                f"session {self.meta.session_id} reached {wavfile.MAX_FRAMES} frames, the most "
+                "one WAV file holds (about 37 hours): end it and start a new session"
+            )
         self._pending.append(pcm)
         self._pending_flags.append(1 if speech else 0)
         self.storage.flusher.mark_dirty(self)
@@ -221,16 +233,29 @@ class SessionWriter:
     # -- the thread side
 
     def write_batch(self, batch: Batch) -> None:
-        """Write one batch at its place in the files (page cache only, no fsync).
+        """Write one batch's audio at its place in the WAV (page cache only, no fsync).
 
-        Runs on the event loop thread: three pwrite calls of a few KB cost microseconds,
-        while handing them to a thread would cost a GIL round trip each.
+        Runs on the event loop thread: a pwrite of a few KB costs microseconds, while
+        handing it to a thread would cost a GIL round trip. The WAV header and the speech
+        flags are written at most once a second (_META_INTERVAL_S): after a crash the
+        header may describe up to a second less audio than the file holds (still a valid
+        WAV; reopening recomputes it) and the newest flags may read as "no speech".
         """
-        end = batch.first_seq + batch.frames
-        os.pwrite(self.speech_fd, bytes(batch.flags), batch.first_seq)
-        batch.data = b"".join(batch.pcm)
+        batch.data = batch.pcm[0] if len(batch.pcm) == 1 else b"".join(batch.pcm)
         _pwrite_all(self.wav_fd, batch.data, wavfile.pcm_offset(batch.first_seq))
-        wavfile.write_sizes(self.wav_fd, end * FRAME_BYTES)
+        self._unwritten_flags += batch.flags
+        now = time.monotonic()
+        if now - self._meta_written_at >= _META_INTERVAL_S:
+            self._write_meta(batch.first_seq + batch.frames)
+            self._meta_written_at = now
+
+    def _write_meta(self, frames: int) -> None:
+        """Write the pending speech flags and the header for ``frames`` frames."""
+        if self._unwritten_flags:
+            os.pwrite(self.speech_fd, bytes(self._unwritten_flags), self._flags_written)
+            self._flags_written += len(self._unwritten_flags)
+            self._unwritten_flags.clear()
+        wavfile.write_sizes(self.wav_fd, frames * FRAME_BYTES)
 
     def sync(self) -> None:
         """Make the written audio durable (fdatasync); the speech flags at most once a
@@ -242,6 +267,7 @@ class SessionWriter:
             self._speech_synced_at = now
 
     def read_flags(self, frames: int) -> bytes:
+        """The speech flags of frames 0..frames-1 (call after _write_meta)."""
         flags = os.pread(self.speech_fd, frames, 0)
         return flags + bytes(frames - len(flags))
 
@@ -249,6 +275,8 @@ class SessionWriter:
         try:
             # A finished session's sidecar was written by finalise_sync: keep it.
             if self.failed is None and self.finalised is None:
+                self._write_meta(self.durable_frames)
+                os.fdatasync(self.wav_fd)
                 os.fdatasync(self.speech_fd)
                 paths = self.storage.paths(self.meta.session_id)
                 write_sidecar(
@@ -263,6 +291,8 @@ class SessionWriter:
     def finalise_sync(self) -> Finalised:
         """Hash the stored PCM and mark the sidecar finished. Blocks: run in a thread."""
         frames = self.durable_frames
+        self._write_meta(frames)
+        os.fdatasync(self.wav_fd)
         digest = hashlib.sha256()
         offset, end = wavfile.pcm_offset(0), wavfile.pcm_offset(frames)
         while offset < end:
@@ -367,7 +397,9 @@ class Storage:
             os.close(speech_fd)
             os.close(wav_fd)
             raise
-        return SessionWriter(self, meta, epoch, wav_fd, speech_fd, frames)
+        return SessionWriter(
+            self, meta, epoch, wav_fd, speech_fd, frames, _flags_written=frames
+        )
 
     @staticmethod
     def _reconcile(wav_fd: int) -> int:

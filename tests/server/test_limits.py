@@ -98,3 +98,40 @@ def test_quiet_connections_are_kept_alive_by_pings(meetcap_server_factory):
 
     close_code, ended = run(scenario())
     assert close_code is None and ended.frames == 0
+
+
+def test_audio_captured_offline_before_the_session_existed_is_accepted(meetcap_server_factory):
+    """hello.started_at may place frame 0 before the server created the session (the
+    client captured while the server was unreachable), within --offline-grace-s."""
+    server = meetcap_server_factory(realtime_slack_s=1, catchup_x=1000, offline_grace_s=30)
+    rec = Recording(seed=31)
+    rec.extend(150)  # 15 s of backlog, sent at once
+
+    async def scenario():
+        async with Wire(server.url) as wire:
+            welcome = await wire.hello(started_at=time.time() - 20)
+            for seq in range(150):
+                await wire.send_frame(seq, rec.frames[seq])
+            return welcome, await wire.end(149)
+
+    _, ended = run(scenario())
+    assert ended.frames == 150 and ended.sha256 == rec.sha256()
+
+
+def test_a_claimed_start_beyond_the_grace_does_not_buy_more_audio(meetcap_server_factory):
+    server = meetcap_server_factory(realtime_slack_s=1, catchup_x=1000, offline_grace_s=5)
+    rec = Recording(seed=32)
+    rec.extend(150)
+
+    async def scenario():
+        async with Wire(server.url) as wire:
+            await wire.hello(started_at=time.time() - 3600)  # "an hour ago"
+            try:
+                for seq in range(150):
+                    await wire.send_frame(seq, rec.frames[seq])
+            except Exception:
+                pass  # closed while sending
+            return await wire.closed()
+
+    closed = run(scenario())
+    assert closed.code == CloseCode.RATE_LIMITED

@@ -116,3 +116,63 @@ def test_a_data_dir_that_cannot_be_written_stops_the_server_at_start(tmp_path):
 
     with pytest.raises(StorageError, match="not writable"):
         run(scenario())
+
+
+def test_a_session_at_the_wav_size_limit_is_refused_with_a_fatal_code(tmp_path, monkeypatch):
+    from meetcap.server import wavfile
+
+    monkeypatch.setattr(wavfile, "MAX_FRAMES", 5)  # 37 hours is too long for a test
+    rec = Recording(seed=51)
+    rec.extend(6)
+
+    async def scenario():
+        async with running(tmp_path) as server:
+            wire = await rec.open(server.url)
+            await rec.send_from_ack(wire)
+            closed = await wire.closed()
+            await wire.__aexit__()
+            return closed
+
+    closed = run(scenario())
+    assert closed.code == CloseCode.BAD_MESSAGE and "37 hours" in closed.error.message
+
+
+def test_a_failing_syncfs_acks_nothing_of_its_round(tmp_path, monkeypatch):
+    """fsync mode syncfs: one error from the filesystem sync fails every batch of that
+    round (none of it is known durable), for every session in it."""
+    from meetcap.server.flusher import Flusher
+
+    failing = {"on": False}
+    original = Flusher._sync_filesystem
+
+    def sync_filesystem(self):
+        if failing["on"]:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return original(self)
+
+    monkeypatch.setattr(Flusher, "_sync_filesystem", sync_filesystem)
+    rec = Recording(seed=52)
+    rec.extend(20)
+
+    async def scenario():
+        async with running(tmp_path, fsync_mode="syncfs") as server:
+            wire = await rec.open(server.url)
+            await rec.send_from_ack(wire, upto=10)
+            await wire.wait_acked(9)
+            failing["on"] = True
+            for seq in range(10, 15):
+                await wire.send_frame(seq, rec.frames[seq])
+            closed = await wire.closed()
+            acked = wire.acked
+            await wire.__aexit__()
+            failing["on"] = False
+            wire = await rec.open(server.url)
+            await rec.send_from_ack(wire)
+            ended = await wire.end(19)
+            await wire.__aexit__()
+            return closed, acked, ended
+
+    closed, acked, ended = run(scenario())
+    assert closed.code == CloseCode.STORAGE_FAILED and "Input/output error" in closed.error.message
+    assert acked == 9
+    assert ended.sha256 == rec.sha256()
