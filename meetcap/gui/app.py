@@ -1,0 +1,103 @@
+"""``meetcap`` with no subcommand: the desktop app.
+
+``main(argv)`` builds the QApplication, the window and the tray icon, runs the event
+loop and, on the way out, stops a running session (what the server has not confirmed
+in time stays in the spool for the next start) and saves the settings.
+
+Options (for packaging checks, benchmarks and screenshots; people just run ``meetcap``):
+``--smoke-test[=S]`` opens the window and exits 0 after S seconds (default 1);
+``--start`` starts recording at launch; ``--settings FILE`` uses an INI file instead of
+the user's settings; ``--data-dir DIR`` stores sessions and spools there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+from meetcap.gui import icons
+from meetcap.gui.main_window import MainWindow
+from meetcap.gui.session_controller import SessionController
+from meetcap.gui.settings import APPLICATION, ORGANIZATION, SettingsStore
+from meetcap.gui.theme import apply_theme
+from meetcap.gui.tray import Tray
+
+# At quit, how long to wait for the server to confirm the last frames (the rest is safe
+# in the spool and sent at the next start).
+QUIT_FINISH_TIMEOUT_S = 10.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meetcap", description="meetcap desktop app")
+    parser.add_argument("--smoke-test", nargs="?", const=1.0, type=float, metavar="SECONDS",
+                        help="open the window, then exit 0 after SECONDS (default 1)")
+    parser.add_argument("--start", action="store_true", help="start recording at launch")
+    parser.add_argument("--settings", metavar="FILE", help="settings INI file to use")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help="where the built-in server stores sessions (and the spools)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app until its window is closed; returns the process exit code."""
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # argv[0] "meetcap" names the X11 window class (WM_CLASS), as the .desktop file expects.
+    app = QApplication.instance() or QApplication(["meetcap"])
+    assert isinstance(app, QApplication)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("meetcap")
+    app.setDesktopFileName("meetcap")  # matches resources/meetcap.desktop (Wayland icons)
+    app.setWindowIcon(icons.icon("meetcap"))
+    apply_theme(app)
+
+    store = SettingsStore.at_path(args.settings) if args.settings else SettingsStore()
+    controller = SessionController(
+        store.load(), data_root=Path(args.data_dir) if args.data_dir else None
+    )
+    window = MainWindow(controller, store)
+    tray = Tray(window)
+    window.show()
+    if args.start:
+        QTimer.singleShot(0, window.start_recording)
+    _quit_on_signals(window)
+    if args.smoke_test is not None:
+        window.confirm_quit = lambda parent: True  # unattended: never wait for an answer
+        QTimer.singleShot(int(args.smoke_test * 1000), window.close)
+    app.setQuitOnLastWindowClosed(True)
+    code = app.exec()
+    tray.icon.hide()
+    window.save_settings()
+    controller.shutdown(QUIT_FINISH_TIMEOUT_S)
+    result = controller.last_result
+    if result is not None and not result.ok:
+        print(f"meetcap: {result.message}", file=sys.stderr)
+    return code
+
+
+def _quit_on_signals(window: MainWindow) -> None:
+    """SIGTERM / Ctrl-C end the app like closing the window, without the question (the
+    system or the person at the terminal has already decided): the session is stopped
+    and finished on the way out. Python runs the handler between Qt events; the window's
+    timers make sure there are some."""
+
+    def handle(signum: int, frame: object) -> None:
+        window.confirm_quit = lambda parent: True
+        QTimer.singleShot(0, window.close)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(signum, handle)
+        except ValueError:  # not the main thread (embedded use): leave the defaults
+            return
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

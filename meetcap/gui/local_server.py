@@ -1,0 +1,90 @@
+"""The built-in server: where the app streams when no server address is set.
+
+It is a real meetcap-server (:class:`~meetcap.server.EmbeddedServer`) on the loopback
+interface, so a session recorded without any server set up still goes through the same
+spool, acks and gapless storage, and lands as ``<session id>.wav`` in the user's data
+folder. The token is random for each run of the app (nothing else on the machine can
+stream into it); sessions belong to one fixed local user, so a session left in the spool
+by an earlier run resumes under the new token.
+
+No Qt here: the session controller runs :meth:`start`/:meth:`stop` off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from meetcap.server import EmbeddedServer, ServerConfig
+
+LOCAL_USER = "local"
+# After a stop, the port can stay busy for a moment (the old socket closing).
+_REBIND_ATTEMPTS = 20
+_REBIND_WAIT_S = 0.1
+
+
+class LocalServer:
+    """A restartable embedded server that keeps its port once it has one.
+
+    ``port=0`` picks a free port at the first :meth:`start`; later starts reuse it, so a
+    streamer that was connected reconnects to the same address (this is what lets the
+    app, and its tests, stop and restart the server under a live session).
+    """
+
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.token = secrets.token_urlsafe(24)
+        self._server: EmbeddedServer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def url(self) -> str:
+        """ws://127.0.0.1:<port>/v1/stream (valid once started)."""
+        if self._server is not None:
+            return self._server.url
+        if not self.port:
+            raise RuntimeError("the built-in server has not been started yet")
+        return f"ws://{self.host}:{self.port}/v1/stream"
+
+    def start(self) -> str:
+        """Start (if not running) and return the URL. Raises StorageError (data folder
+        not writable) or OSError (the port is taken by someone else)."""
+        with self._lock:
+            if self._server is not None:
+                return self._server.url
+            last_error: OSError | None = None
+            for _ in range(_REBIND_ATTEMPTS if self.port else 1):
+                config = ServerConfig(
+                    tokens={self.token: LOCAL_USER}, host=self.host, port=self.port,
+                    data_dir=self.data_dir,
+                )
+                try:
+                    server = EmbeddedServer(config).start()
+                except OSError as exc:
+                    last_error = exc
+                    time.sleep(_REBIND_WAIT_S)
+                    continue
+                self._server = server
+                self.port = server.port
+                return server.url
+            assert last_error is not None
+            raise last_error
+
+    def stop(self) -> None:
+        """Stop gracefully (clients are told to come back later); idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.stop()
+
+    def session_file(self, session_id: str) -> Path:
+        """Where the server stores a session's audio."""
+        return self.data_dir / f"{session_id}.wav"

@@ -1,0 +1,344 @@
+"""The main window: lays out the panels, wires them to the session controller, and runs
+the two refresh timers (meters at display rate, words and numbers a few times a second).
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QMainWindow, QMessageBox, QVBoxLayout, QWidget
+
+from meetcap.audio.devices import AudioDevice, default_device
+from meetcap.audio.pipeline import (
+    EVENT_DEVICE_RESTORED,
+    EVENT_DEVICE_SWITCHED,
+    EVENT_ERROR,
+    AudioEvent,
+)
+from meetcap.client.status import FinishResult
+from meetcap.constants import SOURCE_MIC, SOURCE_MIX, SOURCE_SYSTEM
+from meetcap.gui import icons
+from meetcap.gui.banner import WarningBanner, WarningTracker
+from meetcap.gui.connection_panel import ConnectionPanel
+from meetcap.gui.mix_strip import MixStrip
+from meetcap.gui.session_controller import IDLE, RECORDING, SessionController, SessionInfo
+from meetcap.gui.session_panel import SessionPanel
+from meetcap.gui.settings import SettingsStore
+from meetcap.gui.settings_dialog import SettingsDialog
+from meetcap.gui.source_strip import SourceStrip
+from meetcap.gui.status_text import (
+    SOURCE_TITLES,
+    Warning,
+    source_warnings,
+    stream_warnings,
+)
+from meetcap.levels import SourceLevels
+
+# 30 fps while meters move: smooth to the eye, and half the CPU of 60 fps (the levels
+# themselves change 10 times a second; the ballistics fill in the motion between).
+DISPLAY_INTERVAL_MS = 33
+TEXT_INTERVAL_MS = 250  # numbers and words: 4 updates a second are plenty to read
+SAVE_DELAY_MS = 500  # a slider drag is saved once, when it settles
+
+
+def ask_stop_and_quit(parent: QWidget) -> bool:
+    """The question asked when the window is closed during a recording."""
+    answer = QMessageBox.question(
+        parent,
+        "Stop recording?",
+        "A recording is running. Stop it and quit?\n\n"
+        "Everything captured so far is kept: what the server has not confirmed yet "
+        "stays on this computer and is sent at the next start.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+class MainWindow(QMainWindow):
+    """The app window. ``warning_raised(Warning)`` fires once for each new warning (the
+    tray turns it into a notification)."""
+
+    warning_raised = Signal(object)
+
+    def __init__(self, controller: SessionController, store: SettingsStore | None = None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.store = store
+        self.settings = controller.settings
+        self.setWindowTitle("meetcap")
+        self.setWindowIcon(icons.icon("meetcap"))
+
+        self.session_panel = SessionPanel(self)
+        self.banner = WarningBanner(self)
+        self.strips = {
+            SOURCE_MIC: SourceStrip(SOURCE_MIC, SOURCE_TITLES[SOURCE_MIC], "mic", self),
+            SOURCE_SYSTEM: SourceStrip(SOURCE_SYSTEM, SOURCE_TITLES[SOURCE_SYSTEM], "loopback",
+                                       self),
+        }
+        self.mix_strip = MixStrip(self)
+        self.connection = ConnectionPanel(self)
+        central = QWidget(self)
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(18, 16, 18, 18)
+        layout.setSpacing(12)
+        layout.addWidget(self.session_panel)
+        layout.addWidget(self.banner)
+        for strip in self.strips.values():
+            layout.addWidget(strip)
+        layout.addWidget(self.mix_strip)
+        layout.addWidget(self.connection)
+        layout.addStretch(1)
+        self.setCentralWidget(central)
+        self.resize(760, 0)
+
+        self.tracker = WarningTracker()
+        self._event_warnings: dict[str, Warning] = {}
+        self._meters_moving = False
+        self.confirm_quit = ask_stop_and_quit  # replaced by tests
+        self._apply_settings()
+        self._connect()
+
+        self.display_timer = QTimer(self)
+        self.display_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.display_timer.setInterval(DISPLAY_INTERVAL_MS)
+        self.display_timer.timeout.connect(self.refresh_meters)
+        self.text_timer = QTimer(self)
+        self.text_timer.setInterval(TEXT_INTERVAL_MS)
+        self.text_timer.timeout.connect(self.refresh_text)
+        self.text_timer.start()
+        self.save_timer = QTimer(self)
+        self.save_timer.setSingleShot(True)
+        self.save_timer.setInterval(SAVE_DELAY_MS)
+        self.save_timer.timeout.connect(self.save_settings)
+        self.refresh_text()
+
+    # -- wiring
+
+    def _apply_settings(self) -> None:
+        s = self.settings
+        for source, strip in self.strips.items():
+            strip.apply_settings(s.device_id(source) or None, s.gain_db.get(source, 0.0),
+                                 s.muted.get(source, False))
+        self.mix_strip.apply_settings(s.vad, s.normalize)
+
+    def _connect(self) -> None:
+        c = self.controller
+        self.session_panel.start_requested.connect(self.start_recording)
+        self.session_panel.stop_requested.connect(self.stop_recording)
+        for strip in self.strips.values():
+            strip.device_picked.connect(self._on_device_picked)
+            strip.gain_changed.connect(self._on_gain)
+            strip.mute_toggled.connect(self._on_mute)
+            strip.meter.clip_cleared.connect(self.refresh_text)
+        self.mix_strip.vad_toggled.connect(self._on_vad)
+        self.mix_strip.normalize_toggled.connect(self._on_normalize)
+        self.connection.settings_requested.connect(self.open_settings)
+        c.phase_changed.connect(self._on_phase)
+        c.devices_changed.connect(self._on_devices)
+        c.audio_event.connect(self._on_audio_event)
+        c.session_started.connect(self._on_session_started)
+        c.session_finished.connect(self._on_session_finished)
+        c.problem.connect(self._on_problem)
+        c.stream_status_changed.connect(self._on_stream_status)
+
+    # -- actions
+
+    def start_recording(self) -> bool:
+        self.controller.last_result = None
+        self._event_warnings.pop("problem", None)
+        return self.controller.start()
+
+    def stop_recording(self) -> bool:
+        return self.controller.stop()
+
+    def open_settings(self) -> SettingsDialog:
+        """Open the settings dialog (modeless, so tests can drive it)."""
+        dialog = SettingsDialog(self.settings, self,
+                                local_server_hint=str(self.controller.local_server.data_dir))
+        dialog.accepted.connect(lambda: self._accept_settings(dialog))
+        dialog.setModal(True)
+        dialog.show()
+        self.settings_dialog = dialog
+        return dialog
+
+    def _accept_settings(self, dialog: SettingsDialog) -> None:
+        dialog.apply_to(self.settings)
+        self.save_settings()
+        self.refresh_text()
+
+    def save_settings(self) -> None:
+        if self.store is not None:
+            self.store.save(self.settings)
+
+    def _schedule_save(self) -> None:
+        self.save_timer.start()
+
+    def _on_device_picked(self, source: str, device_id: str | None) -> None:
+        self.controller.set_device(source, device_id)
+        self._event_warnings.pop(f"error:{source}", None)
+        self._schedule_save()
+
+    def _on_gain(self, source: str, gain_db: float) -> None:
+        self.controller.set_gain_db(source, gain_db)
+        self._schedule_save()
+
+    def _on_mute(self, source: str, muted: bool) -> None:
+        self.controller.set_muted(source, muted)
+        self._schedule_save()
+        self.refresh_text()
+
+    def _on_vad(self, enabled: bool) -> None:
+        self.controller.set_vad(enabled)
+        self._schedule_save()
+
+    def _on_normalize(self, enabled: bool) -> None:
+        self.controller.set_normalize(enabled)
+        self._schedule_save()
+
+    # -- controller signals
+
+    def _on_phase(self, phase: str) -> None:
+        self.session_panel.set_phase(phase)
+        self.connection.settings_button.setEnabled(phase == IDLE)
+        if phase != IDLE:
+            self.display_timer.start()
+        self.refresh_text()
+
+    def _on_devices(self, devices: tuple[AudioDevice, ...]) -> None:
+        for strip in self.strips.values():
+            strip.set_devices(devices)
+        # A source nobody has chosen for yet gets the system's default device.
+        for source, kind in ((SOURCE_MIC, "mic"), (SOURCE_SYSTEM, "loopback")):
+            if self.settings.device_id(source) is None:
+                device = default_device(kind, list(devices))  # type: ignore[arg-type]
+                if device is not None:
+                    self.strips[source].picker.set_current_id(device.id)
+                    self.controller.set_device(source, device.id)
+                    self._schedule_save()
+        self.refresh_text()
+
+    def _on_audio_event(self, event: AudioEvent) -> None:
+        if event.kind == EVENT_ERROR:
+            key = f"error:{event.source or 'audio'}"
+            who = SOURCE_TITLES.get(event.source or "", "Speech detection"
+                                    if event.source == "vad" else "Audio")
+            self._event_warnings[key] = Warning(key, "error", f"{who}: a problem",
+                                                _capitalised(event.message))
+        elif event.kind in (EVENT_DEVICE_RESTORED, EVENT_DEVICE_SWITCHED):
+            self._event_warnings.pop(f"error:{event.source}", None)
+        self.refresh_text()
+
+    def _on_session_started(self, info: SessionInfo) -> None:
+        for strip in (*self.strips.values(), self.mix_strip):
+            strip.meter.reset()
+        self._event_warnings.pop("problem", None)
+        self.refresh_text()
+
+    def _on_session_finished(self, result: FinishResult) -> None:
+        self._event_warnings = {k: w for k, w in self._event_warnings.items()
+                                if not k.startswith("error:")}
+        if not result.ok:
+            self._event_warnings["problem"] = Warning(
+                "problem", "error", "Not everything reached the server yet",
+                _capitalised(result.message),
+            )
+        self.refresh_text()
+
+    def _on_problem(self, message: str) -> None:
+        self._event_warnings["problem"] = Warning("problem", "error", "Recording problem",
+                                                  message)
+        self.refresh_text()
+
+    def _on_stream_status(self, status: object) -> None:
+        self.connection.show_status(status)
+
+    # -- refresh
+
+    def refresh_meters(self) -> None:
+        """Display timer: feed the meters the latest levels and let them move."""
+        now = time.monotonic()
+        levels = self.controller.levels()
+        moving = False
+        for source, strip in self.strips.items():
+            strip.show_levels(levels.get(source, SourceLevels(source)), now)
+            moving |= strip.meter.tick(now)
+        self.mix_strip.show_levels(levels.get(SOURCE_MIX, SourceLevels(SOURCE_MIX)), now)
+        moving |= self.mix_strip.meter.tick(now)
+        if not moving and self.controller.phase == IDLE:
+            self.display_timer.stop()  # meters at rest and nothing to show: no more ticks
+
+    def refresh_text(self) -> None:
+        """Text timer: numbers, health lines, warnings, connection, elapsed time."""
+        c = self.controller
+        levels = c.levels()
+        recording = c.phase == RECORDING
+        warnings: list[Warning] = []
+        for source, strip in self.strips.items():
+            source_levels = levels.get(source, SourceLevels(source))
+            strip.refresh_text(source_levels, recording=recording)
+            if recording:
+                warnings += source_warnings(
+                    source, source_levels, user_muted=strip.muted,
+                    has_device=strip.picker.current_id() is not None,
+                )
+        self.mix_strip.refresh_text(levels.get(SOURCE_MIX, SourceLevels(SOURCE_MIX)),
+                                    recording=recording)
+        status = c.stream_status()
+        self.connection.show_status(status)
+        self.connection.set_address(self._address_text())
+        warnings += stream_warnings(status) if c.phase != IDLE else []
+        warnings += self._event_warnings.values()
+        self.banner.show_warnings(warnings)
+        for warning in self.tracker.update(warnings):
+            self.warning_raised.emit(warning)
+        self.session_panel.set_elapsed(c.elapsed_s())
+        self.session_panel.set_storage(self._storage_text(status))
+
+    def _address_text(self) -> str:
+        url = self.settings.server_url.strip()
+        if url:
+            return url
+        server = self.controller.local_server
+        where = f" ({server.url})" if server.running else ""
+        return f"Built-in server on this computer{where}"
+
+    def _storage_text(self, status: object | None) -> str:
+        c = self.controller
+        info = c.session
+        if info is None:
+            result = c.last_result
+            if result is not None:
+                return f"Last session: {result.message}"
+            if self.settings.server_url.strip():
+                return f"Recordings stream to {self.settings.server_url.strip()}"
+            return f"Recordings are saved in {c.local_server.data_dir}"
+        session_id = getattr(status, "session_id", None)
+        if info.builtin and info.storage_dir is not None:
+            target = (str(c.local_server.session_file(session_id)) if session_id
+                      else f"{info.storage_dir}")
+            text = f"Saving to {target}"
+        else:
+            text = f"Streaming to {info.url}" + (f" (session {session_id})" if session_id else "")
+        if info.local_copy is not None:
+            text += f"; local copy {info.local_copy}"
+        return text
+
+    # -- closing
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt API
+        """Closing during a recording asks first (:attr:`confirm_quit`)."""
+        if self.controller.recording and not self.confirm_quit(self):
+            event.ignore()
+            return
+        self.save_timer.stop()
+        self.save_settings()
+        event.accept()
+
+
+def _capitalised(text: str) -> str:
+    text = text.strip()
+    return text[:1].upper() + text[1:]
