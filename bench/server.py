@@ -2,20 +2,28 @@
 """How many live sessions one meetcap-server process holds.
 
     python bench/server.py [--steps 100,250,500,1000,1500,2000] [--seconds 20]
-                           [--fsync-mode auto|file|syncfs] [--flush-interval-ms 25]
+                           [--fsync-mode auto|file|syncfs] [--flush-interval-ms 10]
+                           [--server-log FILE]
 
 One server process (``python -m meetcap.server``, embedded state, a temporary data
-directory on this disk, real fsyncs) and simulated clients in a SEPARATE process
-(multiprocessing, asyncio, websockets): each client is one session that sends a real
-3,216-byte audio message every 100 ms, as a capturing desktop would, and measures the
-ack latency of every frame (send -> the cumulative ack that covers it). Each step opens
-N sessions, lets them settle for 3 s, measures for ``--seconds``, then ends every
-session and checks the server's ``ended`` (frame count and SHA-256 of the stored PCM)
-against what was sent: a frame missing or different counts as lost.
+directory under .benchmarks/ on this disk, real fsyncs, its default settings) and the
+simulated clients in a SEPARATE process (multiprocessing, asyncio): each client is one
+session on its own WebSocket that sends a real 3,216-byte audio message every 100 ms,
+as a capturing desktop would, and measures the ack latency of every frame (send -> the
+cumulative ack that covers it). The clients speak the protocol through
+meetcap.protocol.ClientConnection over a lean WebSocket layer (bench/rawws.py): a
+thousand websockets-library clients would take as much CPU as the server under test on
+a 2-core machine. Each step opens N sessions (200 a second), lets them settle for 3 s,
+measures for ``--seconds``, waits for every last ack, then ends every session and checks
+the server's ``ended`` (frame count and SHA-256 of the stored PCM) against what was sent:
+a frame missing or different counts as lost.
 
 A step passes when the ack p99 is under 100 ms, nothing is lost and no connection
-failed. Memory per session is the server's RSS during the step minus its RSS before,
-divided by N. The ramp stops at the first failing step.
+failed; the ramp stops at the first failing step. Per step it also prints the server's
+RSS above its idle RSS divided by N (memory per session), its CPU share, its slowest
+write round and worst event-loop lag (from its ``--stats-interval-s`` log line), the
+load generator's CPU and lag, and the machine's load average before the step (other
+programs on the machine show up here, and in the tail latency).
 
 The LAST line is exactly: ``server: <N> sessions at ack p99 <X> ms, <L> frames lost``
 for the largest passing step.
@@ -30,6 +38,7 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,10 +227,10 @@ def start_server(data_dir: Path, args: argparse.Namespace) -> tuple[subprocess.P
     env = dict(os.environ, MEETCAP_TOKENS=f"{USER}:{TOKEN}", PYTHONPATH=str(REPO))
     proc = subprocess.Popen(
         [sys.executable, "-m", "meetcap.server", "--port", "0", "--data-dir", str(data_dir),
-         "--log-level", "warning", "--max-sessions-per-user", "100000",
+         "--log-level", "info", "--stats-interval-s", "2", "--max-sessions-per-user", "100000",
          "--new-sessions-per-minute", "100000", "--fsync-mode", args.fsync_mode,
          "--flush-interval-ms", str(args.flush_interval_ms)],
-        stdout=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=open(data_dir / "server.log", "w"), text=True, env=env,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -230,6 +239,22 @@ def start_server(data_dir: Path, args: argparse.Namespace) -> tuple[subprocess.P
         proc.kill()
         raise SystemExit(f"the server did not start: {line!r}")
     return proc, match.group(1)
+
+
+_STATS = re.compile(r"round p99 ([\d.]+) ms max ([\d.]+) ms, loop lag max ([\d.]+) ms")
+
+
+def server_stats(log_path: Path, from_line: int) -> tuple[float, float, int]:
+    """Worst write-round time and event-loop lag the server logged since ``from_line``
+    (its stats line every 2 s), and the log's current length."""
+    lines = log_path.read_text().splitlines()
+    worst_round = worst_lag = 0.0
+    for line in lines[from_line:]:
+        match = _STATS.search(line)
+        if match:
+            worst_round = max(worst_round, float(match.group(2)))
+            worst_lag = max(worst_lag, float(match.group(3)))
+    return worst_round, worst_lag, len(lines)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -270,7 +295,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured time per step")
     parser.add_argument("--fsync-mode", choices=("auto", "file", "syncfs"), default="auto",
                         help="the server's --fsync-mode (auto: its default)")
-    parser.add_argument("--flush-interval-ms", type=int, default=25)
+    parser.add_argument("--flush-interval-ms", type=int, default=10)
+    parser.add_argument("--server-log", type=Path, default=None,
+                        help="keep the server's log (with a stats line every 2 s) here")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
     best: tuple[int, float, int] | None = None
@@ -283,10 +310,14 @@ def main() -> None:
             import psutil
 
             rss_fresh = psutil.Process(proc.pid).memory_info().rss
+            log_path = Path(tmp) / "server.log"
+            log_line = 0
             for sessions in steps:
+                load_before = os.getloadavg()[0]
                 result, rss_per_session, cpu_share = run_step(
                     url, proc.pid, sessions, args.seconds, rss_fresh
                 )
+                worst_round, worst_lag, log_line = server_stats(log_path, log_line)
                 p50 = percentile(result.latencies_ms, 50)
                 p99 = percentile(result.latencies_ms, 99)
                 ok = (p99 < P99_LIMIT_MS and result.lost == 0 and result.failures == 0
@@ -295,8 +326,11 @@ def main() -> None:
                     f"{sessions:5d} sessions: ack p50 {p50:6.1f} ms, p99 {p99:6.1f} ms over "
                     f"{len(result.latencies_ms)} frames; {result.sent} sent, {result.lost} lost, "
                     f"{result.failures} failed; server {rss_per_session / 1024:.0f} KiB/session, "
-                    f"{cpu_share * 100:.0f}% CPU; clients {result.client_cpu_share * 100:.0f}% CPU, "
-                    f"loop lag p99 {result.client_lag_p99_ms:.0f} ms; {'ok' if ok else 'FAIL'}",
+                    f"{cpu_share * 100:.0f}% CPU, slowest write round {worst_round:.0f} ms, "
+                    f"loop lag max {worst_lag:.0f} ms; clients "
+                    f"{result.client_cpu_share * 100:.0f}% CPU, "
+                    f"loop lag p99 {result.client_lag_p99_ms:.0f} ms; machine load "
+                    f"{load_before:.1f} before; {'ok' if ok else 'FAIL'}",
                     flush=True,
                 )
                 if not ok:
@@ -308,6 +342,8 @@ def main() -> None:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+            if args.server_log is not None:
+                shutil.copyfile(Path(tmp) / "server.log", args.server_log)
     if best is None:
         print("server: 0 sessions at ack p99 nan ms, 0 frames lost")
     else:

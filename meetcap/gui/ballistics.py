@@ -124,7 +124,7 @@ class MeterBallistics:
         self._advance_hold(now_s, dt)
         after = (self.rms_dbfs, self.peak_dbfs, self.peak_hold_dbfs, self.clipped)
         # Sub-0.05 dB moves are invisible (well under a pixel): skip the repaint.
-        return any(abs(a - b) > 0.05 for a, b in zip(after[:3], before[:3])) or (
+        return any(abs(a - b) > 0.05 for a, b in zip(after[:3], before[:3], strict=True)) or (
             after[3] != before[3]
         )
 

@@ -93,7 +93,7 @@ class WarningBanner(QWidget):
         same_rows = [w.key for w in ordered] == [w.key for w in self._shown]
         self._shown = ordered
         if same_rows:  # only the words changed ("silent for 12 s"): no relayout, no flicker
-            for row, warning in zip(self._rows, ordered):
+            for row, warning in zip(self._rows, ordered, strict=True):
                 row.title.setText(warning.title)
                 row.text.setText(warning.text)
             return

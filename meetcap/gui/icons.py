@@ -173,9 +173,11 @@ def export(directory: Path) -> list[Path]:
         path = directory / f"meetcap-{size}.png"
         render("meetcap", size).save(str(path))
         written.append(path)
-    ico = directory / "meetcap.ico"  # Windows (PyInstaller's icon=)
-    render("meetcap", 256).save(str(ico))
-    written.append(ico)
+    for name, size in (("meetcap.ico", 256), ("meetcap.icns", 512)):  # Windows, macOS
+        path = directory / name
+        if not render("meetcap", size).save(str(path)):
+            raise OSError(f"Qt could not write {path} (image format plugin missing?)")
+        written.append(path)
     for name in ("tray-idle", "tray-recording", "tray-warning"):
         path = directory / f"{name}.png"
         render(name, 64).save(str(path))

@@ -20,6 +20,10 @@ from pathlib import Path
 from meetcap.server import EmbeddedServer, ServerConfig
 
 LOCAL_USER = "local"
+# One client on the same machine: group commits every 200 ms instead of the server's
+# 50 ms default (which suits many clients) cut the fsyncs and wake-ups by 4 and still
+# ack well within the protocol's 500 ms.
+FLUSH_INTERVAL_MS = 200
 # After a stop, the port can stay busy for a moment (the old socket closing).
 _REBIND_ATTEMPTS = 20
 _REBIND_WAIT_S = 0.1
@@ -64,7 +68,7 @@ class LocalServer:
             for _ in range(_REBIND_ATTEMPTS if self.port else 1):
                 config = ServerConfig(
                     tokens={self.token: LOCAL_USER}, host=self.host, port=self.port,
-                    data_dir=self.data_dir,
+                    data_dir=self.data_dir, flush_interval_ms=FLUSH_INTERVAL_MS,
                 )
                 try:
                     server = EmbeddedServer(config).start()

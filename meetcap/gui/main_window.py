@@ -93,8 +93,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.connection)
         layout.addStretch(1)
         self.setCentralWidget(central)
-        self.resize(760, 0)
+        self.resize(760, self.minimumSizeHint().height())
 
+        self._meter_strips: tuple[tuple[str, SourceStrip | MixStrip], ...] = (
+            *self.strips.items(), (SOURCE_MIX, self.mix_strip))
         self.tracker = WarningTracker()
         self._event_warnings: dict[str, Warning] = {}
         self._meters_moving = False
@@ -144,6 +146,10 @@ class MainWindow(QMainWindow):
         c.session_finished.connect(self._on_session_finished)
         c.problem.connect(self._on_problem)
         c.stream_status_changed.connect(self._on_stream_status)
+        # The watcher may have listed the devices before we connected (its signal then
+        # reached nobody, and it only signals changes): take the list it holds.
+        if c.watcher.devices:
+            self._on_devices(c.watcher.devices)
 
     # -- actions
 
@@ -233,7 +239,7 @@ class MainWindow(QMainWindow):
         self.refresh_text()
 
     def _on_session_started(self, info: SessionInfo) -> None:
-        for strip in (*self.strips.values(), self.mix_strip):
+        for _, strip in self._meter_strips:
             strip.meter.reset()
         self._event_warnings.pop("problem", None)
         self.refresh_text()
@@ -254,20 +260,22 @@ class MainWindow(QMainWindow):
         self.refresh_text()
 
     def _on_stream_status(self, status: object) -> None:
-        self.connection.show_status(status)
+        # State changes are rare (connected, reconnecting, failed): show them, and any
+        # warning they bring, at once rather than at the next text tick.
+        self.refresh_text()
 
     # -- refresh
 
     def refresh_meters(self) -> None:
         """Display timer: feed the meters the latest levels and let them move."""
+        if self.isMinimized() or not self.isVisible():
+            return  # nobody sees the meters (in the tray): skip the work
         now = time.monotonic()
         levels = self.controller.levels()
         moving = False
-        for source, strip in self.strips.items():
-            strip.show_levels(levels.get(source, SourceLevels(source)), now)
+        for source, strip in self._meter_strips:
+            strip.show_levels(levels.get(source) or SourceLevels(source), now)
             moving |= strip.meter.tick(now)
-        self.mix_strip.show_levels(levels.get(SOURCE_MIX, SourceLevels(SOURCE_MIX)), now)
-        moving |= self.mix_strip.meter.tick(now)
         if not moving and self.controller.phase == IDLE:
             self.display_timer.stop()  # meters at rest and nothing to show: no more ticks
 
@@ -292,7 +300,10 @@ class MainWindow(QMainWindow):
         self.connection.set_address(self._address_text())
         warnings += stream_warnings(status) if c.phase != IDLE else []
         warnings += self._event_warnings.values()
+        banner_was_visible = not self.banner.isHidden()
         self.banner.show_warnings(warnings)
+        if banner_was_visible and self.banner.isHidden():
+            QTimer.singleShot(0, self._fit_height)  # give back the banner's space
         for warning in self.tracker.update(warnings):
             self.warning_raised.emit(warning)
         self.session_panel.set_elapsed(c.elapsed_s())
@@ -326,6 +337,16 @@ class MainWindow(QMainWindow):
         if info.local_copy is not None:
             text += f"; local copy {info.local_copy}"
         return text
+
+    def _fit_height(self) -> None:
+        if self.isMaximized() or self.isFullScreen():
+            return
+        # The banner just hid: let both layouts forget its height (the window's own
+        # layout holds the minimum size the banner forced), then shrink to fit.
+        for layout in (self.centralWidget().layout(), self.layout()):
+            if layout is not None:
+                layout.activate()
+        self.resize(self.width(), self.minimumSizeHint().height())
 
     # -- closing
 

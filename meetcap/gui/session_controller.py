@@ -24,6 +24,8 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +57,15 @@ def default_data_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("meetcap"))
+
+
+def default_device_poll_s() -> float:
+    """How often the device list is re-read. On Linux the watcher also follows
+    PulseAudio's change events (``pactl subscribe``), so the poll is only a fallback
+    and can be slow: each listing runs ``pactl``, which costs CPU (bench/app_cpu.py)."""
+    if sys.platform.startswith("linux") and shutil.which("pactl"):
+        return 10.0
+    return 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +126,7 @@ class SessionController(QObject):
         data_root: Path | None = None,
         streamer_options: dict[str, Any] | None = None,
         finish_timeout_s: float = DEFAULT_FINISH_TIMEOUT_S,
-        device_poll_s: float = 2.0,
+        device_poll_s: float | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -134,6 +145,8 @@ class SessionController(QObject):
         self.manager = AudioManager(self.capture_settings)
         self.manager.add_event_listener(self.audio_event.emit)
         self.phase = IDLE
+        self._closed = False
+        self._worker_done = False
         self.last_result: FinishResult | None = None
         self.last_status: StreamStatus | None = None
         self._live: _Live | None = None
@@ -144,9 +157,9 @@ class SessionController(QObject):
         self._start_failed.connect(self._on_start_failed)
         self._stopped.connect(self._on_stopped)
         self._capture_failed.connect(self._on_capture_failed)
-        self.watcher = DeviceWatcher(self._on_device_change, interval_s=device_poll_s)
+        self.watcher = DeviceWatcher(self._on_device_change,
+                                     interval_s=device_poll_s or default_device_poll_s())
         self.watcher.start()
-        self._closed = False
 
     # -- what the window reads (GUI thread, cheap)
 
@@ -248,9 +261,9 @@ class SessionController(QObject):
             return
         self._closed = True
         if self.phase != IDLE:
-            # Read the session on the worker: a start still queued there sets it first.
-            self._submit(lambda: self._live and self._stop_work(self._live, timeout_s))
+            self._submit(lambda: self._stop_current(timeout_s))
         self._worker.shutdown(wait=True)
+        self._worker_done = True
         self.watcher.stop()
         self.manager.close()
         self.local_server.stop()
@@ -258,6 +271,9 @@ class SessionController(QObject):
     # -- worker thread
 
     def _submit(self, fn: Callable[[], None]) -> None:
+        if self._worker_done:
+            return  # after shutdown(): a late signal (a device listing) changes nothing
+
         def run() -> None:
             try:
                 fn()
@@ -350,6 +366,12 @@ class SessionController(QObject):
                 self.problem.emit(_sentence(
                     f"The local copy stopped: {exc}; the recording still goes to the server"
                 ))
+
+    def _stop_current(self, timeout_s: float) -> None:
+        """Stop whatever session runs (read on the worker: a start still queued there
+        sets it first)."""
+        if self._live is not None:
+            self._stop_work(self._live, timeout_s)
 
     def _stop_work(self, live: _Live, timeout_s: float | None = None) -> None:
         if live.stopped:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from meetcap.gui import icons
 from meetcap.gui.status_text import format_elapsed
+from meetcap.gui.widgets import ElidedLabel
 
 # What the session controls show in each phase of a session.
 _BUTTON = {
@@ -29,10 +37,9 @@ class SessionPanel(QWidget):
         logo.setPixmap(icons.icon("meetcap").pixmap(34, 34))
         title = QLabel("meetcap", self)
         title.setObjectName("appTitle")
-        self.storage = QLabel(self)
+        self.storage = ElidedLabel(self)
         self.storage.setObjectName("dim")
-        self.storage.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.storage.setWordWrap(True)
+        self.storage.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         titles = QVBoxLayout()
         titles.setSpacing(1)
         titles.addWidget(title)

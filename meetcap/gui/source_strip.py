@@ -57,8 +57,8 @@ class SourceStrip(Card):
         self.numbers.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.body.addWidget(self.numbers)
 
-        self.picker.device_changed.connect(lambda device_id: self.device_picked.emit(source, device_id))
-        self.gain.gain_db_changed.connect(lambda gain_db: self.gain_changed.emit(source, gain_db))
+        self.picker.device_changed.connect(self._on_device)
+        self.gain.gain_db_changed.connect(self._on_gain)
         self.mute_button.toggled.connect(self._on_mute)
         self._numbers_shown: tuple[str, str] | None = None
         self.refresh_text(SourceLevels(source), recording=False)
@@ -103,6 +103,12 @@ class SourceStrip(Card):
         )
         self.health.show_line(line)
         return line
+
+    def _on_device(self, device_id: str | None) -> None:
+        self.device_picked.emit(self.source, device_id)
+
+    def _on_gain(self, gain_db: float) -> None:
+        self.gain_changed.emit(self.source, gain_db)
 
     def _on_mute(self, muted: bool) -> None:
         self._label_mute(muted)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from meetcap.gui import theme
@@ -51,6 +51,39 @@ class Dot(QWidget):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(self._color)
         painter.drawEllipse(QRectF(1, 1, self._diameter, self._diameter))
+
+
+class ElidedLabel(QLabel):
+    """One line of text, shortened in the middle when it does not fit (paths keep
+    their start and their file name); the whole text is in the tooltip and ``text()``."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setMinimumWidth(80)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        if text == self._full:
+            return
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        self._elide()
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        return QSize(80, super().minimumSizeHint().height())
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle,
+                                              max(40, self.width()))
+        if shown != super().text():
+            super().setText(shown)
 
 
 class StatusLabel(QWidget):

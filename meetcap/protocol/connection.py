@@ -197,7 +197,7 @@ class ServerConnection:
         """Text of a cumulative ack: every frame up to ``seq`` is durably stored."""
         # The server's hottest message (one per frame under load): formatted directly,
         # byte for byte what encode_message(Ack(seq=seq)) gives.
-        return '{"type":"ack","seq":%d}' % seq
+        return f'{{"type":"ack","seq":{seq:d}}}'
 
     def ended(self, ended: Ended) -> str:
         self.state = ServerState.CLOSED

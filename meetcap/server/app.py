@@ -13,8 +13,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-from websockets.asyncio.server import Server, serve as ws_serve
+from websockets.asyncio.server import Server
 from websockets.asyncio.server import ServerConnection as WebSocket
+from websockets.asyncio.server import serve as ws_serve
 
 from meetcap.protocol import MAX_MESSAGE_BYTES, STREAM_PATH
 from meetcap.server.auth import Authenticator, handshake_checker
@@ -42,6 +43,36 @@ _READ_SIZE = 64 * 1024
 def _limit_read_size(transport: object) -> None:
     if isinstance(getattr(transport, "max_size", None), int):
         transport.max_size = _READ_SIZE  # type: ignore[attr-defined]
+
+
+class _Stats:
+    """The periodic stats line: load, write rounds, event-loop lag (for operators and
+    bench/server.py). Off unless config.stats_interval_s > 0."""
+
+    def __init__(self, server: MeetcapServer) -> None:
+        self.server = server
+        self.interval_s = server.config.stats_interval_s
+        server.flusher.keep_round_times = self.interval_s > 0
+        self.started = time.monotonic()
+        self.frames = 0
+        self.loop_lag_s = 0.0
+
+    def maybe_report(self) -> None:
+        now = time.monotonic()
+        if self.interval_s <= 0 or now - self.started < self.interval_s:
+            return
+        flusher = self.server.flusher
+        rounds = sorted(flusher.round_times_s)
+        flusher.round_times_s.clear()
+        p99 = rounds[min(len(rounds) - 1, int(len(rounds) * 0.99))] if rounds else 0.0
+        log.info(
+            "stats: %d connections, %d sessions attached, %.0f frames/s stored, %d rounds, "
+            "round p99 %.1f ms max %.1f ms, loop lag max %.1f ms",
+            len(self.server.handlers), len(self.server.attachments),
+            (flusher.frames_stored - self.frames) / (now - self.started), len(rounds),
+            p99 * 1000, (rounds[-1] if rounds else 0.0) * 1000, self.loop_lag_s * 1000,
+        )
+        self.started, self.frames, self.loop_lag_s = now, flusher.frames_stored, 0.0
 
 
 class MeetcapServer:
@@ -154,11 +185,16 @@ class MeetcapServer:
 
     async def _watch(self) -> None:
         """Every half second: keepalive pings for quiet connections; with Redis, take
-        over sessions another instance resumed, and refresh our connected-session leases."""
+        over sessions another instance resumed, and refresh our connected-session leases;
+        every ``stats_interval_s``, a stats line in the log."""
         leases_at = 0.0
+        stats = _Stats(self)
         while True:
+            before = time.monotonic()
             await asyncio.sleep(_WATCH_INTERVAL_S)
+            stats.loop_lag_s = max(stats.loop_lag_s, time.monotonic() - before - _WATCH_INTERVAL_S)
             try:
+                stats.maybe_report()
                 self._keepalive()
                 if self.store.shared:
                     await self._watch_epochs()
@@ -188,7 +224,7 @@ class MeetcapServer:
     @staticmethod
     async def _ping(handler: ConnectionHandler) -> None:
         try:
-            handler.ping_waiter = await handler.ws.ping()
+            handler.ping_waiter = asyncio.ensure_future(await handler.ws.ping())
         except Exception:
             pass  # the connection is closing anyway
 
@@ -198,7 +234,8 @@ class MeetcapServer:
             return
         epochs = await self.store.current_epochs(attached)
         for session_id, handler in attached.items():
-            if epochs.get(session_id) != handler.epoch and self.attachments.get(session_id) is handler:
+            current = self.attachments.get(session_id) is handler
+            if epochs.get(session_id) != handler.epoch and current:
                 log.info("session %s was resumed on another instance", session_id)
                 await handler.take_over()
 

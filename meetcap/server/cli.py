@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--takeover-wait-s", type=float, default=d["takeover_wait_s"],
                         help="how long a resume waits for another instance to release a "
                         "session's files")
+    parser.add_argument("--stats-interval-s", type=float, default=d["stats_interval_s"],
+                        help="log a line of load and storage statistics this often (0: off)")
     parser.add_argument("--log-level", default=d["log_level"],
                         choices=("debug", "info", "warning", "error"), help="log verbosity")
     return parser
@@ -135,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout_s,
         going_away_max_ms=args.going_away_max_ms,
         takeover_wait_s=args.takeover_wait_s,
+        stats_interval_s=args.stats_interval_s,
         log_level=args.log_level,
     )
 

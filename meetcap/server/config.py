@@ -61,7 +61,7 @@ class ServerConfig:
     new_sessions_per_minute: int = 20  # per user
     # Group commit: one write+fsync round for every session with new frames, at most
     # this often. Acks follow each round, so this bounds ack latency from below.
-    flush_interval_ms: int = 25
+    flush_interval_ms: int = 10
     fsync_mode: FsyncMode = "file"
     fsync_threads: int = 8
     hello_timeout_s: float = 10.0
@@ -72,6 +72,7 @@ class ServerConfig:
     takeover_wait_s: float = 5.0
     session_ttl_s: int = 7 * 24 * 3600  # Redis keeps idle session state this long
     max_pending_frames: int = 100  # received but not yet stored, per connection
+    stats_interval_s: float = 0.0  # log a stats line this often (0: never)
     sink: Sink | None = None
     log_level: str = "info"
 
@@ -110,7 +111,8 @@ def check_token_pair(user: str, token: str, where: str) -> None:
     if not _TOKEN_PATTERN.match(token):
         raise ConfigError(
             f"{where}: the token of user {user!r} must be 8-256 printable characters without "
-            "spaces (generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+            "spaces (generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(24))')"
         )
 
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from meetcap.server.storage import Batch, SessionWriter
 
 log = logging.getLogger(__name__)
+_ROUND_TIMES_KEPT = 100_000  # a bound for when nobody reads the stats
 
 
 def _syncfs_function() -> Callable[[int], None]:
@@ -84,6 +85,9 @@ class Flusher:
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         self.last_round_s = 0.0
+        self.frames_stored = 0
+        self.keep_round_times = False  # set when someone reads the stats
+        self.round_times_s: list[float] = []  # since the last stats report (bounded)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="meetcap-flusher")
@@ -156,8 +160,10 @@ class Flusher:
                 chunk_errors = await asyncio.gather(
                     *(loop.run_in_executor(self._pool, _sync_chunk, c) for c in chunks)
                 )
-                for chunk, results in zip(chunks, chunk_errors):
-                    errors.update((id(b), e) for b, e in zip(chunk, results) if e is not None)
+                for chunk, results in zip(chunks, chunk_errors, strict=True):
+                    errors.update(
+                        (id(b), e) for b, e in zip(chunk, results, strict=True) if e is not None
+                    )
         except BaseException as exc:  # cancelled mid-round: nothing of it is known durable
             for batch in batches:
                 batch.writer.complete_batch(batch, exc)
@@ -169,6 +175,9 @@ class Flusher:
                 self._on_stored(batch)
         self.rounds += 1
         self.last_round_s = time.monotonic() - started
+        self.frames_stored += sum(b.frames for b in batches if errors.get(id(b)) is None)
+        if self.keep_round_times and len(self.round_times_s) < _ROUND_TIMES_KEPT:
+            self.round_times_s.append(self.last_round_s)
 
     def _sync_filesystem(self) -> None:
         assert self._syncfs is not None

@@ -9,7 +9,13 @@ import pytest
 
 from meetcap.constants import FRAME_BYTES
 from meetcap.errors import ProtocolError
-from meetcap.protocol import AUDIO_MESSAGE_BYTES, HEADER_BYTES, CloseCode, decode_audio, encode_audio
+from meetcap.protocol import (
+    AUDIO_MESSAGE_BYTES,
+    HEADER_BYTES,
+    CloseCode,
+    decode_audio,
+    encode_audio,
+)
 
 PCM = bytes(range(256)) * 12 + bytes(range(128))  # 3,200 bytes, not all equal
 

@@ -83,3 +83,14 @@ def test_bad_token_settings_are_config_errors(value):
 def test_one_token_for_two_users_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="same token"):
         parse_tokens_env("alice:same-token-1,bob:same-token-1")
+
+
+def test_the_stats_line_reports_load_and_write_rounds(meetcap_server_factory):
+    import time
+
+    server = meetcap_server_factory(stats_interval_s=0.5)
+    deadline = time.monotonic() + 5
+    while "stats:" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    line = next(x for x in server.log_text().splitlines() if "stats:" in x)
+    assert "sessions attached" in line and "round p99" in line and "loop lag max" in line

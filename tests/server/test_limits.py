@@ -135,3 +135,49 @@ def test_a_claimed_start_beyond_the_grace_does_not_buy_more_audio(meetcap_server
 
     closed = run(scenario())
     assert closed.code == CloseCode.RATE_LIMITED
+
+
+async def _silent_peer(port: int, token: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client that upgrades, says hello, then never reads or answers anything (a
+    vanished laptop behind a NAT that keeps the TCP connection open)."""
+    import base64
+    import json
+    import os
+    import struct
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    hello = json.dumps({"type": "hello", "started_at": time.time()}).encode()
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(hello))
+    writer.write(struct.pack("!BB", 0x81, 0x80 | len(hello)) + mask + masked)
+    await writer.drain()
+    return reader, writer
+
+
+def test_a_peer_that_stops_answering_is_dropped_and_frees_its_slot(meetcap_server_factory):
+    from tests.support.server_proc import TOKEN
+
+    server = meetcap_server_factory(**dict(FAST, idle_timeout_s=0.3, max_sessions_per_user=1))
+
+    async def scenario():
+        reader, writer = await _silent_peer(server.port, TOKEN)
+        async with Wire(server.url) as wire:  # the silent peer holds the user's only slot
+            refused = await wire.hello()
+        # Ping after 0.3 s of silence, no pong within 0.3 s more: dropped, slot freed.
+        await asyncio.sleep(1.5)
+        async with Wire(server.url) as wire:
+            welcome = await wire.hello()
+            await wire.end(-1)
+        writer.close()
+        return refused, welcome
+
+    refused, welcome = run(scenario())
+    assert refused.code == CloseCode.TOO_MANY_SESSIONS
+    assert welcome.acked == -1

@@ -99,9 +99,8 @@ class Wire:
     ) -> Welcome | Closed:
         """Send hello; return the welcome, or how the connection closed instead."""
         assert self.ws is not None
-        await self.ws.send(
-            self.conn.hello(session_id, resume_token, time.time() if started_at is None else started_at)
-        )
+        started = time.time() if started_at is None else started_at
+        await self.ws.send(self.conn.hello(session_id, resume_token, started))
         self._reader = asyncio.create_task(self._read())
         deadline = time.monotonic() + timeout_s
         while self.welcome is None and not self._reader.done():

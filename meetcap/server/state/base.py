@@ -115,10 +115,10 @@ class StateStore(abc.ABC):
     #: the epochs of the sessions it serves).
     shared: bool = False
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - an optional hook, nothing to do by default
         """Connect / load; raise ConfigError or StorageError with a clear message."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook
         """Release connections and files."""
 
     @abc.abstractmethod
@@ -148,6 +148,8 @@ class StateStore(abc.ABC):
     async def current_epochs(self, session_ids: Iterable[str]) -> dict[str, int | None]:
         """The current epoch of each session (None for an unknown one)."""
 
-    async def refresh_leases(self, attached: Mapping[str, Iterable[str]]) -> None:
+    async def refresh_leases(  # noqa: B027 - only a shared store has leases
+        self, attached: Mapping[str, Iterable[str]]
+    ) -> None:
         """Redis: keep the connected-session slots of this instance (user -> session ids)
         alive; slots of an instance that died expire on their own."""

@@ -229,7 +229,7 @@ class RedisStore(StateStore):
             for session_id in ids:
                 pipe.hget(_session_key(session_id), "epoch")
             values = await pipe.execute()
-        return {sid: (None if v is None else int(v)) for sid, v in zip(ids, values)}
+        return {sid: (None if v is None else int(v)) for sid, v in zip(ids, values, strict=True)}
 
     async def refresh_leases(self, attached: Mapping[str, Iterable[str]]) -> None:
         import time
