@@ -9,7 +9,9 @@ normalisation on, streaming to its built-in server, meters repainting on a real 
 server (Xvfb) by default. Speech (espeak-ng) plays into both sinks the whole time.
 
 What is measured: the app process's CPU time (user + system, all its threads, plus any
-child process it started) over ``--seconds`` of recording, as % of one core. The
+child process it started) over ``--seconds`` of recording, as % of one core; then, in
+the same run, the headless recorder (``meetcap record --vad``) on the same devices, so
+the last line also says what the window, the streamer and the built-in server add. The
 PulseAudio server and the players are not the app and are reported separately.
 Target: < 5 % of one core.
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,7 +31,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,47 +48,12 @@ from tests.support.pulse import (  # noqa: E402 - after the path set-up
     MIC_SINK,
     SPEAKER_SINK,
     SYSTEM_ID,
-    PulseServer,
+    running_pulse_server,
 )
 from tests.support.speech import PLAY_RATE_HZ, make_speech  # noqa: E402
 
 TARGET_PERCENT = 5.0
-
-
-@contextmanager
-def private_pulse(runtime: Path):
-    """A PulseAudio server of our own (as the tests' ``pulse_server`` fixture starts it)."""
-    env_before = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")}
-    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
-    os.environ["PULSE_SERVER"] = f"unix:{runtime}/pulse/native"
-    subprocess.run(["pulseaudio", "-D", "--exit-idle-time=-1", "-n", "--system=false",
-                    "--disallow-exit", "--load=module-native-protocol-unix"],
-                   check=True, capture_output=True, timeout=30)
-    server = PulseServer(runtime)
-    try:
-        deadline = time.monotonic() + 10
-        while subprocess.run(["pactl", "info"], capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError("PulseAudio did not start")
-            time.sleep(0.1)
-        server.reset()
-        yield server
-    finally:
-        for player in server.players:
-            if player.poll() is None:
-                player.kill()
-            player.wait()
-        pid_file = runtime / "pulse" / "pid"
-        if pid_file.exists():
-            try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
-        for key, value in env_before.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+SETTLE_S = 3.0  # meters moving, VAD loaded, steady state
 
 
 @contextmanager
@@ -131,17 +101,18 @@ def write_settings(path: Path) -> None:
     )
 
 
-def wait_recording(data_dir: Path, app: subprocess.Popen, timeout_s: float = 30.0) -> Path:
-    """The session's WAV on the built-in server, once it grows (audio is flowing)."""
+def wait_growing(folder: Path, pattern: str, proc: subprocess.Popen,
+                 timeout_s: float = 30.0) -> Path:
+    """The newest file matching ``pattern`` in ``folder``, once it holds 1 s of audio."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if app.poll() is not None:
-            raise RuntimeError(f"the app exited with {app.returncode}")
-        wavs = sorted((data_dir / "sessions").glob("*.wav"))
-        if wavs and wavs[-1].stat().st_size > 44 + 3200 * 10:
-            return wavs[-1]
+        if proc.poll() is not None:
+            raise RuntimeError(f"{shlex.join(proc.args)} exited with {proc.returncode}")
+        files = sorted(folder.glob(pattern))
+        if files and files[-1].stat().st_size > 44 + 3200 * 10:
+            return files[-1]
         time.sleep(0.2)
-    raise RuntimeError("the app did not start recording")
+    raise RuntimeError(f"{shlex.join(proc.args)} did not start recording")
 
 
 def cpu_seconds(proc: psutil.Process) -> float:
@@ -174,6 +145,44 @@ def window_geometry(env: dict[str, str]) -> str | None:
     return best[1] if best else None
 
 
+@dataclass
+class Run:
+    """One measured process: its CPU over the window, and how it ended."""
+
+    percent: float = 0.0
+    exit_code: int | None = None
+    log: list[str] = field(default_factory=list)
+
+
+def measure(argv: list[str], env: dict[str, str], ready: Callable[[subprocess.Popen], object],
+            seconds: float, during: Callable[[float], None] = lambda elapsed: None) -> Run:
+    """Start ``argv``, wait until ``ready``, settle, then measure its CPU for ``seconds``;
+    end it with SIGINT, as Ctrl-C would (the app and the recorder finish their session)."""
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    run = Run()
+    threading.Thread(target=lambda: run.log.extend(proc.stdout or []), daemon=True).start()
+    try:
+        ready(proc)
+        time.sleep(SETTLE_S)
+        ps = psutil.Process(proc.pid)
+        cpu0, wall0 = cpu_seconds(ps), time.monotonic()
+        while (elapsed := time.monotonic() - wall0) < seconds:
+            time.sleep(0.25)
+            during(elapsed)
+        run.percent = 100.0 * (cpu_seconds(ps) - cpu0) / (time.monotonic() - wall0)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        run.exit_code = proc.returncode
+    return run
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -187,70 +196,67 @@ def main() -> int:
     runtime.mkdir()
     display = ":97"
     try:
-        with private_pulse(runtime) as pulse, (
+        with running_pulse_server(runtime) as pulse, (
             xvfb(display) if args.display == "xvfb" else _nothing()
         ):
             speech = long_speech(work)
             settings = work / "settings.ini"
             write_settings(settings)
             env = dict(os.environ, PYTHONPATH=str(ROOT))
+            app_env = dict(env, QT_QPA_PLATFORM="offscreen")
             if args.display == "xvfb":
-                env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
-            else:
-                env.update(QT_QPA_PLATFORM="offscreen")
-            app = subprocess.Popen(
-                [sys.executable, "-m", "meetcap.gui.app", "--start", "--settings",
-                 str(settings), "--data-dir", str(work / "data")],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )
-            log_lines: list[str] = []
-            threading.Thread(target=lambda: log_lines.extend(app.stdout or []),
-                             daemon=True).start()
+                app_env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb")
             players_stop = threading.Event()
+
+            def keep_playing(path: Path, sink: str) -> None:
+                while not players_stop.is_set():
+                    pulse.play(path, sink).wait()
+
+            for name, sink in (("mic", MIC_SINK), ("system", SPEAKER_SINK)):
+                threading.Thread(target=keep_playing, args=(speech[name], sink),
+                                 daemon=True).start()
+            pulse_ps = psutil.Process(int((runtime / "pulse" / "pid").read_text()))
+            pulse0, pulse_wall0 = cpu_seconds(pulse_ps), time.monotonic()
+            shot = {"taken": not args.screenshot}
+
+            def screenshot_midway(elapsed: float) -> None:
+                if not shot["taken"] and elapsed >= args.seconds / 2:
+                    shot["taken"] = take_screenshot(args, app_env)
+
+            sessions = work / "data" / "sessions"
             try:
-                wait_recording(work / "data", app)
-
-                def keep_playing(path: Path, sink: str) -> None:
-                    while not players_stop.is_set():
-                        pulse.play(path, sink).wait()
-
-                for name, sink in (("mic", MIC_SINK), ("system", SPEAKER_SINK)):
-                    threading.Thread(target=keep_playing, args=(speech[name], sink),
-                                     daemon=True).start()
-                time.sleep(3.0)  # meters moving, VAD loaded, steady state
-                proc = psutil.Process(app.pid)
-                pulse_proc = psutil.Process(int((runtime / "pulse" / "pid").read_text()))
-                cpu0, pulse0, wall0 = cpu_seconds(proc), cpu_seconds(pulse_proc), time.monotonic()
-                shot_at = wall0 + args.seconds / 2
-                shot_taken = False
-                while time.monotonic() - wall0 < args.seconds:
-                    time.sleep(0.25)
-                    if args.screenshot and not shot_taken and time.monotonic() >= shot_at:
-                        shot_taken = take_screenshot(args, env)
-                cpu1, pulse1, wall1 = cpu_seconds(proc), cpu_seconds(pulse_proc), time.monotonic()
+                app = measure(
+                    [sys.executable, "-m", "meetcap.gui.app", "--start", "--settings",
+                     str(settings), "--data-dir", str(work / "data")], app_env,
+                    lambda proc: wait_growing(sessions, "*.wav", proc),
+                    args.seconds, screenshot_midway)
+                # The same capture, VAD and normalisation without the window, the
+                # streamer and the built-in server: what the audio core alone costs.
+                recorder = measure(
+                    [sys.executable, "-m", "meetcap", "record", "--mic", MIC_ID,
+                     "--system", SYSTEM_ID, "--gain-system", "-3", "--vad",
+                     "--out", str(work / "recorder.wav")], env,
+                    lambda proc: wait_growing(work, "recorder.wav", proc), args.seconds)
             finally:
                 players_stop.set()
-                if app.poll() is None:
-                    app.send_signal(signal.SIGTERM)  # the app ends its session cleanly
-                    try:
-                        app.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        app.kill()
-                        app.wait()
-            wall = wall1 - wall0
-            percent = 100.0 * (cpu1 - cpu0) / wall
-            print(f"app CPU while recording two sources with VAD and meters "
-                  f"({args.display}, {wall:.0f} s): {percent:.1f} % of one core "
-                  f"(target < {TARGET_PERCENT:g} %)")
-            print(f"  not the app: PulseAudio server {100.0 * (pulse1 - pulse0) / wall:.1f} %")
-            print(f"  app exit code {app.returncode}; "
-                  f"sessions stored: {len(list((work / 'data' / 'sessions').glob('*.wav')))}")
-            if app.returncode != 0:
-                lines = [line for line in log_lines if not line.startswith(("  File", "Thread "))]
-                print("".join(lines)[-3000:])
-            return 0 if percent < TARGET_PERCENT and app.returncode == 0 else 1
+            pulse_percent = 100.0 * (cpu_seconds(pulse_ps) - pulse0) / (
+                time.monotonic() - pulse_wall0)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+    stored = app.exit_code == 0 and recorder.exit_code == 0
+    print(f"  headless recorder (meetcap record --vad, same devices): {recorder.percent:.1f} %")
+    print(f"  not the app: PulseAudio server {pulse_percent:.1f} %; exit codes app "
+          f"{app.exit_code}, recorder {recorder.exit_code}")
+    for run in (app, recorder):
+        if run.exit_code != 0:
+            lines = [x for x in run.log if not x.startswith(("  File", "Thread "))]
+            print("".join(lines)[-3000:])
+    print(f"app CPU while recording two sources with VAD and meters ({args.display}, "
+          f"{args.seconds:g} s): {app.percent:.1f} % of one core (target < "
+          f"{TARGET_PERCENT:g} %), {app.percent / max(recorder.percent, 0.01):.1f}x the "
+          "headless recorder")
+    return 0 if app.percent < TARGET_PERCENT and stored else 1
 
 
 def take_screenshot(args: argparse.Namespace, env: dict[str, str]) -> bool:

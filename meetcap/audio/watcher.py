@@ -1,7 +1,8 @@
 """Hot-plug: notice capture devices coming and going.
 
-:class:`DeviceWatcher` lists the devices every ``interval_s`` on its own thread, and at
-once when the OS announces a change (Linux: ``pactl subscribe``; elsewhere polling
+:class:`DeviceWatcher` lists the devices every ``interval_s`` on its own thread (by
+default 10 s while OS change events arrive, 2 s without them), and at once when the OS
+announces a change (Linux: ``pactl subscribe``; elsewhere polling
 only), and reports what was added and removed. The GUI gives it a callback that
 forwards to the Qt thread; the capture worker reads :attr:`DeviceWatcher.devices` and
 :attr:`DeviceWatcher.generation` each tick, so no listing ever runs on the audio path.
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 2.0
+# While PulseAudio's change events are followed, the listing is only a safety net: each
+# one runs pactl (a process start and ~10 ms of CPU), and at 1-2 s that was about 1 % of
+# a core for the app (bench/app_cpu.py).
+EVENT_BACKED_INTERVAL_S = 10.0
 # Removing a sink makes PulseAudio announce the sink, its monitor and a module within a
 # few ms: one listing after a short pause sees all of it.
 DEBOUNCE_S = 0.05
@@ -57,7 +62,7 @@ class DeviceWatcher:
         self,
         on_change: Callable[[DeviceChange], None] | None = None,
         *,
-        interval_s: float = DEFAULT_INTERVAL_S,
+        interval_s: float | None = None,
         lister: Callable[[], list[AudioDevice]] = list_devices,
         os_events: bool = True,
     ) -> None:
@@ -144,12 +149,21 @@ class DeviceWatcher:
         while not self._stop.is_set():
             self._ensure_events()
             self.poll()
-            self._wake.wait(self._interval_s)
+            self._wake.wait(self._poll_interval_s())
             if self._stop.is_set():
                 break
             if self._wake.is_set():
                 self._stop.wait(DEBOUNCE_S)
             self._wake.clear()
+
+    def _poll_interval_s(self) -> float:
+        """The given interval; by default slow while OS change events arrive, faster
+        without them (other platforms, or no pactl)."""
+        if self._interval_s is not None:
+            return self._interval_s
+        if self._events is not None and self._events.alive:
+            return EVENT_BACKED_INTERVAL_S
+        return DEFAULT_INTERVAL_S
 
     def _ensure_events(self) -> None:
         """(Re)start the OS change notifications: pactl exits when PulseAudio restarts."""

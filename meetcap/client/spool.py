@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from meetcap.durable import atomic_write_bytes, fsync_dir, write_all
 from meetcap.errors import ProtocolError, SpoolFullError, StorageError
 from meetcap.frames import Frame
 from meetcap.protocol import AUDIO_MESSAGE_BYTES, decode_audio, encode_audio
@@ -118,37 +119,6 @@ def _segment_name(first_seq: int) -> str:
     return f"{_SEGMENT_PREFIX}{first_seq:020d}{_SEGMENT_SUFFIX}"
 
 
-def _fsync_dir(path: Path) -> None:
-    # A new or renamed file survives a power cut only once its directory entry is synced.
-    if os.name != "posix":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
 class SpoolSession:
     """The spooled frames of one capture session. Thread-safe.
 
@@ -227,7 +197,7 @@ class SpoolSession:
                 segment = self._writable_segment()
                 assert self._write_fd is not None
                 try:
-                    _write_all(self._write_fd, data)
+                    write_all(self._write_fd, data)
                 except OSError:
                     # Cut a partial record so the file stays a whole number of records.
                     os.ftruncate(self._write_fd, segment.count * RECORD_BYTES)
@@ -273,7 +243,7 @@ class SpoolSession:
                 if current is not None:
                     os.fsync(current)
                 if dir_dirty:
-                    _fsync_dir(self.dir)
+                    fsync_dir(self.dir)
             except OSError as exc:
                 raise StorageError(f"cannot flush the audio spool in {self.dir}: {exc}") from exc
             finally:
@@ -401,7 +371,7 @@ class SpoolSession:
 
     def _write_meta(self, meta: SpoolMeta) -> None:
         try:
-            write_atomically(self.dir / META_NAME, json.dumps(asdict(meta)).encode())
+            atomic_write_bytes(self.dir / META_NAME, json.dumps(asdict(meta)).encode())
         except OSError as exc:
             raise StorageError(f"cannot write the spool metadata in {self.dir}: {exc}") from exc
 
@@ -560,7 +530,7 @@ class Spool:
             session = SpoolSession(directory, SpoolMeta(local_id, started_at, url), self.budget)
             session._try_lock()
             session._write_meta(session._meta)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except OSError as exc:
             raise StorageError(f"cannot create a spool session in {self.root}: {exc}") from exc
         return session

@@ -39,7 +39,10 @@ from meetcap.levels import SourceLevels
 # 30 fps while meters move: smooth to the eye, and half the CPU of 60 fps (the levels
 # themselves change 10 times a second; the ballistics fill in the motion between).
 DISPLAY_INTERVAL_MS = 33
-TEXT_INTERVAL_MS = 250  # numbers and words: 4 updates a second are plenty to read
+# Numbers and words twice a second: easy to read, and every label that changes costs a
+# repaint (4 a second measured ~0.5 % of a core more in bench/app_cpu.py). Warnings do
+# not wait for it: audio and connection events refresh the text at once.
+TEXT_INTERVAL_MS = 500
 SAVE_DELAY_MS = 500  # a slider drag is saved once, when it settles
 
 

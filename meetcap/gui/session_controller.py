@@ -24,8 +24,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import logging
-import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,15 +55,6 @@ def default_data_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("meetcap"))
-
-
-def default_device_poll_s() -> float:
-    """How often the device list is re-read. On Linux the watcher also follows
-    PulseAudio's change events (``pactl subscribe``), so the poll is only a fallback
-    and can be slow: each listing runs ``pactl``, which costs CPU (bench/app_cpu.py)."""
-    if sys.platform.startswith("linux") and shutil.which("pactl"):
-        return 10.0
-    return 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +146,7 @@ class SessionController(QObject):
         self._start_failed.connect(self._on_start_failed)
         self._stopped.connect(self._on_stopped)
         self._capture_failed.connect(self._on_capture_failed)
-        self.watcher = DeviceWatcher(self._on_device_change,
-                                     interval_s=device_poll_s or default_device_poll_s())
+        self.watcher = DeviceWatcher(self._on_device_change, interval_s=device_poll_s)
         self.watcher.start()
 
     # -- what the window reads (GUI thread, cheap)

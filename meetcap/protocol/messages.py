@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Union
+from typing import Any
 
 from meetcap.constants import FRAME_MS, SAMPLE_RATE_HZ
 from meetcap.errors import ProtocolError
@@ -20,7 +20,9 @@ from meetcap.protocol.codes import CODES_BY_NAME, CloseCode
 
 PROTOCOL_VERSION = 1
 MAX_TEXT_BYTES = 4096  # every control message fits easily; anything longer is refused
-AUDIO_FORMAT = {"encoding": "s16le", "sample_rate": SAMPLE_RATE_HZ, "channels": 1, "frame_ms": FRAME_MS}
+AUDIO_FORMAT = {
+    "encoding": "s16le", "sample_rate": SAMPLE_RATE_HZ, "channels": 1, "frame_ms": FRAME_MS,
+}
 # Session ids and tokens are URL-safe text; the limits stop a peer from making us store junk.
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
@@ -113,7 +115,7 @@ class Error:
         """The numeric close code that goes with ``code`` (bad_message if unknown)."""
         return int(CODES_BY_NAME.get(self.code, CloseCode.BAD_MESSAGE))
 
-Message = Union[Hello, Welcome, Ack, End, Ended, GoingAway, Error]
+Message = Hello | Welcome | Ack | End | Ended | GoingAway | Error
 
 _TYPES: dict[str, type] = {
     "hello": Hello,

@@ -1,6 +1,6 @@
 """The small JSON file next to each session's WAV: who, when, how long, where speech is.
 
-Written atomically (fsutil) when a session is created, when a connection detaches and
+Written atomically (meetcap.durable) when a session is created, when a connection detaches and
 when the session ends; ``finished`` and ``sha256`` are set only by the end.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meetcap.constants import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
-from meetcap.server.fsutil import atomic_write_json
+from meetcap.durable import atomic_write_json
 
 SIDECAR_VERSION = 1
 

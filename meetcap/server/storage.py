@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meetcap.constants import FRAME_BYTES
+from meetcap.durable import fsync_dir
 from meetcap.errors import StorageError
 from meetcap.server import wavfile
-from meetcap.server.fsutil import fsync_dir
 from meetcap.server.sidecar import SessionMeta, write_sidecar
 
 if TYPE_CHECKING:

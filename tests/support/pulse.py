@@ -18,6 +18,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,27 +107,26 @@ def _server_pid(runtime: Path) -> int | None:
         return None
 
 
-@pytest.fixture(scope="session")
-def pulse_server(tmp_path_factory: pytest.TempPathFactory):
-    """A private PulseAudio server for the session (skips if pulseaudio is missing)."""
-    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
-        pytest.skip("pulseaudio/pactl are not installed (bash packaging/bootstrap.sh test "
-                    "installs them)")
-    runtime = tmp_path_factory.mktemp("pulse-runtime")
+@contextmanager
+def running_pulse_server(runtime: Path) -> Iterator[PulseServer]:
+    """Start a private PulseAudio server in ``runtime`` with both virtual devices; this
+    process and its children talk to it (``XDG_RUNTIME_DIR``, ``PULSE_SERVER``) until the
+    block ends, then the server is stopped and the environment restored. The tests'
+    ``pulse_server`` fixture and bench/app_cpu.py both use it."""
     saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")}
     os.environ["XDG_RUNTIME_DIR"] = str(runtime)
     os.environ["PULSE_SERVER"] = f"unix:{runtime}/pulse/native"
-    subprocess.run(
-        ["pulseaudio", "-D", "--exit-idle-time=-1", "-n", "--system=false", "--disallow-exit",
-         "--load=module-native-protocol-unix"],
-        check=True, capture_output=True, timeout=30,
-    )
     server = PulseServer(runtime)
     try:
+        subprocess.run(
+            ["pulseaudio", "-D", "--exit-idle-time=-1", "-n", "--system=false",
+             "--disallow-exit", "--load=module-native-protocol-unix"],
+            check=True, capture_output=True, timeout=30,
+        )
         deadline = time.monotonic() + 10
         while subprocess.run(["pactl", "info"], capture_output=True).returncode != 0:
             if time.monotonic() > deadline:
-                raise RuntimeError("the test PulseAudio server did not start")
+                raise RuntimeError("the private PulseAudio server did not start")
             time.sleep(0.1)
         server.reset()
         yield server
@@ -133,22 +134,37 @@ def pulse_server(tmp_path_factory: pytest.TempPathFactory):
         for player in server.players:
             player.kill()
             player.wait()
-        pid = _server_pid(runtime)
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-                deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
-                    os.kill(pid, 0)
-                    time.sleep(0.05)
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _stop_server(runtime)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _stop_server(runtime: Path) -> None:
+    pid = _server_pid(runtime)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
+def pulse_server(tmp_path_factory: pytest.TempPathFactory):
+    """A private PulseAudio server for the session (skips if pulseaudio is missing)."""
+    if shutil.which("pulseaudio") is None or shutil.which("pactl") is None:
+        pytest.skip("pulseaudio/pactl are not installed (bash packaging/bootstrap.sh test "
+                    "installs them)")
+    with running_pulse_server(tmp_path_factory.mktemp("pulse-runtime")) as server:
+        yield server
 
 
 @pytest.fixture

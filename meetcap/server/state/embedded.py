@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from meetcap.durable import atomic_write_json, read_json
 from meetcap.errors import StorageError
-from meetcap.server.fsutil import atomic_write_json, read_json
 from meetcap.server.state.base import (
     NEW_SESSION_WINDOW_S,
     SessionRecord,

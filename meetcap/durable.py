@@ -1,4 +1,5 @@
-"""Small durable-file helpers: what survives a kill -9 or a power cut is what was fsynced.
+"""Durable-file helpers of the client spool and the server: what survives a kill -9
+or a power cut is what was fsynced.
 
 Every state file is replaced atomically (write a temporary file, fsync it, rename it over
 the old one, fsync the directory) so a reader after any crash sees either the old or
@@ -15,6 +16,8 @@ from typing import Any
 
 def fsync_dir(path: Path) -> None:
     """Make a directory's entries (files created, renamed or removed in it) durable."""
+    if os.name != "posix":  # pragma: no cover - Windows cannot open a directory
+        return
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -22,14 +25,19 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may take only part of the data)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` durably and atomically. Blocks: call it off the loop."""
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
