@@ -5,7 +5,8 @@ loop and, on the way out, stops a running session (what the server has not confi
 in time stays in the spool for the next start) and saves the settings.
 
 Options (for packaging checks, benchmarks and screenshots; people just run ``meetcap``):
-``--smoke-test[=S]`` opens the window and exits 0 after S seconds (default 1);
+``--smoke-test[=S]`` opens the window, prints that it was shown and exits 0 after S
+seconds (default 1; 1 if the window never showed);
 ``--start`` starts recording at launch; ``--settings FILE`` uses an INI file instead of
 the user's settings; ``--data-dir DIR`` stores sessions and spools there.
 """
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     _quit_on_signals(window)
     if args.smoke_test is not None:
         window.confirm_quit = lambda parent: True  # unattended: never wait for an answer
-        QTimer.singleShot(int(args.smoke_test * 1000), window.close)
+        QTimer.singleShot(int(args.smoke_test * 1000), lambda: _end_smoke_test(window))
     app.setQuitOnLastWindowClosed(True)
     code = app.exec()
     tray.icon.hide()
@@ -80,6 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     if result is not None and not result.ok:
         print(f"meetcap: {result.message}", file=sys.stderr)
     return code
+
+
+def _end_smoke_test(window: MainWindow) -> None:
+    """Say whether the window was really up (packaging checks read this line), then
+    close it as a person would (exit code 1 if it never showed)."""
+    size = window.size()
+    if window.isVisible() and size.width() > 0 and size.height() > 0:
+        print(f"meetcap smoke test: window {window.windowTitle()!r} shown at "
+              f"{size.width()}x{size.height()}", flush=True)
+    else:
+        print("meetcap smoke test: the window was not shown", file=sys.stderr, flush=True)
+        QApplication.exit(1)
+        return
+    window.close()
 
 
 def _quit_on_signals(window: MainWindow) -> None:

@@ -13,13 +13,15 @@ import random
 import socket
 import threading
 
+from tests.support.loop_thread import LoopThreadServer
 
-class FaultProxy:
+
+class FaultProxy(LoopThreadServer):
     """``start()``, point clients at :attr:`url`, break things, ``stop()``."""
 
     def __init__(self, target_port: int, seed: int = 0) -> None:
+        super().__init__()
         self.target_port = target_port
-        self.port = 0
         self.connections = 0
         self.cuts = 0
         self.chop = False
@@ -27,31 +29,12 @@ class FaultProxy:
         self._cut_after: int | None = None  # client->server bytes still allowed
         self._flowing = threading.Event()
         self._flowing.set()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._pairs: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
         self._resume: asyncio.Event | None = None
 
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/stream"
-
     # -- control (from the test thread)
-
-    def start(self) -> FaultProxy:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5), "proxy did not start"
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(5)
 
     def retarget(self, port: int) -> None:
         """New connections go to ``port``; existing ones are left as they are."""
@@ -85,15 +68,12 @@ class FaultProxy:
 
     # -- the loop
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def listen(self) -> None:
         self._resume = asyncio.Event()
         self._resume.set()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
-        await self._stop.wait()
+        self.ready(self._server.sockets[0].getsockname()[1])
+        await self.stopped()
         self._server.close()
         self._abort_all()
 

@@ -9,11 +9,9 @@ meetcap-server instead (test_faults.py).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import http
 import secrets
-import threading
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection as WebSocket
@@ -32,6 +30,7 @@ from meetcap.protocol import (
     ServerConnection,
     Welcome,
 )
+from tests.support.loop_thread import LoopThreadServer
 
 
 @dataclass
@@ -43,7 +42,7 @@ class ScriptedSession:
     ended: bool = False
 
 
-class ScriptedServer:
+class ScriptedServer(LoopThreadServer):
     """Start with :meth:`start`, stop with :meth:`stop`; ``mode`` picks the misbehaviour.
 
     Modes: ``normal``; ``ack_unsent`` (the first ack names a frame 5 past the last
@@ -54,41 +53,18 @@ class ScriptedServer:
     """
 
     def __init__(self, token: str = "test-token", mode: str = "normal") -> None:
+        super().__init__()
         self.token = token
         self.mode = mode
         self.sessions: dict[str, ScriptedSession] = {}
         self.connections = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self.port = 0
 
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/v1/stream"
-
-    def start(self) -> ScriptedServer:
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5), "scripted server did not start"
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread is not None:
-            self._thread.join(5)
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def listen(self) -> None:
         async with serve(
             self._handle, "127.0.0.1", 0, process_request=self._check_auth, compression=None
         ) as server:
-            self.port = next(iter(server.sockets)).getsockname()[1]
-            self._ready.set()
-            await self._stop.wait()
+            self.ready(next(iter(server.sockets)).getsockname()[1])
+            await self.stopped()
 
     def _check_auth(self, connection, request):
         if request.headers.get("Authorization") != f"Bearer {self.token}":
