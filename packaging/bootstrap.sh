@@ -20,8 +20,9 @@ app_packages=(libportaudio2 libasound2-plugins pulseaudio-utils python3-venv
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0
   libxcb-randr0 libxcb-render-util0 libxcb-image0)
 # What the tests start or use: a real PulseAudio server with virtual devices, speech
-# from espeak-ng, a real Redis, and Xvfb for the window screenshot.
-test_packages=(pulseaudio espeak-ng sox redis-server xvfb)
+# from espeak-ng, a real Redis, Xvfb for the window screenshot, and desktop-file-validate
+# for the desktop entry.
+test_packages=(pulseaudio espeak-ng sox redis-server xvfb desktop-file-utils)
 
 packages=("${app_packages[@]}")
 extras="."

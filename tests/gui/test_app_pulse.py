@@ -242,3 +242,18 @@ def test_closing_during_a_recording_asks_and_no_keeps_recording(pulse, make_wind
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *args: QMessageBox.StandardButton.Yes)
     assert window.close()
+
+
+def test_the_tray_menu_starts_and_stops_and_its_tooltip_follows(pulse, make_window, qtbot):
+    window, controller, tray = make_window(both_sources(system_device_id=""))
+    assert tray.record_action.text() == "Start recording"
+    assert tray.icon.toolTip() == "meetcap: ready"
+    tray.record_action.trigger()  # as from the tray's menu, with the window hidden
+    qtbot.waitUntil(lambda: controller.phase == RECORDING, timeout=15_000)
+    qtbot.waitUntil(lambda: tray.record_action.text() == "Stop recording", timeout=2_000)
+    assert tray.icon.toolTip().startswith("meetcap: recording")
+    assert window.session_panel.button.text() == "Stop", "the window shows the same session"
+    with qtbot.waitSignal(controller.session_finished, timeout=40_000):
+        tray.record_action.trigger()
+    qtbot.waitUntil(lambda: tray.icon.toolTip() == "meetcap: ready", timeout=2_000)
+    assert tray.record_action.text() == "Start recording"
