@@ -8,6 +8,7 @@ pulse PCMs, exactly as the app does.
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from contextlib import contextmanager
 
@@ -168,13 +169,15 @@ def test_switching_to_a_device_plugged_in_mid_session_captures_it(pulse, tmp_pat
     with capturing(settings) as (manager, collector):
         time.sleep(WARM_UP_S)
         # A headset appears while both streams are open: PortAudio cannot re-scan now,
-        # so it is opened through the dynamic PCM.
-        pulse.load_sink("meetcap_usb_headset")
-        manager.set_device("system", "pulse:meetcap_usb_headset.monitor")
+        # so it is opened through the dynamic PCM. Its name is new to this process
+        # (a source seen before keeps its own PCM, and earlier tests plug headsets too).
+        headset = f"meetcap_usb_headset_{secrets.token_hex(4)}"
+        pulse.load_sink(headset)
+        manager.set_device("system", f"pulse:{headset}.monitor")
         assert collector.wait_for(lambda: collector.first_event("device_switched", "system"), 5), \
             collector.events
-        assert os.environ[linux_pulse.DYNAMIC_ENV] == "meetcap_usb_headset.monitor"
-        pulse.play(tone.path, "meetcap_usb_headset")
+        assert os.environ[linux_pulse.DYNAMIC_ENV] == f"{headset}.monitor"
+        pulse.play(tone.path, headset)
         assert collector.wait_for(lambda: manager.levels()["system"].rms_dbfs > -30, 5)
         assert manager.levels()["mic"].health.value != "device_lost"
     assert_gapless(collector)
