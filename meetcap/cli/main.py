@@ -12,6 +12,8 @@ from meetcap.errors import MeetcapError
 EXIT_OK = 0
 EXIT_NO_APP = 1  # the desktop app cannot start here
 EXIT_ERROR = 2  # a MeetcapError: bad device, bad setting, unwritable file...
+# Options of `meetcap` itself; any other leading option belongs to the desktop app.
+_OWN_OPTIONS = ("-h", "--help", "--version")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="meetcap",
         description="Capture your microphone and the meeting's system audio as speech-ready "
                     "audio. Without a command, the desktop app starts.",
+        epilog="The desktop app also takes: --start (record at launch), --settings FILE, "
+               "--data-dir DIR, --smoke-test[=SECONDS] (open the window, then quit).",
     )
     parser.add_argument("--version", action="version", version=f"meetcap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{devices,record}")
@@ -32,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code (0 ok, 2 on a MeetcapError,
     whose message is printed without a traceback)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or (argv[0].startswith("-") and argv[0] not in _OWN_OPTIONS):
+        return _run_app(argv)  # no command: the app, with its own options
     args = build_parser().parse_args(argv)
-    if args.command is None:
-        return _run_app()
     try:
         return args.run(args)
     except MeetcapError as exc:
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run_app() -> int:
+def _run_app(argv: list[str]) -> int:
     try:
         from meetcap.gui.app import main as gui_main
     except ModuleNotFoundError as exc:
@@ -55,4 +60,4 @@ def _run_app() -> int:
             print(f"meetcap: the desktop app cannot start: {exc}. Reinstall meetcap "
                   "(the app needs PySide6-Essentials)", file=sys.stderr)
         return EXIT_NO_APP
-    return int(gui_main() or 0)  # meetcap.gui.app.main() -> exit code (or None)
+    return int(gui_main(argv) or 0)  # meetcap.gui.app.main() -> exit code (or None)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import QTimer
@@ -45,9 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def display_problem(env: Mapping[str, str] = os.environ,
+                    platform: str = sys.platform) -> str | None:
+    """Why no window can open here, in words, or None. On Linux without X11 or Wayland
+    (an SSH session, a server) Qt would abort with a message about platform plugins."""
+    if not platform.startswith("linux") or env.get("QT_QPA_PLATFORM"):
+        return None  # other systems always have a screen; a chosen Qt platform is trusted
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"):
+        return None
+    return ("there is no display to show the window on (neither DISPLAY nor "
+            "WAYLAND_DISPLAY is set). Start meetcap from your desktop session, or record "
+            "without a window: meetcap record --help")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the app until its window is closed; returns the process exit code."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    problem = display_problem()
+    if problem is not None:
+        print(f"meetcap: {problem}", file=sys.stderr)
+        return 1
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # argv[0] "meetcap" names the X11 window class (WM_CLASS), as the .desktop file expects.
     app = QApplication.instance() or QApplication(["meetcap"])
