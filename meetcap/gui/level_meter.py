@@ -14,6 +14,7 @@ from PySide6.QtGui import (
     QBrush,
     QColor,
     QFont,
+    QFontMetrics,
     QLinearGradient,
     QMouseEvent,
     QPainter,
@@ -37,7 +38,8 @@ from meetcap.levels import SourceLevels
 _CLIP_W = 38
 _BAR_X = 0.5
 _GAP = 8
-_SCALE_H = 15
+_SCALE_POINTS = 7.0  # the dBFS labels under the bar
+_TICK_H = 3
 
 
 class LevelMeter(QWidget):
@@ -121,7 +123,7 @@ class LevelMeter(QWidget):
                 round(dbfs_to_fraction(b.peak_dbfs) * width), hold, b.clipped)
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
-        return QSize(420, self._bar_height + (_SCALE_H + 3 if self._show_scale else 1))
+        return QSize(420, self._bar_height + (self._scale_height() if self._show_scale else 1))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt API
         return QSize(220, self.sizeHint().height())
@@ -216,21 +218,29 @@ class LevelMeter(QWidget):
         p.end()
         self._pixmaps = (background, lit, dim, clip_on)
 
-    def _paint_scale(self, p: QPainter, bar: QRectF) -> None:
+    def _scale_font(self) -> QFont:
         font = QFont(self.font())
-        font.setPointSizeF(7.0)
-        p.setFont(font)
+        font.setPointSizeF(_SCALE_POINTS)
+        return font
+
+    def _scale_height(self) -> int:
+        """Gap, tick and one line of labels: from the font, so no screen's DPI or font
+        clips the labels."""
+        return 2 + _TICK_H + QFontMetrics(self._scale_font()).height() + 1
+
+    def _paint_scale(self, p: QPainter, bar: QRectF) -> None:
+        p.setFont(self._scale_font())
         metrics = p.fontMetrics()
         top = bar.bottom() + 2
         for db in SCALE_TICKS_DBFS:
             x = self.x_for_dbfs(db)
             p.setPen(QPen(QColor("#4a5160"), 1.0))
-            p.drawLine(QPointF(x, top), QPointF(x, top + 3))
+            p.drawLine(QPointF(x, top), QPointF(x, top + _TICK_H))
             label = f"{db}" if db else "0 dB"
             w = metrics.horizontalAdvance(label)
             lx = min(max(x - w / 2, 0.0), bar.right() - w)
             p.setPen(QColor(theme.TEXT_DIM))
-            p.drawText(QPointF(lx, top + 3 + metrics.ascent()), label)
+            p.drawText(QPointF(lx, top + _TICK_H + metrics.ascent()), label)
 
     def _paint_clip_light(self, p: QPainter, *, on: bool) -> None:
         clip = self.clip_rect()

@@ -303,10 +303,11 @@ class MainWindow(QMainWindow):
         self.connection.set_address(self._address_text())
         warnings += stream_warnings(status) if c.phase != IDLE else []
         warnings += self._event_warnings.values()
-        banner_was_visible = not self.banner.isHidden()
+        rows_before = len(self.banner.warnings())
         self.banner.show_warnings(warnings)
-        if banner_was_visible and self.banner.isHidden():
-            QTimer.singleShot(0, self._fit_height)  # give back the banner's space
+        rows_after = len(self.banner.warnings())
+        if rows_after != rows_before:  # make room for the banner, or give its space back
+            QTimer.singleShot(0, lambda: self._fit_height(shrink=rows_after < rows_before))
         for warning in self.tracker.update(warnings):
             self.warning_raised.emit(warning)
         self.session_panel.set_elapsed(c.elapsed_s())
@@ -341,15 +342,25 @@ class MainWindow(QMainWindow):
             text += f"; local copy {info.local_copy}"
         return text
 
-    def _fit_height(self) -> None:
+    def _fit_height(self, *, shrink: bool) -> None:
+        """Make the window as tall as its content needs at this width: grow when banner
+        rows appear (their text wraps, and Qt's minimum size does not count wrapped
+        lines, so the strips would be squeezed and the meter scales cut off), and with
+        ``shrink``, give the space back when rows go."""
         if self.isMaximized() or self.isFullScreen():
             return
-        # The banner just hid: let both layouts forget its height (the window's own
-        # layout holds the minimum size the banner forced), then shrink to fit.
-        for layout in (self.centralWidget().layout(), self.layout()):
+        central = self.centralWidget()
+        # Let both layouts forget the old banner (the window's own layout holds the
+        # minimum size it forced), then ask for the height at this width.
+        for layout in (central.layout(), self.layout()):
             if layout is not None:
                 layout.activate()
-        self.resize(self.width(), self.minimumSizeHint().height())
+        content = central.layout()
+        needed = (content.totalHeightForWidth(central.width()) if content.hasHeightForWidth()
+                  else content.totalSizeHint().height())
+        needed = max(needed + self.height() - central.height(), self.minimumSizeHint().height())
+        if needed > self.height() or shrink:
+            self.resize(self.width(), needed)
 
     # -- closing
 

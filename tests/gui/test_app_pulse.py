@@ -156,6 +156,9 @@ def test_unplugging_a_device_shows_it_lost_while_the_other_keeps_recording(
                     timeout=5_000)
     assert "Microphone disconnected" in window.banner.text()
     assert "system audio keeps recording" in window.banner.text()
+    for strip in window.strips.values():  # the window grew for the banner: nothing squeezed
+        qtbot.waitUntil(lambda s=strip: s.meter.height() >= s.meter.sizeHint().height(),
+                        timeout=1_000)
     system_meter = window.strips["system"].meter
     for _ in range(5):  # the other strip keeps moving, the session keeps running
         qtbot.wait(200)
