@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from meetcap.client.config import StreamerConfig
 from meetcap.client.link import SessionLink
@@ -204,24 +204,11 @@ class Streamer:
         if link is None:
             state: State = "closed" if self._closed else "finished"
             return StreamStatus(state=state, **common)  # type: ignore[arg-type]
-        snap = link.snapshot()
-        state = snap.state
-        if self._closed and state not in ("finished", "failed"):
-            state = "closed"
-        return StreamStatus(
-            state=state,
-            session_id=snap.session_id,
-            reason=snap.reason,
-            next_retry_in_s=snap.next_retry_in_s,
-            frames_sent=snap.frames_sent,
-            frames_acked=snap.frames_acked,
-            frames_spooled=snap.frames_spooled,
-            ack_rtt_ms=snap.ack_rtt_ms,
-            ack_rtt_avg_ms=snap.ack_rtt_avg_ms,
-            reconnects=snap.reconnects,
-            quick_failures=snap.quick_failures,
-            **common,  # type: ignore[arg-type]
-        )
+        # The link's snapshot holds the live-session fields of StreamStatus, by name.
+        snap = asdict(link.snapshot())
+        if self._closed and snap["state"] not in ("finished", "failed"):
+            snap["state"] = "closed"
+        return StreamStatus(**snap, **common)  # type: ignore[arg-type]
 
     # -- the streamer thread
 

@@ -37,8 +37,11 @@ normalising and limiting come later (:mod:`meetcap.dsp.normalize`).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -261,26 +264,11 @@ class Mixer:
     Gains are kept per source name, so they survive a source being removed and re-added.
     """
 
-    def __init__(
-        self,
-        *,
-        target_latency_ms: float = DEFAULT_TARGET_LATENCY_MS,
-        deadband_ms: float = DEFAULT_DEADBAND_MS,
-        correction_time_s: float = DEFAULT_CORRECTION_TIME_S,
-        level_smoothing_s: float = DEFAULT_LEVEL_SMOOTHING_S,
-        max_correction_ppm: float = DEFAULT_MAX_CORRECTION_PPM,
-        drift_compensation: bool = True,
-        sample_rate_hz: int = SAMPLE_RATE_HZ,
-    ) -> None:
-        self._lane_options = dict(
-            target_latency_ms=target_latency_ms,
-            deadband_ms=deadband_ms,
-            correction_time_s=correction_time_s,
-            level_smoothing_s=level_smoothing_s,
-            max_correction_ppm=max_correction_ppm,
-            drift_compensation=drift_compensation,
-            sample_rate_hz=sample_rate_hz,
-        )
+    def __init__(self, **lane_options: Any) -> None:
+        """``lane_options`` are :class:`SourceLane`'s keyword options (target latency,
+        drift compensation...), the same for every source; its defaults otherwise."""
+        inspect.signature(SourceLane).bind(**lane_options)  # a wrong name fails here, not later
+        self._new_lane = functools.partial(SourceLane, **lane_options)
         self._lanes: dict[str, SourceLane] = {}
         self._gains: dict[str, Gain] = {}
         self.samples_rendered = 0
@@ -314,7 +302,7 @@ class Mixer:
             lane.primed = lane.primed and lane.level > 0
             return
         if lane is None:
-            self._lanes[name] = SourceLane(**self._lane_options)  # type: ignore[arg-type]
+            self._lanes[name] = self._new_lane()
 
     def remove_source(self, name: str) -> None:
         """Stop ``name``: what it already queued still plays, then it contributes nothing."""
