@@ -29,6 +29,7 @@ from meetcap.audio.pipeline import (
     CaptureWorker,
     stopped_levels,
 )
+from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
 from meetcap.dsp.chain import MixChain
 from meetcap.dsp.gain import check_gain_db
@@ -168,11 +169,13 @@ class AudioManager:
         settings: CaptureSettings,
         *,
         capture_factory: Callable[[AudioDevice], Capture] = make_capture,
+        watcher: DeviceWatcher | None = None,
     ) -> None:
         for source in CAPTURE_SOURCES:  # a bad gain is the caller's error, not the worker's
             check_gain_db(settings.gain_db.get(source, 0.0))
         self._settings = settings
         self._capture_factory = capture_factory
+        self._watcher = watcher  # a started DeviceWatcher to share, or None (one per session)
         self._lock = threading.RLock()  # guards start/stop transitions and the subscriber list
         # Replaced whole, never mutated: the worker reads it without the lock.
         self._subscribers: tuple[Subscription, ...] = ()
@@ -316,7 +319,7 @@ class AudioManager:
     def _start(self) -> None:
         worker = CaptureWorker(
             self._make_chain, self._settings.device_ids(), self._publish, self._emit,
-            self._capture_factory,
+            self._capture_factory, self._watcher,
         )
         try:
             worker.open_all()

@@ -81,6 +81,7 @@ class CaptureWorker:
         on_frames: Callable[[list[Frame]], None],
         on_event: Callable[[AudioEvent], None],
         capture_factory: Callable[[AudioDevice], Capture] = make_capture,
+        watcher: DeviceWatcher | None = None,
     ) -> None:
         self._make_chain = make_chain
         self._device_ids = dict(device_ids)
@@ -96,7 +97,10 @@ class CaptureWorker:
         self._thread = threading.Thread(target=self._run, name="meetcap-pipeline", daemon=True)
         self._levels: dict[str, SourceLevels] = stopped_levels()
         self._last_health: dict[str, Health] = {}
-        self._watcher = DeviceWatcher()
+        # The app's running watcher when given (one device listing, one pactl subscribe
+        # for the pickers and the capture); otherwise our own for this session.
+        self._watcher = watcher or DeviceWatcher()
+        self._own_watcher = watcher is None
         self._seen_generation = 0
         self._next_reopen = 0.0
         self._opened_at = 0.0
@@ -121,7 +125,8 @@ class CaptureWorker:
 
     def start(self) -> None:
         self._opened_at = time.monotonic()
-        self._watcher.start()
+        if self._own_watcher:
+            self._watcher.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -196,7 +201,8 @@ class CaptureWorker:
         except Exception as exc:  # noqa: BLE001 - reported, never swallowed
             self._emit(EVENT_ERROR, None, f"audio capture stopped: {exc}", exception=exc)
         finally:
-            self._watcher.stop()
+            if self._own_watcher:
+                self._watcher.stop()
             self.close_all()
             self._levels = stopped_levels()
 

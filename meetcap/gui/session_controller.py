@@ -131,7 +131,10 @@ class SessionController(QObject):
             muted=dict(settings.muted),
             normalize=settings.normalize,
         )
-        self.manager = AudioManager(self.capture_settings)
+        # One device watcher for the pickers and the capture worker (each listing runs
+        # pactl; two watchers listed everything twice on every change).
+        self.watcher = DeviceWatcher(self._on_device_change, interval_s=device_poll_s)
+        self.manager = AudioManager(self.capture_settings, watcher=self.watcher)
         self.manager.add_event_listener(self.audio_event.emit)
         self.phase = IDLE
         self._closed = False
@@ -146,7 +149,6 @@ class SessionController(QObject):
         self._start_failed.connect(self._on_start_failed)
         self._stopped.connect(self._on_stopped)
         self._capture_failed.connect(self._on_capture_failed)
-        self.watcher = DeviceWatcher(self._on_device_change, interval_s=device_poll_s)
         self.watcher.start()
 
     # -- what the window reads (GUI thread, cheap)
@@ -178,11 +180,6 @@ class SessionController(QObject):
     def frames_captured(self) -> int:
         live = self._live
         return live.frames if live is not None else 0
-
-    def captured_sha256(self) -> str | None:
-        """SHA-256 of the PCM captured in the running session (for checks)."""
-        live = self._live
-        return live.sha256.hexdigest() if live is not None else None
 
     # -- live controls (GUI thread)
 
@@ -230,16 +227,6 @@ class SessionController(QObject):
         live = self._live
         self._submit(lambda: self._stop_work(live))
         return True
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Block until the worker queue is empty (tests, shutdown). Does not process Qt
-        events: a phase change is delivered later, by the event loop."""
-        future = self._worker.submit(lambda: None)
-        try:
-            future.result(timeout=timeout_s)
-            return True
-        except concurrent.futures.TimeoutError:
-            return False
 
     def shutdown(self, timeout_s: float = DEFAULT_FINISH_TIMEOUT_S) -> None:
         """End everything: a running session is stopped and finished (what the server did
