@@ -93,12 +93,13 @@ def long_speech(directory: Path) -> dict[str, Path]:
 
 
 def write_settings(path: Path) -> None:
-    path.write_text(
-        "[devices]\n"
-        f"mic={MIC_ID}\nsystem={SYSTEM_ID}\n"
-        "[processing]\nvad=true\nnormalize=true\n"
-        "[gain_db]\nmic=0.0\nsystem=-3.0\n"
-    )
+    """The app's settings file, written by the app's own settings code."""
+    from meetcap.gui.settings import AppSettings, SettingsStore
+
+    SettingsStore.at_path(path).save(AppSettings(
+        mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=True,
+        gain_db={"mic": 0.0, "system": -3.0},
+    ))
 
 
 def wait_growing(folder: Path, pattern: str, proc: subprocess.Popen,

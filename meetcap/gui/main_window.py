@@ -102,7 +102,6 @@ class MainWindow(QMainWindow):
             *self.strips.items(), (SOURCE_MIX, self.mix_strip))
         self.tracker = WarningTracker()
         self._event_warnings: dict[str, Warning] = {}
-        self._meters_moving = False
         self.confirm_quit = ask_stop_and_quit  # replaced by tests
         self._apply_settings()
         self._connect()

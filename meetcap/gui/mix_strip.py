@@ -64,9 +64,6 @@ class MixStrip(Card):
             self.speech_label.setObjectName("" if speech else "dim")
             self.speech_label.setStyleSheet(f"color: {theme.OK};" if speech else "")
 
-    def tick(self, now_s: float) -> None:
-        self.meter.tick(now_s)
-
     def refresh_text(self, levels: SourceLevels, *, recording: bool) -> None:
         self.speech_light.setVisible(self.vad_box.isChecked())
         self.speech_label.setVisible(self.vad_box.isChecked())

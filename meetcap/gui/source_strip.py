@@ -86,9 +86,6 @@ class SourceStrip(Card):
     def show_levels(self, levels: SourceLevels, now_s: float) -> None:
         self.meter.show_levels(levels, now_s)
 
-    def tick(self, now_s: float) -> None:
-        self.meter.tick(now_s)
-
     def refresh_text(self, levels: SourceLevels, *, recording: bool) -> StatusLine:
         """Update the numbers and the health line (a few times a second)."""
         shown = (format_dbfs(levels.peak_dbfs), format_dbfs(levels.rms_dbfs))

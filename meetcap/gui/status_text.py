@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from meetcap.constants import SOURCE_MIC, SOURCE_MIX, SOURCE_SYSTEM
-from meetcap.levels import Health, SourceLevels
+from meetcap.levels import SILENCE_DBFS, Health, SourceLevels
 
 Severity = Literal["idle", "ok", "info", "warning", "error"]
 
@@ -167,7 +167,7 @@ def stream_warnings(status: object | None) -> list[Warning]:
 
 def format_dbfs(dbfs: float) -> str:
     """A level for the numbers line: '-12.3' or '-inf' for silence."""
-    return "-inf" if dbfs <= -119.9 else f"{dbfs:5.1f}"
+    return "-inf" if dbfs <= SILENCE_DBFS + 0.1 else f"{dbfs:5.1f}"
 
 
 def format_elapsed(seconds: float) -> str:
