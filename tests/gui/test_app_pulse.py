@@ -147,10 +147,15 @@ def test_unplugging_a_device_shows_it_lost_while_the_other_keeps_recording(
     tone = make_tone(tmp_path, "tone", seconds=20.0, amplitude=0.3)
     window, controller, _ = make_window(both_sources())
     start(qtbot, window, controller)
-    pulse.play(tone.path, MIC_SINK)
+    mic_player = pulse.play(tone.path, MIC_SINK)
     pulse.play(tone.path, SPEAKER_SINK)
     qtbot.waitUntil(lambda: loud(controller, "mic") and loud(controller, "system"),
                     timeout=5_000)
+    # PulseAudio would move the mic sink's player to the speakers when the sink goes,
+    # and a second 440 Hz tone there can cancel the first; a real microphone has no
+    # player to move.
+    mic_player.kill()
+    mic_player.wait()
     pulse.unload_sink(MIC_SINK)  # the microphone is unplugged
     qtbot.waitUntil(lambda: window.strips["mic"].health.text().startswith("Device lost"),
                     timeout=5_000)
