@@ -49,11 +49,7 @@ class StreamerConfig:
 
     def __post_init__(self) -> None:
         self.url = validate_url(self.url)
-        if not isinstance(self.token, str) or not _TOKEN_PATTERN.match(self.token):
-            raise ConfigError(
-                "the server token must be non-empty printable text without spaces or line "
-                "breaks (copy it again from the server's token list)"
-            )
+        self.token = validate_token(self.token)
         if self.spool_dir is not None:
             self.spool_dir = Path(self.spool_dir)
         if not 0 < self.backoff_base_s <= self.backoff_cap_s:
@@ -74,6 +70,17 @@ class StreamerConfig:
         import platformdirs  # only needed for the default location
 
         return Path(platformdirs.user_data_dir("meetcap")) / "spool"
+
+
+def validate_token(token: str) -> str:
+    """Return ``token`` or raise :class:`ConfigError`: a bearer token goes into an HTTP
+    header, so it must be printable text without spaces or line breaks."""
+    if not isinstance(token, str) or not _TOKEN_PATTERN.fullmatch(token):
+        raise ConfigError(
+            "the server token must be non-empty printable text without spaces or line "
+            "breaks (copy it again from the server's token list)"
+        )
+    return token
 
 
 def validate_url(url: str) -> str:
