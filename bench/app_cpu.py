@@ -94,12 +94,14 @@ def long_speech(directory: Path) -> dict[str, Path]:
 
 def write_settings(path: Path) -> None:
     """The app's settings file, written by the app's own settings code."""
-    from meetcap.gui.settings import AppSettings, SettingsStore
+    from meetcap.audio.manager import CaptureSettings
+    from meetcap.gui.settings import SettingsStore
+    from meetcap.session import SessionSettings
 
-    SettingsStore.at_path(path).save(AppSettings(
+    SettingsStore.at_path(path).save(SessionSettings(capture=CaptureSettings(
         mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=True,
         gain_db={"mic": 0.0, "system": -3.0},
-    ))
+    )))
 
 
 def wait_growing(folder: Path, pattern: str, proc: subprocess.Popen,

@@ -28,6 +28,11 @@ class MeetcapError(Exception):
     """Base of every meetcap error. ``str(err)`` is a sentence fit to show a user."""
 
 
+class UsageError(MeetcapError):
+    """The caller used an API wrongly (a bug in the caller): never shown as a network
+    or device problem."""
+
+
 class RetryableError(MeetcapError):
     """The operation may succeed if tried again later."""
 

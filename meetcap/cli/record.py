@@ -1,4 +1,8 @@
-"""`meetcap record`: headless capture to a file and/or a meetcap server."""
+"""`meetcap record`: headless capture to a file and/or a meetcap server.
+
+A print loop around :class:`meetcap.session.Recorder`, which holds every session rule
+(spool first, then the file; nothing after a failure; one spool per destination).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,29 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 
 from meetcap.audio.devices import default_device, find_device, list_devices
-from meetcap.audio.filewriter import FrameFileWriter
-from meetcap.audio.manager import AudioManager, CaptureSettings
-from meetcap.audio.pipeline import (
-    EVENT_DEVICE_RESTORED,
-    EVENT_DEVICE_SWITCHED,
-    EVENT_HEALTH,
-    AudioEvent,
-)
-from meetcap.constants import FRAMES_PER_SECOND
-from meetcap.dsp.gain import check_gain_db
+from meetcap.audio.events import AudioEvent, AudioEventKind
+from meetcap.audio.manager import CaptureSettings
+from meetcap.client.status import FinishResult
+from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
 from meetcap.errors import ConfigError
-from meetcap.frames import Frame
 from meetcap.levels import SourceLevels
+from meetcap.session import Recorder, RecorderListener, SessionSettings
+
+EXIT_OK = 0
+EXIT_FAILED = 2  # the recording stopped early (disk full, spool full): what was kept is whole
+EXIT_FRAMES_LEFT = 3  # the server did not confirm everything; the spool keeps the rest
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("record", help="record headless until Ctrl-C or --seconds")
+    p = sub.add_parser(
+        "record", help="record headless until Ctrl-C or --seconds",
+        epilog="exit status: 0 recorded (and, with --url, every frame confirmed by the "
+               "server); 2 a bad option or device, or the recording stopped early (what "
+               "was kept is whole); 3 the server did not confirm every frame in time (the "
+               "rest waits in the spool: see `meetcap spool`)",
+    )
     p.add_argument("--mic", metavar="ID",
                    help="microphone id (see `meetcap devices`); default: the system default")
     p.add_argument("--system", metavar="ID",
@@ -47,44 +54,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="write a .wav or .flac file")
     p.add_argument("--url", help="stream to a meetcap server, e.g. ws://127.0.0.1:8765/v1/stream")
     p.add_argument("--token", help="bearer token for --url")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="where the spool of unconfirmed audio lives (default: the user's "
+                        "data folder, or $MEETCAP_DATA_DIR)")
     p.add_argument("--finish-timeout", type=float, default=30.0, metavar="S",
                    help="how long to wait at the end for the server to acknowledge everything")
     p.set_defaults(run=run)
 
 
-class FrameGate:
-    """Forwards frames to every consumer until the frame limit (for --seconds).
-
-    If a consumer fails (disk full, spool full), no later frame goes anywhere, so the
-    outputs stay gapless, and the capture loop stops and reports ``failure``.
-    """
-
-    def __init__(self, consumers: list[Callable[[Frame], None]], limit_frames: int | None) -> None:
-        self.consumers = consumers
-        self.limit_frames = limit_frames
-        self.frames = 0
-        self.failure: BaseException | None = None
-        self.done = threading.Event()
-
-    def __call__(self, frame: Frame) -> None:
-        if self.done.is_set() or (self.limit_frames is not None and frame.seq >= self.limit_frames):
-            self.done.set()
-            return
-        try:
-            for consumer in self.consumers:
-                consumer(frame)
-        except Exception as exc:
-            self.failure = exc
-            self.done.set()
-            raise
-        self.frames += 1
-        if self.limit_frames is not None and self.frames >= self.limit_frames:
-            self.done.set()
-
-
-def _settings(args: argparse.Namespace) -> CaptureSettings:
-    """The capture settings from the command line; DeviceError for an unknown id and
-    ConfigError for a bad gain, before anything is created."""
+def settings_from_args(args: argparse.Namespace) -> SessionSettings:
+    """The session settings from the command line, checked before anything is created:
+    DeviceError for an unknown device id, ConfigError for any other bad option."""
+    if not args.out and not args.url:
+        raise ConfigError("say where the audio goes: --out FILE and/or --url ws://... --token ...")
+    if args.url and not args.token:
+        raise ConfigError("--url needs --token (the bearer token the server gave you)")
+    if args.seconds is not None and args.seconds <= 0:
+        raise ConfigError(f"--seconds must be more than 0, got {args.seconds:g}")
     devices = list_devices()
 
     def pick(explicit: str | None, skip: bool, kind: str) -> str | None:
@@ -95,21 +81,22 @@ def _settings(args: argparse.Namespace) -> CaptureSettings:
         device = default_device(kind, devices)  # type: ignore[arg-type]
         return device.id if device else None
 
-    settings = CaptureSettings(
+    capture = CaptureSettings(
         mic_device_id=pick(args.mic, args.no_mic, "mic"),
         system_device_id=pick(args.system, args.no_system, "loopback"),
+        gain_db={"mic": args.gain_mic, "system": args.gain_system},
         normalize=not args.no_normalize,
+        vad=args.vad,
         vad_model_path=args.vad_model,
     )
-    settings.gain_db.update(
-        mic=check_gain_db(args.gain_mic), system=check_gain_db(args.gain_system)
-    )
-    if not settings.mic_device_id and not settings.system_device_id:
+    if not any(capture.device_ids()[s] for s in CAPTURE_SOURCES):
         raise ConfigError(
             "nothing to record: no microphone and no system-audio source "
             "(run `meetcap devices` to see what there is)"
         )
-    return settings
+    settings = SessionSettings(capture=capture, server_url=args.url or "",
+                               token=args.token or "", local_copy=args.out or "")
+    return settings.validate()
 
 
 def format_levels(levels: dict[str, SourceLevels]) -> str:
@@ -125,88 +112,81 @@ def format_levels(levels: dict[str, SourceLevels]) -> str:
     return " | ".join(parts)
 
 
+class _Printer(RecorderListener):
+    """Warnings and problems go to stderr on their own line (levels are on stdout)."""
+
+    def on_audio_event(self, event: AudioEvent) -> None:
+        if event.kind is AudioEventKind.HEALTH and not (event.health and event.health.is_problem):
+            return
+        who = f"{event.source}: " if event.source else ""
+        label = ("note" if event.kind in (AudioEventKind.DEVICE_RESTORED,
+                                          AudioEventKind.DEVICE_SWITCHED) else "warning")
+        _say(f"{label}: {who}{event.message}")
+
+    def on_problem(self, message: str) -> None:
+        _say(f"warning: {message}")
+
+    def on_capture_ended(self, message: str | None) -> None:
+        if message is not None:
+            _say(f"meetcap: {message}")
+
+
+def _say(line: str) -> None:
+    print(f"\n{line}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    if not args.out and not args.url:
-        raise ConfigError("say where the audio goes: --out FILE and/or --url ws://... --token ...")
-    if args.url and not args.token:
-        raise ConfigError("--url needs --token (the bearer token the server gave you)")
-    if args.seconds is not None and args.seconds <= 0:
-        raise ConfigError(f"--seconds must be more than 0, got {args.seconds:g}")
-    settings = _settings(args)
-    # Consumers get every frame, in order, on the subscription's delivery thread. To add
-    # one, append it here (and its cleanup to ``closers``).
-    consumers: list[Callable[[Frame], None]] = []
-    closers: list[Callable[[], None]] = []
-    writer = FrameFileWriter(args.out) if args.out else None
-    if writer:
-        closers.append(writer.close)
-    streaming = None
+    settings = settings_from_args(args)
+    limit = int(round(args.seconds * FRAMES_PER_SECOND)) if args.seconds else None
+    recorder = Recorder(settings, listener=_Printer(), builtin_server=False,
+                        data_root=args.data_dir, finish_timeout_s=args.finish_timeout)
     try:
+        recorder.start(max_frames=limit)
+        _show_levels_until_done(recorder)
         if args.url:
-            from meetcap.client.record_sink import StreamingConsumer
-
-            # The file gets each frame only after the spool took it, so --out holds
-            # exactly the frames that were streamed.
-            streaming = StreamingConsumer.open(args.url, args.token, tee=writer)
-            consumers.append(streaming)
-        elif writer:
-            consumers.append(writer)
-        limit = int(round(args.seconds * FRAMES_PER_SECOND)) if args.seconds else None
-        gate = FrameGate(consumers, limit)
-        _capture(settings, gate, vad=args.vad)
+            print(f"\nrecorded {recorder.frames_recorded} frames; waiting for the server to "
+                  "confirm every frame...", flush=True)
+        result = recorder.stop()
     finally:
-        for close in closers:
-            close()
-    if gate.failure is not None:
-        print(f"meetcap: recording stopped: {gate.failure}", file=sys.stderr)
-    print(f"recorded {gate.frames} frames ({gate.frames / FRAMES_PER_SECOND:.1f} s)"
-          + (f" to {args.out}" if args.out else ""))
-    code = 2 if gate.failure is not None else 0
-    if streaming is not None:
-        from meetcap.client.record_sink import describe_finish
-
-        print("waiting for the server to confirm every frame...", flush=True)
-        finish_code, line = describe_finish(streaming.finish(args.finish_timeout))
-        print(line)
-        code = code or finish_code
-    return code
+        recorder.close()
+    return _report(args, recorder, result)
 
 
-def _capture(settings: CaptureSettings, gate: FrameGate, *, vad: bool) -> None:
-    """Capture into ``gate`` until it is done or Ctrl-C, showing levels meanwhile. Every
-    frame captured before the stop has reached the gate when this returns."""
-    manager = AudioManager(settings)
-    manager.add_event_listener(_print_event)
+def _show_levels_until_done(recorder: Recorder) -> None:
+    """Print levels until Ctrl-C, the frame limit, or a failure ends capture."""
     interrupted = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
     tty = sys.stdout.isatty()
+    last_print = 0.0
     try:
-        subscription = manager.subscribe(gate, vad=vad, name="record")
-        try:
-            last_print = 0.0
-            while not gate.done.is_set() and not interrupted.is_set():
-                time.sleep(0.05)
-                if time.monotonic() - last_print >= (0.2 if tty else 2.0):
-                    last_print = time.monotonic()
-                    seconds = gate.frames / FRAMES_PER_SECOND
-                    if manager.session_start_time is None:
-                        line = f"{seconds:7.1f} s  waiting for the devices to deliver audio..."
-                    else:
-                        line = f"{seconds:7.1f} s  {format_levels(manager.levels())}"
-                    print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", flush=True)
-        finally:
-            manager.unsubscribe(subscription)  # flushes the last frames through the gate
+        while not recorder.capture_ended.is_set() and not interrupted.is_set():
+            time.sleep(0.05)
+            if time.monotonic() - last_print < (0.2 if tty else 2.0):
+                continue
+            last_print = time.monotonic()
+            seconds = recorder.frames_recorded / FRAMES_PER_SECOND
+            if recorder.manager.session_start_time is None:
+                line = f"{seconds:7.1f} s  waiting for the devices to deliver audio..."
+            else:
+                line = f"{seconds:7.1f} s  {format_levels(recorder.levels())}"
+            print(f"\r{line}\033[K" if tty else line, end="" if tty else "\n", flush=True)
     finally:
-        manager.close()
         signal.signal(signal.SIGINT, previous)
         if tty:
             print()
 
 
-def _print_event(event: AudioEvent) -> None:
-    """Warnings go to stderr on their own line (the levels line is on stdout)."""
-    if event.kind == EVENT_HEALTH and event.health is not None and not event.health.is_problem:
-        return
-    who = f"{event.source}: " if event.source else ""
-    label = "note" if event.kind in (EVENT_DEVICE_RESTORED, EVENT_DEVICE_SWITCHED) else "warning"
-    print(f"\n{label}: {who}{event.message}", file=sys.stderr, flush=True)
+def _report(args: argparse.Namespace, recorder: Recorder, result: FinishResult) -> int:
+    frames = recorder.frames_recorded
+    print(f"recorded {frames} frames ({frames / FRAMES_PER_SECOND:.1f} s)"
+          + (f" to {args.out}" if args.out else ""))
+    code = EXIT_FAILED if recorder.last_failure is not None else EXIT_OK
+    if args.url:
+        lines = [result.message, *(f"earlier session: {r.message}" for r in result.earlier)]
+        ok = result.ok and all(r.ok for r in result.earlier)
+        if not ok:
+            left = result.frames_left + sum(r.frames_left for r in result.earlier)
+            lines.append(f"{left} frames left in the spool (see `meetcap spool`)")
+        print("\n".join(lines))
+        code = code or (EXIT_OK if ok else EXIT_FRAMES_LEFT)
+    return code

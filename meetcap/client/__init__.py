@@ -3,19 +3,16 @@
 Modules: :mod:`.config` (StreamerConfig, URL checks), :mod:`.spool` (unacked frames on
 disk), :mod:`.backoff` (when to reconnect), :mod:`.outcomes` (why a connection ended,
 retry or stop), :mod:`.link` (one session over successive connections), :mod:`.streamer`
-(the thread the app talks to), :mod:`.status` (snapshots for the app),
-:mod:`.record_sink` (glue for ``meetcap record``).
+(the thread the app talks to), :mod:`.status` (snapshots for the app).
 """
 
 from meetcap.client.backoff import Backoff, ConnectionSpan
 from meetcap.client.config import StreamerConfig, validate_url
-from meetcap.client.record_sink import StreamingConsumer, describe_finish
 from meetcap.client.spool import Spool, SpoolSession
 from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.client.streamer import Streamer, deliver_pending
 
 __all__ = [
     "Backoff", "ConnectionSpan", "FinishResult", "Spool", "SpoolSession", "StreamStatus",
-    "Streamer", "StreamerConfig", "StreamingConsumer", "deliver_pending", "describe_finish",
-    "validate_url",
+    "Streamer", "StreamerConfig", "deliver_pending", "validate_url",
 ]

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     window = MainWindow(controller, store)
     tray = Tray(window)
+    controller.start_services()  # after the window and tray listen (either order is safe)
     window.show()
     if args.start:
         QTimer.singleShot(0, window.start_recording)
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     tray.icon.hide()
     window.save_settings()
     controller.shutdown(QUIT_FINISH_TIMEOUT_S)
-    result = controller.last_result
+    result = controller.recorder.last_result
     if result is not None and not result.ok:
         print(f"meetcap: {result.message}", file=sys.stderr)
     return code

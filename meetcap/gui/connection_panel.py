@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from meetcap.client.status import StreamStatus
 from meetcap.gui.status_text import describe_stream
 from meetcap.gui.widgets import Card, StatusLabel
 
-# (attribute of StreamStatus, caption)
-_COUNTERS = (
-    ("frames_sent", "Sent"),
-    ("frames_acked", "Acked"),
-    ("frames_spooled", "In spool"),
-    ("ack_rtt_ms", "Ack RTT"),
-    ("reconnects", "Reconnects"),
+
+def _count(value: int) -> str:
+    return f"{value:,}"
+
+
+def _rtt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
+
+
+# (key, caption, the text of a StreamStatus)
+_COUNTERS: tuple[tuple[str, str, Callable[[StreamStatus], str]], ...] = (
+    ("frames_sent", "Sent", lambda s: _count(s.frames_sent)),
+    ("frames_acked", "Acked", lambda s: _count(s.frames_acked)),
+    ("frames_spooled", "In spool", lambda s: _count(s.frames_spooled)),
+    ("ack_rtt_ms", "Ack RTT", lambda s: _rtt(s.ack_rtt_ms)),
+    ("reconnects", "Reconnects", lambda s: _count(s.reconnects)),
 )
-
-
-def format_counter(name: str, value: object) -> str:
-    if value is None:
-        return "–"
-    if name == "ack_rtt_ms":
-        return f"{float(value):.0f} ms"  # type: ignore[arg-type]
-    return f"{int(value):,}"  # type: ignore[call-overload]
 
 
 class ConnectionPanel(Card):
@@ -55,7 +59,7 @@ class ConnectionPanel(Card):
         grid.setHorizontalSpacing(18)
         grid.setVerticalSpacing(1)
         self.counters: dict[str, QLabel] = {}
-        for column, (name, caption_text) in enumerate(_COUNTERS):
+        for column, (name, caption_text, _) in enumerate(_COUNTERS):
             caption_label = QLabel(caption_text, self)
             caption_label.setObjectName("dim")
             value = QLabel("–", self)
@@ -72,10 +76,11 @@ class ConnectionPanel(Card):
         if self.address.text() != text:
             self.address.setText(text)
 
-    def show_status(self, status: object | None) -> None:
+    def show_status(self, status: StreamStatus | None) -> None:
         """Show a client StreamStatus (None: no session yet)."""
         self.state.show_line(describe_stream(status))
-        for name, label in self.counters.items():
-            text = format_counter(name, getattr(status, name, None)) if status else "–"
+        for name, _, text_of in _COUNTERS:
+            label = self.counters[name]
+            text = text_of(status) if status is not None else "–"
             if label.text() != text:
                 label.setText(text)

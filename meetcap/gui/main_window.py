@@ -5,25 +5,22 @@ the two refresh timers (meters at display rate, words and numbers a few times a 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
+from meetcap import paths
 from meetcap.audio.devices import AudioDevice, default_device
-from meetcap.audio.pipeline import (
-    EVENT_DEVICE_RESTORED,
-    EVENT_DEVICE_SWITCHED,
-    EVENT_ERROR,
-    AudioEvent,
-)
-from meetcap.client.status import FinishResult
+from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
+from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.constants import SOURCE_MIC, SOURCE_MIX, SOURCE_SYSTEM
 from meetcap.gui import icons
 from meetcap.gui.banner import WarningBanner, WarningTracker
 from meetcap.gui.connection_panel import ConnectionPanel
 from meetcap.gui.mix_strip import MixStrip
-from meetcap.gui.session_controller import IDLE, RECORDING, SessionController, SessionInfo
+from meetcap.gui.session_controller import SessionController
 from meetcap.gui.session_panel import SessionPanel
 from meetcap.gui.settings import SettingsStore
 from meetcap.gui.settings_dialog import SettingsDialog
@@ -35,6 +32,8 @@ from meetcap.gui.status_text import (
     stream_warnings,
 )
 from meetcap.levels import SourceLevels
+from meetcap.session import Phase, SessionInfo
+from meetcap.session.text import as_sentence
 
 # 30 fps while meters move: smooth to the eye, and half the CPU of 60 fps (the levels
 # themselves change 10 times a second; the ballistics fill in the motion between).
@@ -69,7 +68,12 @@ class MainWindow(QMainWindow):
     def __init__(self, controller: SessionController, store: SettingsStore | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # Construction order: every attribute and timer exists before the first slot is
+        # connected or called, so a signal, or the device list the watcher already
+        # holds, can arrive at any point from here on (issue 8: a device listing that
+        # came before the save timer existed crashed one launch in eight).
         self.controller = controller
+        self.recorder = controller.recorder
         self.store = store
         self.settings = controller.settings
         self.setWindowTitle("meetcap")
@@ -103,8 +107,6 @@ class MainWindow(QMainWindow):
         self.tracker = WarningTracker()
         self._event_warnings: dict[str, Warning] = {}
         self.confirm_quit = ask_stop_and_quit  # replaced by tests
-        self._apply_settings()
-        self._connect()
 
         self.display_timer = QTimer(self)
         self.display_timer.setTimerType(Qt.TimerType.PreciseTimer)
@@ -118,16 +120,20 @@ class MainWindow(QMainWindow):
         self.save_timer.setSingleShot(True)
         self.save_timer.setInterval(SAVE_DELAY_MS)
         self.save_timer.timeout.connect(self.save_settings)
+
+        self._apply_settings()
+        self._connect()
         self.refresh_text()
 
     # -- wiring
 
     def _apply_settings(self) -> None:
         s = self.settings
+        capture = s.capture
         for source, strip in self.strips.items():
-            strip.apply_settings(s.device_id(source) or None, s.gain_db.get(source, 0.0),
-                                 s.muted.get(source, False))
-        self.mix_strip.apply_settings(s.vad, s.normalize)
+            strip.apply_settings(s.device_id(source) or None, capture.gain_db.get(source, 0.0),
+                                 capture.muted.get(source, False))
+        self.mix_strip.apply_settings(capture.vad, capture.normalize)
 
     def _connect(self) -> None:
         c = self.controller
@@ -156,7 +162,6 @@ class MainWindow(QMainWindow):
     # -- actions
 
     def start_recording(self) -> bool:
-        self.controller.last_result = None
         self._event_warnings.pop("problem", None)
         return self.controller.start()
 
@@ -166,7 +171,7 @@ class MainWindow(QMainWindow):
     def open_settings(self) -> SettingsDialog:
         """Open the settings dialog (modeless, so tests can drive it)."""
         dialog = SettingsDialog(self.settings, self,
-                                local_server_hint=str(self.controller.local_server.data_dir))
+                                local_server_hint=str(self._builtin_folder()))
         dialog.accepted.connect(lambda: self._accept_settings(dialog))
         dialog.setModal(True)
         dialog.show()
@@ -191,11 +196,11 @@ class MainWindow(QMainWindow):
         self._schedule_save()
 
     def _on_gain(self, source: str, gain_db: float) -> None:
-        self.controller.set_gain_db(source, gain_db)
+        self.recorder.set_gain_db(source, gain_db)
         self._schedule_save()
 
     def _on_mute(self, source: str, muted: bool) -> None:
-        self.controller.set_muted(source, muted)
+        self.recorder.set_muted(source, muted)
         self._schedule_save()
         self.refresh_text()
 
@@ -204,15 +209,15 @@ class MainWindow(QMainWindow):
         self._schedule_save()
 
     def _on_normalize(self, enabled: bool) -> None:
-        self.controller.set_normalize(enabled)
+        self.recorder.set_normalize(enabled)
         self._schedule_save()
 
     # -- controller signals
 
-    def _on_phase(self, phase: str) -> None:
+    def _on_phase(self, phase: Phase) -> None:
         self.session_panel.set_phase(phase)
-        self.connection.settings_button.setEnabled(phase == IDLE)
-        if phase != IDLE:
+        self.connection.settings_button.setEnabled(phase is Phase.IDLE)
+        if phase is not Phase.IDLE:
             self.display_timer.start()
         self.refresh_text()
 
@@ -230,13 +235,13 @@ class MainWindow(QMainWindow):
         self.refresh_text()
 
     def _on_audio_event(self, event: AudioEvent) -> None:
-        if event.kind == EVENT_ERROR:
+        if event.kind is AudioEventKind.ERROR:
             key = f"error:{event.source or 'audio'}"
             who = SOURCE_TITLES.get(event.source or "", "Speech detection"
-                                    if event.source == "vad" else "Audio")
+                                    if event.source == SOURCE_VAD else "Audio")
             self._event_warnings[key] = Warning(key, "error", f"{who}: a problem",
-                                                _capitalised(event.message))
-        elif event.kind in (EVENT_DEVICE_RESTORED, EVENT_DEVICE_SWITCHED):
+                                                as_sentence(event.message))
+        elif event.kind in (AudioEventKind.DEVICE_RESTORED, AudioEventKind.DEVICE_SWITCHED):
             self._event_warnings.pop(f"error:{event.source}", None)
         self.refresh_text()
 
@@ -252,7 +257,7 @@ class MainWindow(QMainWindow):
         if not result.ok:
             self._event_warnings["problem"] = Warning(
                 "problem", "error", "Not everything reached the server yet",
-                _capitalised(result.message),
+                as_sentence(result.message),
             )
         self.refresh_text()
 
@@ -261,7 +266,7 @@ class MainWindow(QMainWindow):
                                                   message)
         self.refresh_text()
 
-    def _on_stream_status(self, status: object) -> None:
+    def _on_stream_status(self, status: StreamStatus) -> None:
         # State changes are rare (connected, reconnecting, failed): show them, and any
         # warning they bring, at once rather than at the next text tick.
         self.refresh_text()
@@ -273,19 +278,19 @@ class MainWindow(QMainWindow):
         if self.isMinimized() or not self.isVisible():
             return  # nobody sees the meters (in the tray): skip the work
         now = time.monotonic()
-        levels = self.controller.levels()
+        levels = self.recorder.levels()
         moving = False
         for source, strip in self._meter_strips:
             strip.show_levels(levels.get(source) or SourceLevels(source), now)
             moving |= strip.meter.tick(now)
-        if not moving and self.controller.phase == IDLE:
+        if not moving and self.controller.phase is Phase.IDLE:
             self.display_timer.stop()  # meters at rest and nothing to show: no more ticks
 
     def refresh_text(self) -> None:
         """Text timer: numbers, health lines, warnings, connection, elapsed time."""
-        c = self.controller
-        levels = c.levels()
-        recording = c.phase == RECORDING
+        c, r = self.controller, self.recorder
+        levels = r.levels()
+        recording = c.phase is Phase.RECORDING
         warnings: list[Warning] = []
         for source, strip in self.strips.items():
             source_levels = levels.get(source, SourceLevels(source))
@@ -297,10 +302,10 @@ class MainWindow(QMainWindow):
                 )
         self.mix_strip.refresh_text(levels.get(SOURCE_MIX, SourceLevels(SOURCE_MIX)),
                                     recording=recording)
-        status = c.stream_status()
+        status = r.stream_status()
         self.connection.show_status(status)
         self.connection.set_address(self._address_text())
-        warnings += stream_warnings(status) if c.phase != IDLE else []
+        warnings += stream_warnings(status) if c.phase is not Phase.IDLE else []
         warnings += self._event_warnings.values()
         rows_before = len(self.banner.warnings())
         self.banner.show_warnings(warnings)
@@ -309,31 +314,35 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, lambda: self._fit_height(shrink=rows_after < rows_before))
         for warning in self.tracker.update(warnings):
             self.warning_raised.emit(warning)
-        self.session_panel.set_elapsed(c.elapsed_s())
+        self.session_panel.set_elapsed(r.elapsed_s())
         self.session_panel.set_storage(self._storage_text(status))
 
     def _address_text(self) -> str:
         url = self.settings.server_url.strip()
         if url:
             return url
-        server = self.controller.local_server
-        where = f" ({server.url})" if server.running else ""
+        server = self.recorder.local_server
+        where = f" ({server.url})" if server is not None and server.running else ""
         return f"Built-in server on this computer{where}"
 
-    def _storage_text(self, status: object | None) -> str:
-        c = self.controller
-        info = c.session
+    def _builtin_folder(self) -> Path:
+        """Where the built-in server keeps sessions."""
+        return paths.sessions_dir(self.recorder.data_root)
+
+    def _storage_text(self, status: StreamStatus | None) -> str:
+        r = self.recorder
+        info = r.session
         if info is None:
-            result = c.last_result
+            result = r.last_result
             if result is not None:
                 return f"Last session: {result.message}"
             if self.settings.server_url.strip():
                 return f"Recordings stream to {self.settings.server_url.strip()}"
-            return f"Recordings are saved in {c.local_server.data_dir}"
-        session_id = getattr(status, "session_id", None)
+            return f"Recordings are saved in {self._builtin_folder()}"
+        session_id = status.session_id if status is not None else None
         if info.builtin and info.storage_dir is not None:
-            target = (str(c.local_server.session_file(session_id)) if session_id
-                      else f"{info.storage_dir}")
+            target = (str(r.local_server.session_file(session_id))
+                      if session_id and r.local_server is not None else f"{info.storage_dir}")
             text = f"Saving to {target}"
         else:
             text = f"Streaming to {info.url}" + (f" (session {session_id})" if session_id else "")
@@ -372,7 +381,3 @@ class MainWindow(QMainWindow):
         self.save_settings()
         event.accept()
 
-
-def _capitalised(text: str) -> str:
-    text = text.strip()
-    return text[:1].upper() + text[1:]

@@ -15,13 +15,14 @@ from PySide6.QtWidgets import (
 from meetcap.gui import icons
 from meetcap.gui.status_text import format_elapsed
 from meetcap.gui.widgets import ElidedLabel
+from meetcap.session.recorder import Phase
 
 # What the session controls show in each phase of a session.
 _BUTTON = {
-    "idle": ("Start recording", True),
-    "starting": ("Starting…", False),
-    "recording": ("Stop", True),
-    "stopping": ("Finishing…", False),
+    Phase.IDLE: ("Start recording", True),
+    Phase.STARTING: ("Starting…", False),
+    Phase.RECORDING: ("Stop", True),
+    Phase.STOPPING: ("Finishing…", False),
 }
 
 
@@ -61,19 +62,18 @@ class SessionPanel(QWidget):
         layout.addWidget(self.elapsed)
         layout.addSpacing(6)
         layout.addWidget(self.button)
-        self.phase = ""
-        self.set_phase("idle")
+        self.phase: Phase | None = None
+        self.set_phase(Phase.IDLE)
         self.set_storage("")
 
-    def set_phase(self, phase: str) -> None:
-        """"idle", "starting", "recording" or "stopping"."""
+    def set_phase(self, phase: Phase) -> None:
         if phase == self.phase:
             return
         self.phase = phase
         text, enabled = _BUTTON[phase]
         self.button.setText(text)
         self.button.setEnabled(enabled)
-        self.button.setProperty("recording", phase in ("recording", "stopping"))
+        self.button.setProperty("recording", phase in (Phase.RECORDING, Phase.STOPPING))
         self.button.style().unpolish(self.button)  # re-read the style sheet for the property
         self.button.style().polish(self.button)
 
@@ -87,7 +87,7 @@ class SessionPanel(QWidget):
             self.storage.setText(text)
 
     def _on_click(self) -> None:
-        if self.phase == "idle":
+        if self.phase is Phase.IDLE:
             self.start_requested.emit()
-        elif self.phase == "recording":
+        elif self.phase is Phase.RECORDING:
             self.stop_requested.emit()

@@ -1,9 +1,11 @@
-"""The app's settings and their persistence in QSettings.
+"""The app's settings in QSettings: :class:`SessionSettings` saved and loaded.
 
 Everything a person sets is saved as they change it and restored at the next start:
 devices, gains, mutes, server URL and token, VAD and normalisation, the local copy
-folder. Values are stored as plain strings and parsed back defensively: a settings file
-edited by hand (or written by another version) gives defaults, never a crash.
+folder. The record itself is Qt-free (meetcap/session/settings.py, shared with the
+CLI); this module only maps it to QSettings keys. Values are stored as plain strings and
+parsed back defensively: a settings file edited by hand (or written by another version)
+gives defaults, never a crash.
 
 Tests and the benchmark pass their own file (:meth:`SettingsStore.at_path`), so they
 never touch the user's settings.
@@ -12,43 +14,20 @@ never touch the user's settings.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from meetcap.audio.manager import CaptureSettings
 from meetcap.constants import CAPTURE_SOURCES
 from meetcap.dsp.gain import GAIN_MAX_DB
+from meetcap.session.settings import SessionSettings
 
 ORGANIZATION = "meetcap"
 APPLICATION = "meetcap"
 # Stored as a device id when a person picked "None" on purpose (a missing key means
 # "never chosen": the system's default device is picked then).
 NO_DEVICE = "none"
-
-
-@dataclass
-class AppSettings:
-    """What the app remembers. ``mic_device_id``/``system_device_id``: None = use the
-    system default once devices are listed; ``""`` = a person chose none.
-    ``server_url`` empty = the built-in local server. ``local_copy_dir`` empty = no
-    local copy."""
-
-    mic_device_id: str | None = None
-    system_device_id: str | None = None
-    gain_db: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in CAPTURE_SOURCES})
-    muted: dict[str, bool] = field(default_factory=lambda: {s: False for s in CAPTURE_SOURCES})
-    server_url: str = ""
-    token: str = ""
-    vad: bool = True
-    normalize: bool = True
-    local_copy_dir: str = ""
-
-    def device_id(self, source: str) -> str | None:
-        return getattr(self, f"{source}_device_id")
-
-    def set_device_id(self, source: str, device_id: str | None) -> None:
-        setattr(self, f"{source}_device_id", device_id)
 
 
 def _to_bool(value: object, default: bool) -> bool:
@@ -74,7 +53,8 @@ def _to_gain(value: object) -> float:
 
 
 class SettingsStore:
-    """Reads and writes :class:`AppSettings` in a QSettings store."""
+    """Reads and writes :class:`SessionSettings` in a QSettings store. A fresh store
+    gives the app's defaults: speech detection on (the CLI's default is off)."""
 
     def __init__(self, qsettings: QSettings | None = None) -> None:
         self.qsettings = qsettings or QSettings(ORGANIZATION, APPLICATION)
@@ -88,36 +68,45 @@ class SettingsStore:
     def location(self) -> str:
         return self.qsettings.fileName()
 
-    def load(self) -> AppSettings:
+    @staticmethod
+    def defaults() -> SessionSettings:
+        """What a person who never changed anything gets: the system's default devices
+        (picked once listed), 0 dB, speech detection and normalisation on, the built-in
+        server."""
+        return SessionSettings(capture=CaptureSettings(vad=True, normalize=True))
+
+    def load(self) -> SessionSettings:
         q = self.qsettings
-        settings = AppSettings()
+        settings = self.defaults()
+        capture = settings.capture
         for source in CAPTURE_SOURCES:
             raw = q.value(f"devices/{source}")
             if raw is not None:
                 text = str(raw)
                 settings.set_device_id(source, "" if text == NO_DEVICE else text)
-            settings.gain_db[source] = _to_gain(q.value(f"gain_db/{source}", "0"))
-            settings.muted[source] = _to_bool(q.value(f"muted/{source}"), False)
+            capture.gain_db[source] = _to_gain(q.value(f"gain_db/{source}", "0"))
+            capture.muted[source] = _to_bool(q.value(f"muted/{source}"), False)
+        capture.vad = _to_bool(q.value("processing/vad"), True)
+        capture.normalize = _to_bool(q.value("processing/normalize"), True)
         settings.server_url = str(q.value("server/url", "") or "")
         settings.token = str(q.value("server/token", "") or "")
-        settings.vad = _to_bool(q.value("processing/vad"), True)
-        settings.normalize = _to_bool(q.value("processing/normalize"), True)
-        settings.local_copy_dir = str(q.value("storage/local_copy_dir", "") or "")
+        settings.local_copy = str(q.value("storage/local_copy_dir", "") or "")
         return settings
 
-    def save(self, settings: AppSettings) -> None:
+    def save(self, settings: SessionSettings) -> None:
         q = self.qsettings
+        capture = settings.capture
         for source in CAPTURE_SOURCES:
             device_id = settings.device_id(source)
             if device_id is None:
                 q.remove(f"devices/{source}")
             else:
                 q.setValue(f"devices/{source}", device_id or NO_DEVICE)
-            q.setValue(f"gain_db/{source}", repr(float(settings.gain_db.get(source, 0.0))))
-            q.setValue(f"muted/{source}", "true" if settings.muted.get(source) else "false")
+            q.setValue(f"gain_db/{source}", repr(float(capture.gain_db.get(source, 0.0))))
+            q.setValue(f"muted/{source}", "true" if capture.muted.get(source) else "false")
         q.setValue("server/url", settings.server_url)
         q.setValue("server/token", settings.token)
-        q.setValue("processing/vad", "true" if settings.vad else "false")
-        q.setValue("processing/normalize", "true" if settings.normalize else "false")
-        q.setValue("storage/local_copy_dir", settings.local_copy_dir)
+        q.setValue("processing/vad", "true" if capture.vad else "false")
+        q.setValue("processing/normalize", "true" if capture.normalize else "false")
+        q.setValue("storage/local_copy_dir", settings.local_copy)
         q.sync()

@@ -1,8 +1,8 @@
 """The Settings dialog: server address, token, local copy folder.
 
-Input is checked as it is typed, with the streaming client's own rules
-(:class:`~meetcap.client.config.StreamerConfig`), and a problem is shown as the
-sentence the client would raise: OK stays disabled until everything is usable.
+Input is checked as it is typed, with the session settings' own rules
+(:meth:`~meetcap.session.SessionSettings.validate`), and a problem is shown as the
+sentence they would raise: OK stays disabled until everything is usable.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from meetcap.client.config import StreamerConfig
 from meetcap.errors import ConfigError
 from meetcap.gui import theme
-from meetcap.gui.settings import AppSettings
+from meetcap.session.settings import SessionSettings
+from meetcap.session.text import as_sentence
 
 
 def check_destination(url: str, token: str, local_copy_dir: str) -> str | None:
@@ -38,10 +38,9 @@ def check_destination(url: str, token: str, local_copy_dir: str) -> str | None:
         if not token.strip():
             return "A server address needs a token: paste the one the server's admin gave you."
         try:
-            StreamerConfig(url=url.strip(), token=token.strip())
+            SessionSettings(server_url=url, token=token).validate()
         except ConfigError as exc:
-            message = str(exc)
-            return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+            return as_sentence(str(exc))
     if local_copy_dir.strip():
         folder = Path(local_copy_dir.strip()).expanduser()
         if folder.exists() and not folder.is_dir():
@@ -56,7 +55,7 @@ def check_destination(url: str, token: str, local_copy_dir: str) -> str | None:
 class SettingsDialog(QDialog):
     """Edit a copy of the settings; :meth:`apply_to` writes the accepted values back."""
 
-    def __init__(self, settings: AppSettings, parent: QWidget | None = None, *,
+    def __init__(self, settings: SessionSettings, parent: QWidget | None = None, *,
                  local_server_hint: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("meetcap settings")
@@ -73,7 +72,7 @@ class SettingsDialog(QDialog):
         token_row = QHBoxLayout()
         token_row.addWidget(self.token_edit, 1)
         token_row.addWidget(show)
-        self.copy_edit = QLineEdit(settings.local_copy_dir, self)
+        self.copy_edit = QLineEdit(settings.local_copy, self)
         self.copy_edit.setPlaceholderText("empty: no local copy")
         browse = QPushButton("Browse…", self)
         browse.clicked.connect(self._browse)
@@ -122,10 +121,10 @@ class SettingsDialog(QDialog):
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(problem is None)
         return problem is None
 
-    def apply_to(self, settings: AppSettings) -> None:
+    def apply_to(self, settings: SessionSettings) -> None:
         settings.server_url = self.url_edit.text().strip()
         settings.token = self.token_edit.text().strip()
-        settings.local_copy_dir = self.copy_edit.text().strip()
+        settings.local_copy = self.copy_edit.text().strip()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Local copy folder",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from meetcap.client.status import StreamStatus
 from meetcap.constants import SOURCE_MIC, SOURCE_MIX, SOURCE_SYSTEM
 from meetcap.levels import SILENCE_DBFS, Health, SourceLevels
 
@@ -121,22 +122,32 @@ def source_warnings(
             f"{source}:silent", "warning",
             f"{title} has been silent for {_seconds(levels.problem_for_s)}", hint,
         )]
+    if health is Health.CLIPPING:
+        return [Warning(
+            f"{source}:clipping", "warning", f"{title} is clipping",
+            f"{title} reaches full scale, which distorts speech. Lower its gain slider, "
+            "or its input volume in the system's sound settings.",
+        )]
+    if health is Health.OVERRUN:
+        return [Warning(
+            f"{source}:overrun", "warning", f"{title} is dropping audio",
+            f"The computer did not keep up with {title.lower()} and short pieces were "
+            "lost. Close busy programs; the recording goes on.",
+        )]
     return []
 
 
-def describe_stream(status: object | None) -> StatusLine:
-    """The connection state in words (``status`` is a client StreamStatus, or None
-    before the first session)."""
+def describe_stream(status: StreamStatus | None) -> StatusLine:
+    """The connection state in words (None: before the first session)."""
     if status is None:
         return StatusLine("idle", "Not connected: connects when you start recording")
-    state = getattr(status, "state", "")
-    reason = getattr(status, "reason", None)
+    state, reason = status.state, status.reason
     if state == "connecting":
         return StatusLine("info", "Connecting…")
     if state == "connected":
         return StatusLine("ok", "Connected")
     if state == "reconnecting":
-        retry = getattr(status, "next_retry_in_s", None)
+        retry = status.next_retry_in_s
         when = f" in {max(0.0, retry):.1f} s" if retry is not None and retry > 0.05 else " now"
         why = f" ({reason})" if reason else ""
         return StatusLine("warning", f"Reconnecting{when}{why}; audio waits in the spool")
@@ -145,7 +156,7 @@ def describe_stream(status: object | None) -> StatusLine:
     if state == "finished":
         return StatusLine("ok", "All audio delivered")
     if state == "closed":
-        spooled = getattr(status, "frames_spooled", 0)
+        spooled = status.frames_spooled
         return StatusLine(
             "info", f"Stopped: {spooled} frames wait in the spool for the next start"
             if spooled else "Stopped",
@@ -153,11 +164,11 @@ def describe_stream(status: object | None) -> StatusLine:
     return StatusLine("info", str(state))
 
 
-def stream_warnings(status: object | None) -> list[Warning]:
+def stream_warnings(status: StreamStatus | None) -> list[Warning]:
     """A failed connection is a banner too: the audio is safe but goes nowhere."""
-    if status is None or getattr(status, "state", "") != "failed":
+    if status is None or status.state != "failed":
         return []
-    reason = getattr(status, "reason", None) or "the server refused the session"
+    reason = status.reason or "the server refused the session"
     return [Warning(
         "stream:failed", "error", "The server refused the recording",
         f"{reason}. The audio is kept on this computer and sent at the next start; "

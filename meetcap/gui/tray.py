@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from meetcap.gui import icons
 from meetcap.gui.main_window import MainWindow
-from meetcap.gui.session_controller import IDLE, RECORDING
 from meetcap.gui.status_text import Warning
+from meetcap.session.recorder import Phase
 
 NOTIFICATION_MS = 10_000
 
@@ -41,7 +41,7 @@ class Tray(QObject):
         self.controller.phase_changed.connect(self._update)
         window.warning_raised.connect(self.notify)
         window.text_timer.timeout.connect(self._update)
-        self._shown_state: tuple[str, bool] | None = None
+        self._shown_state: tuple[Phase, bool] | None = None
         self._update()
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.icon.show()
@@ -65,9 +65,9 @@ class Tray(QObject):
         self.window.activateWindow()
 
     def _toggle_recording(self) -> None:
-        if self.controller.phase == IDLE:
+        if self.controller.phase is Phase.IDLE:
             self.window.start_recording()
-        elif self.controller.phase == RECORDING:
+        elif self.controller.phase is Phase.RECORDING:
             self.window.stop_recording()
 
     def _on_activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
@@ -80,16 +80,13 @@ class Tray(QObject):
         if (phase, warned) == self._shown_state:
             return
         self._shown_state = (phase, warned)
-        name = "tray-warning" if warned and phase != IDLE else (
-            "tray-recording" if phase != IDLE else "tray-idle")
+        name = "tray-warning" if warned and phase is not Phase.IDLE else (
+            "tray-recording" if phase is not Phase.IDLE else "tray-idle")
         self.icon.setIcon(icons.icon(name))
-        self.record_action.setText("Stop recording" if phase == RECORDING else "Start recording")
-        self.record_action.setEnabled(phase in (IDLE, RECORDING))
-        words = {"idle": "ready", "starting": "starting…", "recording": "recording",
-                 "stopping": "finishing…"}[phase]
+        self.record_action.setText("Stop recording" if phase is Phase.RECORDING
+                                    else "Start recording")
+        self.record_action.setEnabled(phase in (Phase.IDLE, Phase.RECORDING))
+        words = {Phase.IDLE: "ready", Phase.STARTING: "starting…",
+                 Phase.RECORDING: "recording", Phase.STOPPING: "finishing…"}[phase]
         self.icon.setToolTip(f"meetcap: {words}" + (" (check the warnings)" if warned else ""))
 
-
-def tray_supported() -> bool:
-    """Whether this session has a system tray (False offscreen and on bare X servers)."""
-    return QApplication.instance() is not None and QSystemTrayIcon.isSystemTrayAvailable()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from meetcap.client import Streamer, StreamingConsumer, describe_finish
+from meetcap.client import Streamer
 from meetcap.client.spool import RECORD_BYTES
 from meetcap.errors import SpoolFullError
 from tests.client.conftest import fast_config, wait_until
@@ -161,28 +161,3 @@ def test_a_lost_ended_answer_still_finishes_once_the_server_says_it_ended(
     assert list(tmp_path.iterdir()) == []
 
 
-def test_streaming_consumer_tees_exactly_the_frames_the_streamer_took(scripted_server, tmp_path):
-    server = scripted_server()
-    written: list[int] = []
-    consumer = StreamingConsumer(
-        Streamer(fast_config(server.url, tmp_path / "spool", spool_cap_bytes=6 * RECORD_BYTES)),
-        tee=lambda frame: written.append(frame.seq),
-    )
-    consumer.streamer.start()
-    frames = list(synthetic_frames(7))
-    for frame in frames[:6]:
-        consumer(frame)
-    with pytest.raises(SpoolFullError):
-        consumer(frames[6])  # not spooled, so not written to the local file either
-    assert written == list(range(6))
-    code, line = describe_finish(consumer.finish(10))
-    assert code == 0 and "6 frames" in line
-
-
-def test_describe_finish_reports_frames_left_with_a_nonzero_exit(tmp_path):
-    streamer = Streamer(fast_config(_closed_port_url(), tmp_path))
-    streamer.start()
-    for frame in synthetic_frames(4):
-        streamer.submit(frame)
-    code, line = describe_finish(streamer.finish(0.3))
-    assert code != 0 and "4 frames left in the spool" in line

@@ -14,7 +14,20 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
-from meetcap.gui.settings import AppSettings, SettingsStore  # noqa: E402
+from meetcap.gui.settings import SettingsStore  # noqa: E402
+from meetcap.session import SessionSettings  # noqa: E402
+
+_CAPTURE_FIELDS = {"mic_device_id", "system_device_id", "gain_db", "muted", "vad", "normalize"}
+
+
+def app_settings(**fields) -> SessionSettings:
+    """The app's settings record: the app's defaults with ``fields`` changed (capture
+    fields by their CaptureSettings names, the rest by SessionSettings names)."""
+    settings = SettingsStore.defaults()
+    for name, value in fields.items():
+        setattr(settings.capture if name in _CAPTURE_FIELDS else settings, name, value)
+    return settings
+
 
 # Reconnect quickly in tests (the defaults suit a real network).
 FAST_STREAMER = dict(backoff_base_s=0.05, backoff_cap_s=0.5, healthy_after_s=2.0,
@@ -45,17 +58,18 @@ def make_window(qtbot, tmp_path):
 
     made = []
 
-    def make(settings: AppSettings | None = None, *, finish_timeout_s: float = 20.0,
+    def make(settings: SessionSettings | None = None, *, finish_timeout_s: float = 20.0,
              streamer_options: dict | None = None):
         store = SettingsStore.at_path(tmp_path / f"settings-{len(made)}.ini")
         controller = SessionController(
-            settings or AppSettings(), data_root=tmp_path / f"data-{len(made)}",
+            settings or app_settings(), data_root=tmp_path / f"data-{len(made)}",
             streamer_options=streamer_options if streamer_options is not None
             else FAST_STREAMER,
             finish_timeout_s=finish_timeout_s, device_poll_s=0.5,
         )
         window = MainWindow(controller, store)
         tray = Tray(window)
+        controller.start_services()
         window.confirm_quit = lambda parent: True
         qtbot.addWidget(window)
         window.show()

@@ -16,46 +16,43 @@ import pytest
 import soundfile as sf
 
 from meetcap.constants import FRAME_SAMPLES
-from meetcap.gui.session_controller import IDLE, RECORDING
-from meetcap.gui.settings import AppSettings
 from meetcap.levels import Health
 from meetcap.server import EmbeddedServer, ServerConfig
+from meetcap.session import Phase, SessionSettings
+from tests.gui.conftest import app_settings
 from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
 from tests.support.speech import make_tone
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def both_sources(**changes) -> AppSettings:
-    settings = AppSettings(mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=False,
-                           normalize=False)
-    for name, value in changes.items():
-        setattr(settings, name, value)
-    return settings
+def both_sources(**changes) -> SessionSettings:
+    return app_settings(**{"mic_device_id": MIC_ID, "system_device_id": SYSTEM_ID, "vad": False,
+                           "normalize": False, **changes})
 
 
 def start(qtbot, window, controller) -> None:
     """Press Start; wait until both the audio and the connection are live."""
     window.session_panel.button.click()
-    qtbot.waitUntil(lambda: controller.phase == RECORDING, timeout=15_000)
+    qtbot.waitUntil(lambda: controller.phase is Phase.RECORDING, timeout=15_000)
     # PulseAudio's ALSA plugin takes about a second to deliver the first samples.
-    qtbot.waitUntil(lambda: controller.frames_captured() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: controller.recorder.frames_recorded > 0, timeout=10_000)
     qtbot.waitUntil(lambda: window.connection.state.text() == "Connected", timeout=10_000)
 
 
 def stop(qtbot, window, controller):
     with qtbot.waitSignal(controller.session_finished, timeout=40_000) as finished:
         window.session_panel.button.click()
-    assert controller.phase == IDLE
+    assert controller.phase is Phase.IDLE
     return finished.args[0]
 
 
 def loud(controller, source: str, above_dbfs: float = -35.0) -> bool:
-    return controller.levels()[source].rms_dbfs > above_dbfs
+    return controller.recorder.levels()[source].rms_dbfs > above_dbfs
 
 
 def test_pickers_list_the_virtual_mic_and_the_speaker_monitor(pulse, make_window, qtbot):
-    window, _, _ = make_window(AppSettings())  # nothing chosen yet: the defaults are picked
+    window, _, _ = make_window(app_settings())  # nothing chosen yet: the defaults are picked
     mic_picker = window.strips["mic"].picker
     system_picker = window.strips["system"].picker
     qtbot.waitUntil(lambda: mic_picker.findData(MIC_ID) >= 0, timeout=10_000)
@@ -64,7 +61,7 @@ def test_pickers_list_the_virtual_mic_and_the_speaker_monitor(pulse, make_window
     assert "(system audio)" not in mic_picker.itemText(mic_picker.findData(MIC_ID))
     assert mic_picker.current_id() == MIC_ID, "the default microphone is picked"
     assert system_picker.current_id() == SYSTEM_ID, "the default output's monitor is picked"
-    assert window.store.load().mic_device_id == MIC_ID or window.save_timer.isActive()
+    assert window.store.load().device_id("mic") == MIC_ID or window.save_timer.isActive()
     # Hot-plug: a new output appears in the list, and leaves it again.
     pulse.load_sink("meetcap_usb_headset", "USB_Headset")
     headset = "pulse:meetcap_usb_headset.monitor"
@@ -111,13 +108,13 @@ def test_the_gain_slider_changes_the_level_by_the_db_it_says(pulse, make_window,
     qtbot.wait(600)
     after = np.mean([_sample(qtbot, controller, "mic") for _ in range(5)])
     assert after - before == pytest.approx(-6.0, abs=0.5)
-    assert controller.settings.gain_db["mic"] == -6.0
+    assert controller.settings.capture.gain_db["mic"] == -6.0
     stop(qtbot, window, controller)
 
 
 def _sample(qtbot, controller, source: str) -> float:
     qtbot.wait(100)  # one meter window
-    return controller.levels()[source].rms_dbfs
+    return controller.recorder.levels()[source].rms_dbfs
 
 
 def test_a_source_turning_to_digital_zeros_raises_the_muted_warning_within_2_s(
@@ -169,14 +166,14 @@ def test_unplugging_a_device_shows_it_lost_while_the_other_keeps_recording(
         qtbot.wait(200)
         assert loud(controller, "system")
         assert system_meter.rms_extent_px() > 0.3 * system_meter.bar_rect().width()
-    frames = controller.frames_captured()
-    assert controller.phase == RECORDING
+    frames = controller.recorder.frames_recorded
+    assert controller.phase is Phase.RECORDING
     pulse.reload_sink(MIC_SINK)  # plugged back in
     pulse.play(tone.path, MIC_SINK)
     qtbot.waitUntil(lambda: loud(controller, "mic"), timeout=10_000)
-    assert controller.levels()["mic"].health is not Health.LOST
+    assert controller.recorder.levels()["mic"].health is not Health.LOST
     qtbot.waitUntil(lambda: "Microphone disconnected" not in window.banner.text(), timeout=2_000)
-    assert controller.frames_captured() > frames
+    assert controller.recorder.frames_recorded > frames
     result = stop(qtbot, window, controller)
     assert result.ok, result.message
 
@@ -185,25 +182,25 @@ def test_a_server_restart_shows_reconnecting_then_connected_and_loses_no_frame(
     pulse, make_window, qtbot, tmp_path, speech_files
 ):
     copies = tmp_path / "copies"
-    window, controller, _ = make_window(both_sources(local_copy_dir=str(copies)))
+    window, controller, _ = make_window(both_sources(local_copy=str(copies)))
     start(qtbot, window, controller)
     pulse.play(speech_files["mic"].path, MIC_SINK)
     qtbot.wait(1_000)
-    controller.local_server.stop()
+    controller.recorder.local_server.stop()
     qtbot.waitUntil(lambda: window.connection.state.text().startswith("Reconnecting"),
                     timeout=5_000)
     qtbot.wait(1_000)  # audio keeps coming while the server is away: it waits in the spool
-    assert controller.stream_status().frames_spooled >= 5
+    assert controller.recorder.stream_status().frames_spooled >= 5
     assert int(window.connection.counters["frames_spooled"].text().replace(",", "")) > 0
-    controller.local_server.start()
+    controller.recorder.local_server.start()
     qtbot.waitUntil(lambda: window.connection.state.text() == "Connected", timeout=10_000)
-    assert controller.stream_status().reconnects >= 1
+    assert controller.recorder.stream_status().reconnects >= 1
     pulse.play(speech_files["system"].path, SPEAKER_SINK)
     qtbot.wait(1_000)
     result = stop(qtbot, window, controller)
     assert result.ok and result.verified, result.message
     qtbot.waitUntil(lambda: result.message in window.session_panel.storage.text(), timeout=1_000)
-    stored_pcm, _ = sf.read(controller.local_server.session_file(result.session_id),
+    stored_pcm, _ = sf.read(controller.recorder.local_server.session_file(result.session_id),
                             dtype="int16")
     [copy_file] = copies.glob("meetcap-*.wav")
     copy_pcm, _ = sf.read(copy_file, dtype="int16")
@@ -227,7 +224,7 @@ def test_a_bad_token_is_shown_in_words_and_the_audio_is_kept(pulse, make_window,
         qtbot.waitUntil(lambda: "The server refused the recording" in window.banner.text(),
                         timeout=1_000)
         assert "sent at the next start" in window.banner.text()
-        qtbot.waitUntil(lambda: controller.frames_captured() >= 10, timeout=10_000)
+        qtbot.waitUntil(lambda: controller.recorder.frames_recorded >= 10, timeout=10_000)
         result = stop(qtbot, window, controller)
         assert not result.ok and result.frames_left >= 10, "the audio stays in the spool"
 
@@ -244,9 +241,9 @@ def test_closing_during_a_recording_asks_and_no_keeps_recording(pulse, make_wind
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *args: QMessageBox.StandardButton.No)
     assert not window.close()
-    frames = controller.frames_captured()
+    frames = controller.recorder.frames_recorded
     qtbot.wait(500)
-    assert controller.phase == RECORDING and controller.frames_captured() > frames
+    assert controller.phase is Phase.RECORDING and controller.recorder.frames_recorded > frames
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *args: QMessageBox.StandardButton.Yes)
     assert window.close()
@@ -257,7 +254,7 @@ def test_the_tray_menu_starts_and_stops_and_its_tooltip_follows(pulse, make_wind
     assert tray.record_action.text() == "Start recording"
     assert tray.icon.toolTip() == "meetcap: ready"
     tray.record_action.trigger()  # as from the tray's menu, with the window hidden
-    qtbot.waitUntil(lambda: controller.phase == RECORDING, timeout=15_000)
+    qtbot.waitUntil(lambda: controller.phase is Phase.RECORDING, timeout=15_000)
     qtbot.waitUntil(lambda: tray.record_action.text() == "Stop recording", timeout=2_000)
     assert tray.icon.toolTip().startswith("meetcap: recording")
     assert window.session_panel.button.text() == "Stop", "the window shows the same session"

@@ -14,11 +14,12 @@ from meetcap.gui.banner import RENOTIFY_AFTER_S, WarningBanner, WarningTracker
 from meetcap.gui.device_picker import NO_DEVICE_LABEL, DevicePicker
 from meetcap.gui.gain_control import GainControl
 from meetcap.gui.level_meter import LevelMeter
-from meetcap.gui.session_controller import RECORDING
-from meetcap.gui.settings import AppSettings, SettingsStore
+from meetcap.gui.settings import SettingsStore
 from meetcap.gui.settings_dialog import SettingsDialog
 from meetcap.gui.status_text import Warning, describe_stream, source_warnings
 from meetcap.levels import Health, SourceLevels
+from meetcap.session import Phase
+from tests.gui.conftest import app_settings
 
 
 def levels(rms: float, peak: float | None = None, clips: int = 0) -> SourceLevels:
@@ -186,28 +187,30 @@ def test_picking_a_device_emits_its_id(qtbot):
 
 def test_settings_round_trip_through_qsettings(tmp_path):
     path = tmp_path / "meetcap.ini"
-    saved = AppSettings(
+    saved = app_settings(
         mic_device_id="pulse:headset", system_device_id="",  # "" = none on purpose
         gain_db={"mic": -math.inf, "system": 4.5}, muted={"mic": True, "system": False},
         server_url="wss://meet.example.org/v1/stream", token="s3cret-token", vad=False,
-        normalize=False, local_copy_dir=str(tmp_path / "copies"),
+        normalize=False, local_copy=str(tmp_path / "copies"),
     )
     SettingsStore.at_path(path).save(saved)
     assert SettingsStore.at_path(path).load() == saved
-    assert AppSettings() == SettingsStore.at_path(tmp_path / "fresh.ini").load()
+    fresh = SettingsStore.at_path(tmp_path / "fresh.ini").load()
+    assert fresh == SettingsStore.defaults()
+    assert fresh.capture.vad and fresh.capture.normalize and fresh.server_url == ""
 
 
 def test_hand_edited_settings_fall_back_to_defaults(tmp_path):
     path = tmp_path / "meetcap.ini"
     path.write_text("[gain_db]\nmic=loud\nsystem=99\n[processing]\nvad=maybe\n")
     loaded = SettingsStore.at_path(path).load()
-    assert loaded.gain_db == {"mic": 0.0, "system": 12.0}, "bad -> 0 dB, too high -> +12 dB"
-    assert loaded.vad is True
+    assert loaded.capture.gain_db == {"mic": 0.0, "system": 12.0}, "bad -> 0 dB, too high -> +12 dB"
+    assert loaded.capture.vad is True
 
 
 def test_settings_never_touch_the_users_file(isolated_qsettings):
     store = SettingsStore()  # the default store, as the app uses it
-    store.save(AppSettings(server_url="ws://x.example:1/v1/stream"))
+    store.save(app_settings(server_url="ws://x.example:1/v1/stream"))
     assert store.location.startswith(str(isolated_qsettings))
 
 
@@ -222,7 +225,7 @@ def test_settings_never_touch_the_users_file(isolated_qsettings):
     ("ws://meet.example.org", "two words", "without spaces"),
 ])
 def test_a_bad_url_or_token_is_reported_in_words(qtbot, url, token, words):
-    dialog = SettingsDialog(AppSettings())
+    dialog = SettingsDialog(app_settings())
     qtbot.addWidget(dialog)
     dialog.url_edit.setText(url)
     dialog.token_edit.setText(token)
@@ -297,7 +300,7 @@ def test_closing_while_recording_asks_first(make_window, qtbot, monkeypatch):
         return question
 
     # The phase alone decides whether to ask; a real recording is in test_app_pulse.py.
-    monkeypatch.setattr(controller, "phase", RECORDING)
+    monkeypatch.setattr(controller, "phase", Phase.RECORDING)
     monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.No))
     assert not window.close()
     assert window.isVisible() and "A recording is running" in asked[-1]
@@ -315,21 +318,21 @@ def test_closing_when_idle_does_not_ask(make_window, monkeypatch):
 
 
 def test_the_window_restores_saved_settings_and_saves_changes(make_window, qtbot):
-    saved = AppSettings(mic_device_id="pulse:headset", system_device_id="",
-                        gain_db={"mic": 4.5, "system": -6.0}, muted={"mic": False, "system": True},
-                        vad=False, normalize=True)
+    saved = app_settings(mic_device_id="pulse:headset", system_device_id="",
+                         gain_db={"mic": 4.5, "system": -6.0},
+                         muted={"mic": False, "system": True}, vad=False, normalize=True)
     window, controller, _ = make_window(saved)
     mic, system = window.strips["mic"], window.strips["system"]
     assert mic.gain.value_label.text() == "+4.5 dB"
     assert system.muted and system.mute_button.text() == "Unmute"
     assert system.picker.current_id() is None, "'none' stays none"
     assert not window.mix_strip.vad_box.isChecked() and window.mix_strip.normalize_box.isChecked()
-    assert controller.capture_settings.gain_db == {"mic": 4.5, "system": -6.0}
+    assert controller.settings.capture.gain_db == {"mic": 4.5, "system": -6.0}
     mic.gain.slider.setValue(-6)  # -3 dB
     window.mix_strip.vad_box.setChecked(True)
-    qtbot.waitUntil(lambda: window.store.load().gain_db["mic"] == -3.0, timeout=2_000)
-    assert window.store.load().vad is True
-    assert controller.capture_settings.gain_db["mic"] == -3.0, "applied to the audio at once"
+    qtbot.waitUntil(lambda: window.store.load().capture.gain_db["mic"] == -3.0, timeout=2_000)
+    assert window.store.load().capture.vad is True
+    assert controller.settings.capture.gain_db["mic"] == -3.0, "applied to the audio at once"
 
 
 def test_accepted_settings_dialog_is_saved(make_window, qtbot):

@@ -7,7 +7,9 @@ folder. The token is random for each run of the app (nothing else on the machine
 stream into it); sessions belong to one fixed local user, so a session left in the spool
 by an earlier run resumes under the new token.
 
-No Qt here: the session controller runs :meth:`start`/:meth:`stop` off the GUI thread.
+No Qt here: the app runs :meth:`start`/:meth:`stop` off the GUI thread. The server
+package is imported on the first start, not with this module, so the app opens its
+window without loading the server's storage code.
 """
 
 from __future__ import annotations
@@ -16,13 +18,17 @@ import secrets
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from meetcap.server import EmbeddedServer, ServerConfig
+from meetcap.errors import UsageError
+
+if TYPE_CHECKING:
+    from meetcap.server import EmbeddedServer
 
 LOCAL_USER = "local"
 # One client on the same machine: group commits every 200 ms instead of the server's
-# 50 ms default (which suits many clients) cut the fsyncs and wake-ups by 4 and still
-# ack well within the protocol's 500 ms.
+# 10 ms default (which suits many clients; docs/server.md) cut the fsyncs and wake-ups
+# twentyfold and still ack well within the protocol's 500 ms.
 FLUSH_INTERVAL_MS = 200
 # After a stop, the port can stay busy for a moment (the old socket closing).
 _REBIND_ATTEMPTS = 20
@@ -55,12 +61,14 @@ class LocalServer:
         if self._server is not None:
             return self._server.url
         if not self.port:
-            raise RuntimeError("the built-in server has not been started yet")
+            raise UsageError("the built-in server has not been started yet")
         return f"ws://{self.host}:{self.port}/v1/stream"
 
     def start(self) -> str:
         """Start (if not running) and return the URL. Raises StorageError (data folder
         not writable) or OSError (the port is taken by someone else)."""
+        from meetcap.server import EmbeddedServer, ServerConfig
+
         with self._lock:
             if self._server is not None:
                 return self._server.url

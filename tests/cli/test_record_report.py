@@ -1,0 +1,45 @@
+"""What `meetcap record` prints and returns when it ends (no capture needed)."""
+
+from __future__ import annotations
+
+import argparse
+
+from meetcap.cli.record import EXIT_FAILED, EXIT_FRAMES_LEFT, EXIT_OK, _report
+from meetcap.client.status import FinishResult
+
+
+class _Done:
+    """The two things _report reads of a finished Recorder."""
+
+    def __init__(self, frames: int, failure: str | None = None) -> None:
+        self.frames_recorded = frames
+        self.last_failure = failure
+
+
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{"out": None, "url": None, **kw})
+
+
+def test_frames_the_server_did_not_confirm_give_exit_3_and_say_where_they_wait(capsys):
+    result = FinishResult(ok=False, message="the server did not confirm every frame",
+                          frames_left=4, earlier=(FinishResult(ok=False, message="refused",
+                                                               frames_left=6),))
+    code = _report(_args(url="ws://x/v1/stream"), _Done(40), result)
+    out = capsys.readouterr().out
+    assert code == EXIT_FRAMES_LEFT
+    assert "recorded 40 frames (4.0 s)" in out
+    assert "earlier session: refused" in out
+    assert "10 frames left in the spool (see `meetcap spool`)" in out
+
+
+def test_a_recording_that_stopped_early_exits_2_even_when_everything_was_delivered(capsys):
+    result = FinishResult(ok=True, message="session s1: 12 frames (1.2 s) stored and verified")
+    code = _report(_args(url="ws://x/v1/stream", out="a.wav"), _Done(12, "Recording stopped."),
+                   result)
+    assert code == EXIT_FAILED
+    assert "recorded 12 frames (1.2 s) to a.wav" in capsys.readouterr().out
+
+
+def test_a_complete_file_only_recording_exits_0(capsys):
+    code = _report(_args(out="a.wav"), _Done(30), FinishResult(ok=True, message="recorded"))
+    assert code == EXIT_OK
