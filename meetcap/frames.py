@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meetcap.constants import FRAME_BYTES, FRAME_MS
+from meetcap.constants import FRAME_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +26,3 @@ class Frame:
             raise ValueError(f"a frame holds exactly {FRAME_BYTES} bytes, got {len(self.pcm)}")
         if self.seq < 0:
             raise ValueError(f"frame sequence numbers start at 0, got {self.seq}")
-
-    @property
-    def offset_ms(self) -> int:
-        """Where this frame starts in the session, in milliseconds."""
-        return self.seq * FRAME_MS

@@ -65,11 +65,6 @@ class Gain:
     def muted(self) -> bool:
         return self._muted
 
-    @property
-    def is_off(self) -> bool:
-        """True when the output is (or is ramping to) exact zeros."""
-        return self._target_linear() == 0.0
-
     def set_gain_db(self, gain_db: float) -> None:
         """Change the gain; raises :class:`ConfigError` outside -inf..+12 dB."""
         self._gain_db = check_gain_db(gain_db)

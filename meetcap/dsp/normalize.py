@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
-from meetcap.dsp.units import db_to_gain, dbfs_to_power, ms_to_samples, power_dbfs
+from meetcap.dsp.units import db_to_gain, dbfs_to_power, ms_to_samples
 
 DEFAULT_TARGET_DBFS = -20.0
 DEFAULT_MAX_GAIN_DB = 20.0
@@ -137,11 +137,6 @@ class Agc:
         self.gain_db = 0.0
         self._fill = 0
         self._fill_sum_sq = 0.0
-
-    @property
-    def speech_level_dbfs(self) -> float:
-        """The gated level estimate the gain is chasing."""
-        return power_dbfs(self._level_power)
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Apply the gain to a 1-D float32 block; same length, no delay."""

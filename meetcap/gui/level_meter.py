@@ -60,7 +60,7 @@ class LevelMeter(QWidget):
         self._bar_height = bar_height
         self._show_scale = show_scale
         self._pixmaps: tuple[QPixmap, QPixmap, QPixmap, QPixmap] | None = None
-        self._hold_color = QColor("#ffffff")
+        self._hold_color = QColor(theme.PEAK_HOLD)
         self._shown: tuple[int, int, int, bool] | None = None
         self._ratio = 1.0
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -105,10 +105,6 @@ class LevelMeter(QWidget):
     def x_for_dbfs(self, dbfs: float) -> float:
         """Where a level ends along the bar, in widget pixels."""
         return _BAR_X + dbfs_to_fraction(dbfs) * self._bar_width()
-
-    def rms_extent_px(self) -> float:
-        """How long the RMS bar is drawn right now, in pixels."""
-        return self.x_for_dbfs(self.ballistics.rms_dbfs) - _BAR_X
 
     def _bar_width(self) -> float:
         return max(10.0, self.width() - _CLIP_W - _GAP - 1.0)
@@ -234,7 +230,7 @@ class LevelMeter(QWidget):
         top = bar.bottom() + 2
         for db in SCALE_TICKS_DBFS:
             x = self.x_for_dbfs(db)
-            p.setPen(QPen(QColor("#4a5160"), 1.0))
+            p.setPen(QPen(QColor(theme.SCALE_TICK), 1.0))
             p.drawLine(QPointF(x, top), QPointF(x, top + _TICK_H))
             label = f"{db}" if db else "0 dB"
             w = metrics.horizontalAdvance(label)
@@ -245,11 +241,11 @@ class LevelMeter(QWidget):
     def _paint_clip_light(self, p: QPainter, *, on: bool) -> None:
         clip = self.clip_rect()
         p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(QBrush(QColor(theme.ERROR if on else "#2a2f39")))
+        p.setBrush(QBrush(QColor(theme.ERROR if on else theme.LIGHT_OFF)))
         p.drawRoundedRect(clip, 4, 4)
         font = QFont(self.font())
         font.setPointSizeF(6.8)
         font.setBold(True)
         p.setFont(font)
-        p.setPen(QColor("#ffffff" if on else "#5f6675"))
+        p.setPen(QColor(theme.PEAK_HOLD if on else theme.LIGHT_OFF_TEXT))
         p.drawText(clip, Qt.AlignmentFlag.AlignCenter, "CLIP")

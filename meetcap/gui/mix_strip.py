@@ -60,7 +60,7 @@ class MixStrip(Card):
         speech = levels.speech and self.vad_box.isChecked()
         if speech != self.speech:
             self.speech = speech
-            self.speech_light.set_color(theme.OK if speech else "#3a404c")
+            self.speech_light.set_color(theme.OK if speech else theme.SPEECH_OFF)
             self.speech_label.setObjectName("" if speech else "dim")
             self.speech_label.setStyleSheet(f"color: {theme.OK};" if speech else "")
 
@@ -68,6 +68,6 @@ class MixStrip(Card):
         self.speech_light.setVisible(self.vad_box.isChecked())
         self.speech_label.setVisible(self.vad_box.isChecked())
         if not self.speech:
-            self.speech_light.set_color("#3a404c")
+            self.speech_light.set_color(theme.SPEECH_OFF)
         self.status.show_line(describe_mix(levels, recording=recording,
                                            vad=self.vad_box.isChecked()))

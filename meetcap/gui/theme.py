@@ -21,6 +21,11 @@ RECORD = "#e5484d"
 METER_LOW = "#35c97a"  # up to -12 dBFS: a healthy speaking level
 METER_MID = "#e9c93b"  # -12 .. -3 dBFS: loud
 METER_HIGH = "#ef5350"  # above -3 dBFS: too hot
+PEAK_HOLD = "#ffffff"  # the peak-hold line and a lit clip light's "C"
+SCALE_TICK = "#4a5160"  # dBFS ticks under a meter
+LIGHT_OFF = "#2a2f39"  # an unlit clip light
+LIGHT_OFF_TEXT = "#5f6675"  # the "C" on an unlit clip light; disabled text
+SPEECH_OFF = "#3a404c"  # the speech light when nobody speaks
 
 SEVERITY_COLORS = {
     "idle": TEXT_DIM,
@@ -100,9 +105,9 @@ def apply_theme(app: QApplication) -> None:
         (QPalette.ColorRole.PlaceholderText, TEXT_DIM),
     ):
         palette.setColor(role, QColor(color))
-    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor("#5f6675"))
+    palette.setColor(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text, QColor(LIGHT_OFF_TEXT))
     palette.setColor(
-        QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor("#5f6675")
+        QPalette.ColorGroup.Disabled, QPalette.ColorRole.ButtonText, QColor(LIGHT_OFF_TEXT)
     )
     app.setPalette(palette)
     font = QFont(app.font())

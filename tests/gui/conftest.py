@@ -16,18 +16,7 @@ from PySide6.QtCore import QSettings  # noqa: E402
 
 from meetcap.gui.settings import SettingsStore  # noqa: E402
 from meetcap.session import SessionSettings  # noqa: E402
-
-_CAPTURE_FIELDS = {"mic_device_id", "system_device_id", "gain_db", "muted", "vad", "normalize"}
-
-
-def app_settings(**fields) -> SessionSettings:
-    """The app's settings record: the app's defaults with ``fields`` changed (capture
-    fields by their CaptureSettings names, the rest by SessionSettings names)."""
-    settings = SettingsStore.defaults()
-    for name, value in fields.items():
-        setattr(settings.capture if name in _CAPTURE_FIELDS else settings, name, value)
-    return settings
-
+from tests.gui.helpers import app_settings  # noqa: E402
 
 # Reconnect quickly in tests (the defaults suit a real network).
 FAST_STREAMER = dict(backoff_base_s=0.05, backoff_cap_s=0.5, healthy_after_s=2.0,

@@ -19,7 +19,7 @@ from meetcap.constants import FRAME_SAMPLES
 from meetcap.levels import Health
 from meetcap.server import EmbeddedServer, ServerConfig
 from meetcap.session import Phase, SessionSettings
-from tests.gui.conftest import app_settings
+from tests.gui.helpers import app_settings, rms_extent_px
 from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
 from tests.support.speech import make_tone
 
@@ -78,16 +78,16 @@ def test_speech_into_one_device_moves_only_that_strips_meter(
     mic_meter = window.strips["mic"].meter
     system_meter = window.strips["system"].meter
     player = pulse.play(speech_files["mic"].path, MIC_SINK)
-    qtbot.waitUntil(lambda: mic_meter.rms_extent_px() > 0.3 * mic_meter.bar_rect().width(),
+    qtbot.waitUntil(lambda: rms_extent_px(mic_meter) > 0.3 * mic_meter.bar_rect().width(),
                     timeout=5_000)
-    assert system_meter.rms_extent_px() < 0.05 * system_meter.bar_rect().width()
+    assert rms_extent_px(system_meter) < 0.05 * system_meter.bar_rect().width()
     qtbot.waitUntil(lambda: window.mix_strip.speech, timeout=5_000)  # VAD on: speech light
     numbers = window.strips["mic"].numbers.text()
     assert "peak" in numbers and "--" not in numbers
     player.wait(timeout=30)
     pulse.play(speech_files["system"].path, SPEAKER_SINK)
     qtbot.waitUntil(
-        lambda: system_meter.rms_extent_px() > 0.3 * system_meter.bar_rect().width(),
+        lambda: rms_extent_px(system_meter) > 0.3 * system_meter.bar_rect().width(),
         timeout=5_000)
     result = stop(qtbot, window, controller)
     assert result.ok, result.message
@@ -165,7 +165,7 @@ def test_unplugging_a_device_shows_it_lost_while_the_other_keeps_recording(
     for _ in range(5):  # the other strip keeps moving, the session keeps running
         qtbot.wait(200)
         assert loud(controller, "system")
-        assert system_meter.rms_extent_px() > 0.3 * system_meter.bar_rect().width()
+        assert rms_extent_px(system_meter) > 0.3 * system_meter.bar_rect().width()
     frames = controller.recorder.frames_recorded
     assert controller.phase is Phase.RECORDING
     pulse.reload_sink(MIC_SINK)  # plugged back in

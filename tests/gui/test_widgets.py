@@ -19,7 +19,7 @@ from meetcap.gui.settings_dialog import SettingsDialog
 from meetcap.gui.status_text import Warning, describe_stream, source_warnings
 from meetcap.levels import Health, SourceLevels
 from meetcap.session import Phase
-from tests.gui.conftest import app_settings
+from tests.gui.helpers import app_settings, rms_extent_px
 
 
 def levels(rms: float, peak: float | None = None, clips: int = 0) -> SourceLevels:
@@ -50,7 +50,7 @@ def test_meter_maps_dbfs_to_bar_length(qtbot):
     shown = {}
     for dbfs in (-90.0, -60.0, -40.0, -20.0, -6.0, 0.0):
         t = settle(meter, levels(dbfs), 1.5, t)
-        shown[dbfs] = meter.rms_extent_px() / width
+        shown[dbfs] = rms_extent_px(meter) / width
     assert shown[-90.0] == 0.0, "below the floor the bar is empty"
     assert shown[-20.0] == pytest.approx(0.5, abs=0.01), "-20 dBFS fills half the meter"
     assert shown[-40.0] == pytest.approx(0.15, abs=0.01)
