@@ -20,6 +20,7 @@ from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
 from meetcap.errors import ConfigError
 from meetcap.levels import SourceLevels
 from meetcap.session import Recorder, RecorderListener, SessionSettings
+from meetcap.session.recorder import DEFAULT_FINISH_TIMEOUT_S
 
 EXIT_OK = 0
 EXIT_FAILED = 2  # the recording stopped early (disk full, spool full): what was kept is whole
@@ -57,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the spool of unconfirmed audio lives (default: the user's "
                         "data folder, or $MEETCAP_DATA_DIR)")
-    p.add_argument("--finish-timeout", type=float, default=30.0, metavar="S",
+    p.add_argument("--finish-timeout", type=float, default=DEFAULT_FINISH_TIMEOUT_S, metavar="S",
                    help="how long to wait at the end for the server to acknowledge everything")
     p.set_defaults(run=run)
 

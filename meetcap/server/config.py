@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from meetcap import paths
 from meetcap.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,10 +28,9 @@ FsyncMode = Literal["file", "syncfs"]
 
 
 def default_data_dir() -> Path:
-    """Where sessions are stored when no --data-dir is given (the user's data folder)."""
-    import platformdirs  # only needed when no data dir is given
-
-    return Path(platformdirs.user_data_dir("meetcap")) / "sessions"
+    """Where sessions are stored when no --data-dir is given: the sessions folder of
+    the user's data root (meetcap/paths.py), the built-in server's folder too."""
+    return paths.sessions_dir()
 
 
 @dataclass
