@@ -1,5 +1,5 @@
-"""`meetcap` entry point: no subcommand launches the app; `devices` and `record` are
-headless. Also run by ``python -m meetcap``."""
+"""`meetcap` entry point: no subcommand launches the app; `devices`, `record` and `spool`
+are headless. Also run by ``python -m meetcap``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ _OWN_OPTIONS = ("-h", "--help", "--version")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from meetcap.cli import devices, record
+    from meetcap.cli import devices, record, spool
 
     parser = argparse.ArgumentParser(
         prog="meetcap",
@@ -27,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
                "--data-dir DIR, --smoke-test[=SECONDS] (open the window, then quit).",
     )
     parser.add_argument("--version", action="version", version=f"meetcap {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{devices,record}")
+    sub = parser.add_subparsers(dest="command", metavar="{devices,record,spool}")
     devices.add_parser(sub)
     record.add_parser(sub)
+    spool.add_parser(sub)
     return parser
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +17,29 @@ _URL_EXAMPLE = f"ws://localhost:8765{STREAM_PATH}"
 # pasted line break would split the request (header injection) instead of failing clearly.
 _TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{1,4096}$")
 
+# The destination of the app's built-in server: its port and token change on every run,
+# but the sessions recorded for it belong to it.
+BUILTIN_DESTINATION = "builtin"
+# The key of the account fingerprint (a fixed label: the fingerprint only has to be
+# stable and not reveal the token, see account_fingerprint).
+_ACCOUNT_LABEL = b"meetcap account fingerprint v1"
+_DEFAULT_PORTS = {"ws": 80, "wss": 443}
+
 
 @dataclass
 class StreamerConfig:
     """Where and how a :class:`~meetcap.client.streamer.Streamer` delivers frames.
 
     ``url`` is ``ws://`` or ``wss://``; a URL without a path gets the protocol's stream
-    path (``/v1/stream``). ``spool_dir`` None means ``platformdirs.user_data_dir("meetcap")
-    / "spool"``. The timing fields are seconds; tests shorten them.
+    path (``/v1/stream``). ``spool_dir`` None means :func:`meetcap.paths.spool_dir` (one
+    root for every destination). The timing fields are seconds; tests shorten them.
+
+    ``destination`` is a stable key of where the audio belongs: every spooled session
+    records it and is only ever delivered by a streamer whose destination is the same.
+    None means derived from the URL and the token (:func:`destination_key`: the
+    normalised URL and an account fingerprint, never the token itself). The app's
+    built-in server passes :data:`BUILTIN_DESTINATION`, as its port and token change on
+    every run.
     """
 
     url: str
@@ -46,6 +63,7 @@ class StreamerConfig:
     fsync_interval_s: float = 0.1
     # Deliver (and end) sessions that an earlier run left in the spool, alongside the new one.
     deliver_pending: bool = True
+    destination: str | None = None
 
     def __post_init__(self) -> None:
         self.url = validate_url(self.url)
@@ -62,14 +80,66 @@ class StreamerConfig:
         for name in ("ack_timeout_s", "open_timeout_s", "fsync_interval_s", "healthy_after_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.destination is not None and (
+            not isinstance(self.destination, str) or not self.destination.strip()
+        ):
+            raise ConfigError(
+                f"destination must be None or a non-empty key, got {self.destination!r}"
+            )
 
     def resolved_spool_dir(self) -> Path:
         """The spool root this configuration uses."""
         if self.spool_dir is not None:
             return self.spool_dir
-        import platformdirs  # only needed for the default location
+        from meetcap import paths
 
-        return Path(platformdirs.user_data_dir("meetcap")) / "spool"
+        return paths.spool_dir()
+
+    def resolved_destination(self) -> str:
+        """The destination key of the sessions this configuration records and delivers."""
+        if self.destination is not None:
+            return self.destination
+        return destination_key(self.url, self.token)
+
+    def account(self) -> str | None:
+        """The account fingerprint recorded with new sessions (None for an explicit
+        destination such as the built-in server, whose token changes on every run)."""
+        if self.destination is not None:
+            return None
+        return account_fingerprint(self.url, self.token)
+
+
+def destination_url(url: str) -> str:
+    """``url`` normalised for comparing destinations: the stream path added, scheme and
+    host in lower case, a default port (80 for ws, 443 for wss) dropped."""
+    url = validate_url(url)
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(parts.scheme) else f"{host}:{port}"
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path, parts.query, ""))
+
+
+def account_fingerprint(url: str, token: str) -> str:
+    """16 hex digits naming the account ``token`` opens on the server at ``url``.
+
+    An HMAC-SHA-256 (key: a fixed label) over the normalised URL and the token, cut to
+    64 bits: the same token on the same server always gives the same fingerprint, the
+    token cannot be read back from it, and the same token on another server gives
+    another one. (Server-issued tokens are long random strings; a short guessable
+    token could be found by trying candidates against the fingerprint, as it could
+    against the server itself.)
+    """
+    message = destination_url(url).encode() + b"\0" + validate_token(token).encode()
+    return hmac.new(_ACCOUNT_LABEL, message, hashlib.sha256).hexdigest()[:16]
+
+
+def destination_key(url: str, token: str) -> str:
+    """The derived destination of ``url`` + ``token``: ``<normalised url>#<fingerprint>``
+    (a stream URL has no #fragment, so the two parts cannot be confused)."""
+    return f"{destination_url(url)}#{account_fingerprint(url, token)}"
 
 
 def validate_token(token: str) -> str:

@@ -206,6 +206,13 @@ class SessionLink:
             self._set_state("finished", None)
         else:
             log.warning("session %s: stopped: %s", self._label(), outcome.reason)
+            # Why the session waits, for `meetcap spool list` and the app's dialog: it
+            # stays in the spool until delivered or discarded, never dropped silently.
+            code = outcome.close_code if outcome.close_code is not None else outcome.http_status
+            try:
+                self.session.record_refusal(code, outcome.reason)
+            except StorageError as exc:
+                log.error("session %s: cannot record the refusal: %s", self._label(), exc)
             self._set_state("failed", outcome.reason)
         return outcome
 

@@ -21,6 +21,7 @@ class Outcome:
 
     ``retry_after_s`` is a wait the server asked for (going_away, rate limits), 0 if none.
     ``ended`` is the server's ``ended`` message when the session is finished.
+    ``http_status`` is the status of a refused handshake (no WebSocket was opened).
     """
 
     kind: OutcomeKind
@@ -28,6 +29,7 @@ class Outcome:
     retry_after_s: float = 0.0
     close_code: int | None = None
     ended: Ended | None = None
+    http_status: int | None = None
 
     @property
     def fatal(self) -> bool:
@@ -75,11 +77,12 @@ _CLOSE_REASONS: dict[int, str] = {
 def from_http_status(status: int, url: str) -> Outcome:
     """The handshake was refused with an HTTP status instead of opening the WebSocket."""
     if status in _HTTP_FATAL_REASONS:
-        return Outcome("fatal", _HTTP_FATAL_REASONS[status].format(url=url))
+        return Outcome("fatal", _HTTP_FATAL_REASONS[status].format(url=url), http_status=status)
     if is_retryable_http(status):
-        return Outcome("retry", f"the server is unavailable (HTTP {status})")
+        return Outcome("retry", f"the server is unavailable (HTTP {status})", http_status=status)
     return Outcome(
-        "fatal", f"the server at {url} answered HTTP {status} instead of opening a WebSocket"
+        "fatal", f"the server at {url} answered HTTP {status} instead of opening a WebSocket",
+        http_status=status,
     )
 
 

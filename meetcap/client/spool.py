@@ -28,6 +28,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -48,7 +49,18 @@ FRAMES_PER_SEGMENT = 600  # one minute of audio a file: few files, cheap deletes
 META_NAME = "session.json"
 LOCK_NAME = "lock"
 _SEGMENT_PREFIX, _SEGMENT_SUFFIX = "seg-", ".dat"
-_META_VERSION = 1
+_META_VERSION = 2  # 2: destination, account and the last refusal
+# How long Spool.open retries a session's lock before leaving it to the process holding
+# it: a listing (meetcap spool, the app's dialog) probes locks for a moment.
+_LOCK_RETRIES, _LOCK_RETRY_S = 5, 0.01
+
+
+class _AnyDestination:
+    def __repr__(self) -> str:
+        return "ANY_DESTINATION"
+
+
+ANY_DESTINATION = _AnyDestination()  # Spool.open: load every session (tools and tests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +70,15 @@ class SpoolMeta:
     ``session_id`` and ``resume_token`` are None until the server's first welcome.
     ``acked`` may lag behind the server's real ack (it is written lazily); the server's
     welcome says where to resume, so a lagging value only keeps frames longer.
+
+    ``destination`` is the key of where the audio belongs
+    (:meth:`StreamerConfig.resolved_destination`); a streamer delivers only sessions
+    of its own destination. None (a session.json written before destinations existed)
+    means "destination unknown": never delivered automatically, only by an explicit
+    ``meetcap spool deliver`` that binds it to one. ``account`` is the account
+    fingerprint (never the token). ``refused_*`` describe the last fatal refusal (close
+    code, or HTTP status of a refused handshake; the reason in words; when), cleared by
+    the next welcome or re-binding.
     """
 
     local_id: str
@@ -68,6 +89,11 @@ class SpoolMeta:
     acked: int = -1
     ended: bool = False
     version: int = _META_VERSION
+    destination: str | None = None
+    account: str | None = None
+    refused_code: int | None = None
+    refused_reason: str | None = None
+    refused_at: float | None = None
 
 
 class SpoolBudget:
@@ -291,7 +317,34 @@ class SpoolSession:
         before any frame is sent on the connection that issued it.
         """
         with self._lock:
-            self._meta = replace(self._meta, session_id=session_id, resume_token=resume_token)
+            self._meta = replace(
+                self._meta, session_id=session_id, resume_token=resume_token,
+                refused_code=None, refused_reason=None, refused_at=None,
+            )
+            meta = self._meta
+        self._write_meta(meta)
+
+    def record_refusal(self, code: int | None, reason: str) -> None:
+        """Durably note why delivery stopped (a fatal answer): the session stays in the
+        spool and a listing can say why. ``code``: close code or HTTP status, if any."""
+        with self._lock:
+            self._meta = replace(
+                self._meta, refused_code=code, refused_reason=reason, refused_at=time.time()
+            )
+            meta = self._meta
+        if self.dir.exists():
+            self._write_meta(meta)
+
+    def rebind(self, destination: str, url: str, account: str | None) -> None:
+        """Durably send this session to another destination from now on (new server or
+        new credentials); the last refusal is forgotten. The server session id and resume
+        token stay: a server that does not know them refuses, and says so."""
+        with self._lock:
+            self._meta = replace(
+                self._meta, destination=destination, url=url, account=account,
+                refused_code=None, refused_reason=None, refused_at=None,
+                version=_META_VERSION,
+            )
             meta = self._meta
         self._write_meta(meta)
 
@@ -464,17 +517,40 @@ class Spool:
     """A spool root: the sessions in it and the byte cap they share.
 
     Open with :meth:`open`; :attr:`pending` lists the unfinished sessions an earlier run
-    left behind (locked for this process); :meth:`new_session` starts a new one.
+    left behind for this destination (locked for this process); :attr:`elsewhere` the
+    session folders left alone (another destination, unknown destination, or held by
+    another process); :meth:`new_session` starts a new one.
     """
 
-    def __init__(self, root: Path, budget: SpoolBudget, pending: list[SpoolSession]) -> None:
+    def __init__(
+        self,
+        root: Path,
+        budget: SpoolBudget,
+        pending: list[SpoolSession],
+        elsewhere: list[Path] | None = None,
+    ) -> None:
         self.root = root
         self.budget = budget
         self.pending = pending
+        self.elsewhere = elsewhere or []
 
     @classmethod
-    def open(cls, root: Path | str, cap_bytes: int = 2 * 1024**3) -> Spool:
+    def open(
+        cls,
+        root: Path | str,
+        cap_bytes: int = 2 * 1024**3,
+        *,
+        destination: str | None | _AnyDestination = ANY_DESTINATION,
+        local_ids: Collection[str] | None = None,
+    ) -> Spool:
         """Open (creating if needed) the spool at ``root`` and recover its sessions.
+
+        Only sessions whose recorded destination equals ``destination`` (and, with
+        ``local_ids``, whose local id is listed) are taken: locked for this process and
+        recovered. The others are not touched, not even locked (another process may be
+        delivering them); their bytes still count against the cap, which the whole root
+        shares. ``destination`` None takes the sessions of unknown destination;
+        :data:`ANY_DESTINATION` (the default) takes every session.
 
         Sessions already ended are removed; a torn last record is cut (logged, counted
         in :attr:`SpoolSession.dropped_on_recovery`); sessions held by another running
@@ -487,28 +563,62 @@ class Spool:
             raise StorageError(f"cannot create the audio spool at {root}: {exc}") from exc
         budget = SpoolBudget(cap_bytes)
         pending: list[SpoolSession] = []
+        elsewhere: list[Path] = []
         for directory in sorted(p for p in root.iterdir() if p.is_dir()):
-            session = cls._load(directory, budget)
+            wanted = local_ids is None or directory.name in local_ids
+            session = cls._load(directory, budget, destination) if wanted else None
             if session is not None:
                 pending.append(session)
-        return cls(root, budget, pending)
+            elif directory.exists():
+                elsewhere.append(directory)
+                budget.add_existing(spooled_bytes(directory))
+        return cls(root, budget, pending, elsewhere)
 
     @staticmethod
-    def _load(directory: Path, budget: SpoolBudget) -> SpoolSession | None:
-        meta_path = directory / META_NAME
+    def read_meta(directory: Path) -> SpoolMeta:
+        """The metadata of the session in ``directory``, without locking it.
+
+        Raises FileNotFoundError (no session.json) or ValueError (unreadable).
+        """
+        raw = json.loads((directory / META_NAME).read_text())
+        if not isinstance(raw, dict):
+            raise ValueError(f"{META_NAME} holds no JSON object")
         try:
-            raw = json.loads(meta_path.read_text())
-            meta = SpoolMeta(**{k: v for k, v in raw.items() if k in SpoolMeta.__slots__})
+            return SpoolMeta(**{k: v for k, v in raw.items() if k in SpoolMeta.__slots__})
+        except TypeError as exc:  # a required field is missing
+            raise ValueError(str(exc)) from exc
+
+    @staticmethod
+    def lock(directory: Path, meta: SpoolMeta, budget: SpoolBudget | None = None):
+        """Take the cross-process lock of the session in ``directory``: the
+        :class:`SpoolSession` (not recovered; release with ``close(keep=False)``) or None
+        when another process holds it."""
+        session = SpoolSession(directory, meta, budget or SpoolBudget(2**62))
+        for attempt in range(_LOCK_RETRIES):
+            if session._try_lock():
+                return session
+            if attempt + 1 < _LOCK_RETRIES:
+                time.sleep(_LOCK_RETRY_S)  # a listing may be probing it for a moment
+        return None
+
+    @staticmethod
+    def _load(
+        directory: Path, budget: SpoolBudget, destination: str | None | _AnyDestination
+    ) -> SpoolSession | None:
+        try:
+            meta = Spool.read_meta(directory)
         except FileNotFoundError:
             # Created but never described: a crash inside new_session, before any frame.
             if not any(directory.glob(f"{_SEGMENT_PREFIX}*")):
                 shutil.rmtree(directory, ignore_errors=True)
             return None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, OSError) as exc:
             log.error("spool %s: unreadable %s (%s); left in place", directory, META_NAME, exc)
             return None
-        session = SpoolSession(directory, meta, budget)
-        if not session._try_lock():
+        if destination is not ANY_DESTINATION and meta.destination != destination:
+            return None  # another destination's audio: not ours to deliver, nor to lock
+        session = Spool.lock(directory, meta, budget)
+        if session is None:
             log.info("spool %s is being delivered by another meetcap process", directory)
             return None
         if meta.ended:
@@ -520,14 +630,23 @@ class Spool:
             return None
         return session
 
-    def new_session(self, started_at: float, url: str) -> SpoolSession:
-        """Create the directory of a new capture session (frames start at seq 0)."""
+    def new_session(
+        self,
+        started_at: float,
+        url: str,
+        *,
+        destination: str | None = None,
+        account: str | None = None,
+    ) -> SpoolSession:
+        """Create the directory of a new capture session (frames start at seq 0) for
+        ``destination`` (see :class:`SpoolMeta`)."""
         local_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at))
         local_id += f"-{secrets.token_hex(4)}"
         directory = self.root / local_id
+        meta = SpoolMeta(local_id, started_at, url, destination=destination, account=account)
         try:
             directory.mkdir()
-            session = SpoolSession(directory, SpoolMeta(local_id, started_at, url), self.budget)
+            session = SpoolSession(directory, meta, self.budget)
             session._try_lock()
             session._write_meta(session._meta)
             fsync_dir(self.root)
@@ -538,3 +657,31 @@ class Spool:
     def close(self) -> None:
         for session in self.pending:
             session.close()
+
+
+def spooled_bytes(directory: Path) -> int:
+    """Bytes of whole records in the segment files of ``directory`` (no lock, no checks)."""
+    total = 0
+    for path in directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
+        try:
+            total += path.stat().st_size // RECORD_BYTES * RECORD_BYTES
+        except OSError:
+            continue  # deleted meanwhile (acked by the process delivering it)
+    return total
+
+
+def spooled_frames(directory: Path) -> tuple[int, int]:
+    """(first, last) frame numbers on disk in ``directory``, from the file names and sizes
+    alone (no lock, no checks; a torn tail is not looked for); (0, -1) when none."""
+    spans = []
+    for path in directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
+        try:
+            first = int(path.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
+            count = path.stat().st_size // RECORD_BYTES
+        except (ValueError, OSError):
+            continue
+        if count:
+            spans.append((first, first + count - 1))
+    if not spans:
+        return 0, -1
+    return min(f for f, _ in spans), max(last for _, last in spans)

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, replace
 
 from meetcap.client.config import StreamerConfig
@@ -50,19 +50,28 @@ class Streamer:
     thread (the last call: on the thread calling finish()/close()); a GUI must hand it
     over to its own thread (e.g. a Qt queued signal) and must not block in it.
 
-    Sessions an earlier run left in the spool are delivered and ended on their own
+    Sessions an earlier run left in the spool for the same destination
+    (:meth:`StreamerConfig.resolved_destination`) are delivered and ended on their own
     connections from :meth:`start` on (``StreamerConfig.deliver_pending``); status()
     counts them in ``earlier_sessions`` and finish() reports them in ``result.earlier``.
+    Sessions recorded for another destination stay in the spool, untouched and unlocked.
+
+    ``capture`` False starts no new session (only the earlier ones are delivered);
+    ``pending_ids`` (local ids) limits which earlier sessions are taken.
     """
 
     def __init__(
         self,
         config: StreamerConfig,
         on_status: Callable[[StreamStatus], None] | None = None,
+        *,
+        capture: bool = True,
+        pending_ids: Collection[str] | None = None,
     ) -> None:
         self.config = config
         self._on_status = on_status
-        self._capture = True  # False for deliver_pending(): no new session
+        self._capture = capture
+        self._pending_ids = None if pending_ids is None else frozenset(pending_ids)
         self._spool: Spool | None = None
         self._live: SpoolSession | None = None
         self._live_link: SessionLink | None = None
@@ -88,7 +97,18 @@ class Streamer:
         """
         if self._thread is not None:
             raise RuntimeError("Streamer.start() may be called only once")
-        self._spool = Spool.open(self.config.resolved_spool_dir(), self.config.spool_cap_bytes)
+        destination = self.config.resolved_destination()
+        self._spool = Spool.open(
+            self.config.resolved_spool_dir(), self.config.spool_cap_bytes,
+            destination=destination,
+            local_ids=self._pending_ids if self.config.deliver_pending else (),
+        )
+        if self._spool.elsewhere:
+            log.info(
+                "%d session(s) in the spool at %s are for another server or account, or "
+                "busy: left alone (see `meetcap spool list`)",
+                len(self._spool.elsewhere), self._spool.root,
+            )
         if self.config.deliver_pending:
             for session in self._spool.pending:
                 self._earlier_links.append(
@@ -99,7 +119,10 @@ class Streamer:
                     session.unacked_frames, session.dir,
                 )
         if self._capture:
-            self._live = self._spool.new_session(time.time(), self.config.url)
+            self._live = self._spool.new_session(
+                time.time(), self.config.url, destination=destination,
+                account=self.config.account(),
+            )
             self._live_link = SessionLink(
                 self._live, self.config, live=True, on_change=self._notify
             )
@@ -357,12 +380,12 @@ def _with_earlier(result: FinishResult, earlier: tuple[FinishResult, ...]) -> Fi
 
 
 def deliver_pending(config: StreamerConfig, timeout_s: float = 60.0) -> FinishResult:
-    """Deliver and end the sessions an earlier run left in the spool, without capturing.
+    """Deliver and end the sessions an earlier run left in the spool for ``config``'s
+    destination, without capturing.
 
     Returns at once when there is nothing to deliver; ``result.earlier`` has one entry
     per session. (:meth:`Streamer.start` does the same alongside a new capture.)
     """
-    streamer = Streamer(config)
-    streamer._capture = False
+    streamer = Streamer(config, capture=False)
     streamer.start()
     return streamer.finish(timeout_s)

@@ -43,6 +43,7 @@ def test_tokens_that_would_break_the_auth_header_are_refused(token):
 
 def test_default_spool_lives_in_the_users_data_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.delenv("MEETCAP_DATA_DIR", raising=False)
     config = StreamerConfig(url="ws://h:1", token="t")
     assert config.resolved_spool_dir() == Path(tmp_path) / "meetcap" / "spool"
     chosen = StreamerConfig(url="ws://h:1", token="t", spool_dir=tmp_path / "s")
