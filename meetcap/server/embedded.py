@@ -12,17 +12,27 @@ GUI thread, say) only starts and stops it::
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Callable
 
 from meetcap.server.app import MeetcapServer, serve
 from meetcap.server.config import ServerConfig
 
+log = logging.getLogger(__name__)
+
 
 class EmbeddedServer:
-    """A :class:`MeetcapServer` on its own event-loop thread. Not reusable after stop()."""
+    """A :class:`MeetcapServer` on its own event-loop thread. Not reusable after stop().
 
-    def __init__(self, config: ServerConfig) -> None:
+    ``on_failure`` (optional) hears, on the server's thread, a sentence when the server
+    stops by itself after it started (a bug, an unexpected error): the app shows it.
+    """
+
+    def __init__(self, config: ServerConfig,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self._on_failure = on_failure
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: MeetcapServer | None = None
@@ -88,4 +98,10 @@ class EmbeddedServer:
             self._ready.set()
             return
         self._ready.set()
-        await self._server.wait_closed()
+        try:
+            await self._server.wait_closed()
+        except Exception as exc:  # noqa: BLE001 - told to the owner, never only logged
+            log.exception("the embedded server stopped")
+            if self._on_failure is not None:
+                self._on_failure(f"the built-in server stopped ({type(exc).__name__}: {exc}); "
+                                 "recorded audio waits in the spool")

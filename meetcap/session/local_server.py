@@ -17,6 +17,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,8 +44,10 @@ class LocalServer:
     app, and its tests, stop and restart the server under a live session).
     """
 
-    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, data_dir: Path, *, host: str = "127.0.0.1", port: int = 0,
+                 on_failure: Callable[[str], None] | None = None) -> None:
         self.data_dir = Path(data_dir)
+        self.on_failure = on_failure  # a sentence, when the server stops by itself
         self.host = host
         self.port = port
         self.token = secrets.token_urlsafe(24)
@@ -79,7 +82,7 @@ class LocalServer:
                     data_dir=self.data_dir, flush_interval_ms=FLUSH_INTERVAL_MS,
                 )
                 try:
-                    server = EmbeddedServer(config).start()
+                    server = EmbeddedServer(config, on_failure=self.on_failure).start()
                 except OSError as exc:
                     last_error = exc
                     time.sleep(_REBIND_WAIT_S)

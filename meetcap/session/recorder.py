@@ -148,8 +148,10 @@ class Recorder:
         self.settings = settings
         self.listener = listener or RecorderListener()
         self.data_root = paths.data_root(data_root)
-        self.local_server = (LocalServer(paths.sessions_dir(self.data_root))
-                             if builtin_server else None)
+        self.local_server = (
+            LocalServer(paths.sessions_dir(self.data_root),
+                        on_failure=lambda why: self.listener.on_problem(as_sentence(why)))
+            if builtin_server else None)
         self.streamer_options = dict(streamer_options or {})
         self.finish_timeout_s = finish_timeout_s
         manager_options: dict[str, Any] = {"capture_factory": capture_factory,

@@ -192,3 +192,29 @@ def test_the_built_in_server_is_not_loaded_until_a_session_needs_it(tmp_path):
         assert server.start().startswith("ws://127.0.0.1:")
     finally:
         server.stop()
+
+
+def test_a_built_in_server_that_dies_is_told_and_the_audio_waits_in_the_spool(
+        tmp_path, monkeypatch):
+    from meetcap.server.app import MeetcapServer
+
+    async def dies_soon(self):
+        import asyncio
+
+        await asyncio.sleep(0.5)
+        raise RuntimeError("injected server bug")
+
+    monkeypatch.setattr(MeetcapServer, "wait_closed", dies_soon)
+    recorder, heard = make_recorder(tmp_path)
+    try:
+        recorder.start()
+        deadline = time.monotonic() + 10
+        while not heard.problems and time.monotonic() < deadline:
+            time.sleep(0.05)
+        wait_frames(recorder, 15)
+        result = recorder.stop(timeout_s=1.0)
+    finally:
+        recorder.close()
+    assert heard.problems and heard.problems[0].startswith("The built-in server stopped")
+    assert "injected server bug" in heard.problems[0]
+    assert not result.ok and result.frames_left > 0, "what was not stored stays in the spool"
