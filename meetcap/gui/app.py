@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     tray = Tray(window)
     controller.start_services()  # after the window and tray listen (either order is safe)
     window.show()
+    QTimer.singleShot(0, window.offer_pending_recordings)
     if args.start:
         QTimer.singleShot(0, window.start_recording)
     _quit_on_signals(window)

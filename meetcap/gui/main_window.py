@@ -14,12 +14,15 @@ from PySide6.QtWidgets import QMainWindow, QMessageBox, QVBoxLayout, QWidget
 from meetcap import paths
 from meetcap.audio.devices import AudioDevice, default_device
 from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
+from meetcap.client.config import BUILTIN_DESTINATION, destination_key
+from meetcap.client.pending import PendingRecording
 from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.constants import SOURCE_MIC, SOURCE_MIX, SOURCE_SYSTEM
 from meetcap.gui import icons
 from meetcap.gui.banner import WarningBanner, WarningTracker
 from meetcap.gui.connection_panel import ConnectionPanel
 from meetcap.gui.mix_strip import MixStrip
+from meetcap.gui.pending_dialog import DeliveryTarget, PendingDialog
 from meetcap.gui.session_controller import SessionController
 from meetcap.gui.session_panel import SessionPanel
 from meetcap.gui.settings import SettingsStore
@@ -167,6 +170,32 @@ class MainWindow(QMainWindow):
 
     def stop_recording(self) -> bool:
         return self.controller.stop()
+
+    def offer_pending_recordings(self) -> PendingDialog | None:
+        """At start: recordings an earlier run could not deliver (another server or
+        account, a refused token, a crash) are listed with Deliver / Retry with new
+        credentials / Discard, never dropped in silence. None when there are none."""
+        spool_root = paths.spool_dir(self.recorder.data_root)
+        if not PendingDialog.has_pending(spool_root):
+            return None
+        dialog = PendingDialog(spool_root, self._credentials_for, self,
+                               streamer_options=self.controller.recorder.streamer_options)
+        dialog.show()
+        self.pending_dialog = dialog
+        return dialog
+
+    def _credentials_for(self, recording: PendingRecording) -> DeliveryTarget | None:
+        """The URL and token this app knows for ``recording``'s destination (None: the
+        dialog asks). The built-in server is started for its own recordings."""
+        if recording.builtin:
+            server = self.recorder.local_server
+            if server is None:
+                return None
+            return DeliveryTarget(server.start(), server.token, BUILTIN_DESTINATION)
+        url, token = self.settings.server_url.strip(), self.settings.token.strip()
+        if url and token and recording.destination == destination_key(url, token):
+            return DeliveryTarget(url, token)
+        return None
 
     def open_settings(self) -> SettingsDialog:
         """Open the settings dialog (modeless, so tests can drive it)."""

@@ -50,6 +50,7 @@ from meetcap.client.config import StreamerConfig
 from meetcap.client.pending import PendingRecording, format_duration, format_started
 from meetcap.client.status import StreamStatus
 from meetcap.errors import ConfigError, MeetcapError
+from meetcap.session.text import as_sentence
 
 _COLUMNS = ("Recorded", "Length", "Destination and why it waits", "")
 _STATUS_COLUMN, _ACTIONS_COLUMN = 2, 3
@@ -332,8 +333,8 @@ class PendingDialog(QDialog):
             )
             when = format_started(rec.started_at)
             if result.ok:
-                return True, _sentence(f"Delivered the recording of {when}: {result.message}")
-            return False, _sentence(f"The recording of {when} was not delivered: "
+                return True, as_sentence(f"Delivered the recording of {when}: {result.message}")
+            return False, as_sentence(f"The recording of {when} was not delivered: "
                                     f"{result.message}")
 
         self._start(local_id, "Delivering...", work)
@@ -360,7 +361,7 @@ class PendingDialog(QDialog):
             try:
                 ok, message = work()
             except MeetcapError as exc:
-                ok, message = False, _sentence(str(exc))
+                ok, message = False, as_sentence(str(exc))
             except Exception as exc:  # a bug must not leave the row busy forever
                 ok, message = False, f"Failed: {exc!r}"
             _emit(relay.done, local_id, ok, message)
@@ -390,7 +391,7 @@ class PendingDialog(QDialog):
 
 
 def _why(rec: PendingRecording) -> str:
-    why = _sentence(rec.why)
+    why = as_sentence(rec.why)
     if rec.state == "refused":
         return f"Refused: {why}"
     if rec.state == "unknown_destination":
@@ -408,14 +409,6 @@ def _progress_text(status: StreamStatus) -> str:
     if status.state == "failed":
         return f"Refused: {status.reason}"
     return f"Sending: {done} of {total} frames confirmed"
-
-
-def _sentence(text: str) -> str:
-    text = text.strip()
-    if not text:
-        return text
-    text = text[:1].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def _emit(signal: Any, *args: Any) -> None:

@@ -42,7 +42,7 @@ from meetcap.audio.events import AudioEvent
 from meetcap.audio.filewriter import FrameFileWriter
 from meetcap.audio.manager import AudioManager, Subscription
 from meetcap.audio.watcher import DeviceWatcher
-from meetcap.client.config import StreamerConfig
+from meetcap.client.config import BUILTIN_DESTINATION, StreamerConfig
 from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.client.streamer import Streamer
 from meetcap.constants import FRAMES_PER_SECOND
@@ -56,9 +56,6 @@ from meetcap.session.text import as_sentence
 log = logging.getLogger(__name__)
 
 DEFAULT_FINISH_TIMEOUT_S = 30.0
-# The destination key of the app's built-in server: its port and token change on every
-# run, but what was spooled for it belongs to it (meetcap/client/spool.py).
-BUILTIN_DESTINATION = "builtin"
 
 
 class Phase(enum.Enum):
