@@ -2,52 +2,32 @@
 
 Ids are stable across restarts (they are built from the OS's source names, never from
 PortAudio's indexes, which change with every hot-plug), so a saved choice comes back.
-Each platform has its own module; this one picks the right one and gives them one shape.
+Each platform has its own module; this one picks the right one and gives them one shape
+(the dispatch on top of them; the shared types are in base.py).
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from typing import Literal
 
+from meetcap.audio import macos
+from meetcap.audio.base import AudioDevice, DeviceKind
 from meetcap.errors import DeviceError
 
-DeviceKind = Literal["mic", "loopback"]
+# Each OS lists its devices with its own module. macos is also read on other systems (for
+# its guidance text); linux_pulse is imported on Linux only.
+if sys.platform.startswith("linux"):
+    from meetcap.audio.linux_pulse import list_devices as _list_platform_devices
+elif sys.platform == "win32":  # pragma: no cover - verified on Windows only
+    from meetcap.audio.windows_wasapi import list_devices as _list_platform_devices
+else:  # pragma: no cover - macOS
+    from meetcap.audio.macos import list_devices as _list_platform_devices
 
-
-@dataclass(frozen=True, slots=True)
-class AudioDevice:
-    """One capture source.
-
-    ``id`` is what settings store and the CLI takes (``--mic``/``--system``): built
-    from the OS's name for the device (``pulse:<source name>``, ``wasapi:loopback:<name>``,
-    ``coreaudio:<name>``), so it survives restarts and hot-plugs. ``name`` is what a
-    person recognises. ``kind`` is "mic" or "loopback" (system audio). ``portaudio_name``
-    is what the capture backend opens; ``rate_hz``/``channels`` are the format it is
-    opened with (the device's own rate, at most 2 channels).
-    """
-
-    id: str
-    name: str
-    kind: DeviceKind
-    default: bool
-    host_api: str
-    portaudio_name: str
-    rate_hz: int = 48_000
-    channels: int = 1
-
-    def to_json(self) -> dict[str, object]:
-        """The fields ``meetcap devices --json`` prints."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "kind": self.kind,
-            "default": self.default,
-            "host_api": self.host_api,
-            "rate_hz": self.rate_hz,
-            "channels": self.channels,
-        }
+# AudioDevice and DeviceKind live in base.py; most callers import them from here.
+__all__ = [
+    "AudioDevice", "DeviceKind", "default_device", "find_device", "list_devices",
+    "loopback_guidance",
+]
 
 
 def list_devices() -> list[AudioDevice]:
@@ -57,18 +37,7 @@ def list_devices() -> list[AudioDevice]:
     On Linux this may run a few ``pactl`` processes (tens of ms): call it off the GUI
     thread (:class:`meetcap.audio.watcher.DeviceWatcher` does).
     """
-    if sys.platform.startswith("linux"):
-        from meetcap.audio import linux_pulse
-
-        devices = linux_pulse.list_devices()
-    elif sys.platform == "win32":  # pragma: no cover - verified on Windows only
-        from meetcap.audio import windows_wasapi
-
-        devices = windows_wasapi.list_devices()
-    else:  # pragma: no cover - macOS
-        from meetcap.audio import macos
-
-        devices = macos.list_devices()
+    devices = _list_platform_devices()
     return sorted(devices, key=lambda d: (d.kind != "mic", not d.default, d.name))
 
 
@@ -102,10 +71,8 @@ def loopback_guidance(devices: list[AudioDevice]) -> str | None:
     """
     if any(d.kind == "loopback" for d in devices):
         return None
-    if sys.platform == "darwin":  # pragma: no cover - macOS
-        from meetcap.audio.macos import LOOPBACK_GUIDANCE
-
-        return LOOPBACK_GUIDANCE
+    if sys.platform == "darwin":
+        return macos.LOOPBACK_GUIDANCE
     if sys.platform == "win32":  # pragma: no cover - Windows
         return ("No system-audio device found: WASAPI loopback needs PyAudioWPatch "
                 "(pip install PyAudioWPatch) and an active output device.")

@@ -35,7 +35,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from meetcap.audio.devices import AudioDevice
+from meetcap.audio.base import AudioDevice
+from meetcap.audio.portaudio_list import list_portaudio_devices
 from meetcap.errors import DeviceError
 
 HOST_API = "PulseAudio"
@@ -60,10 +61,6 @@ _rescan_pending = False
 _pactl_has_json: bool | None = None  # learnt on the first call
 _fallback_dir: Path | None = None  # the private config dir when there is no XDG_RUNTIME_DIR
 _user_alsa_config_path: str | None = None  # ALSA_CONFIG_PATH as it was before ours
-
-# Added once, on import: later opens only *replace* the value, which glibc does in
-# place (no realloc of the environment), so a concurrent getenv() elsewhere stays safe.
-os.environ.setdefault(DYNAMIC_ENV, "@DEFAULT_SOURCE@")
 
 
 def pcm_name(source_name: str) -> str:
@@ -220,8 +217,6 @@ def list_devices() -> list[AudioDevice]:
     ``default``: the default source).
     """
     if shutil.which("pactl") is None:
-        from meetcap.audio.portaudio_list import list_portaudio_devices
-
         return list_portaudio_devices(id_prefix="alsa:", loopback_hints=("monitor", "loopback"))
     sources, default_source, default_sink = pactl_sources()
     install_alsa_config([s["name"] for s in sources])
@@ -275,6 +270,7 @@ def install_alsa_config(source_names: list[str]) -> bool:
     """
     global _installed_config, _rescan_pending
     with _lock:
+        _add_dynamic_env()
         _known_sources.update(source_names)
         text = alsa_config_text(sorted(_known_sources))
         if text == _installed_config:
@@ -290,6 +286,15 @@ def install_alsa_config(source_names: list[str]) -> bool:
         _rescan_pending = _rescan_pending or _portaudio_initialized()
         _rescan_if_idle()
     return True
+
+
+def _add_dynamic_env() -> None:
+    """Add the dynamic PCM's variable to the environment (under ``_lock``), before the
+    first PCM of ours exists, so before any stream is open: every later open only
+    *replaces* the value, which glibc does in place (no realloc of the environment), so a
+    concurrent getenv() elsewhere stays safe. Not done on import: importing this module
+    changes nothing."""
+    os.environ.setdefault(DYNAMIC_ENV, "@DEFAULT_SOURCE@")
 
 
 def base_alsa_config() -> str:
@@ -336,6 +341,7 @@ def stream_slot(device: AudioDevice) -> Iterator[int]:
     import sounddevice as sd
 
     with _lock:
+        _add_dynamic_env()
         _rescan_if_idle()
         names = {info["name"]: index for index, info in enumerate(sd.query_devices())
                  if info["max_input_channels"] > 0}
@@ -360,10 +366,6 @@ def release_stream() -> None:
     with _lock:
         _open_streams -= 1
         _rescan_if_idle()
-
-
-def open_stream_count() -> int:
-    return _open_streams
 
 
 # --- change notifications --------------------------------------------------------------

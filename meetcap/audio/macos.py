@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from meetcap.audio.devices import AudioDevice
+from meetcap.audio.base import AudioDevice
 from meetcap.audio.portaudio_list import devices_from_portaudio, list_portaudio_devices
 
 HOST_API = "Core Audio"
@@ -33,12 +33,6 @@ LOOPBACK_GUIDANCE = (
     "and BlackHole 2ch, and make it your sound output (so you still hear the meeting).\n"
     "3. In meetcap, pick BlackHole 2ch as the system audio source."
 )
-
-
-def is_loopback_name(name: str) -> bool:
-    """True for the names of virtual loopback devices (BlackHole and the like)."""
-    lowered = name.lower()
-    return any(hint in lowered for hint in LOOPBACK_NAME_HINTS)
 
 
 def devices_from_coreaudio(

@@ -20,19 +20,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from meetcap.audio.capture import Capture, make_capture
-from meetcap.audio.devices import AudioDevice
-from meetcap.audio.pipeline import (
-    EVENT_ERROR,
-    SOURCE_VAD,
-    AudioEvent,
-    CaptureWorker,
-    stopped_levels,
-)
+from meetcap.audio.base import AudioDevice, Capture
+from meetcap.audio.capture import make_capture
+from meetcap.audio.devices import list_devices
+from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
+from meetcap.audio.pipeline import CaptureWorker, stopped_levels
 from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
 from meetcap.dsp.chain import MixChain
 from meetcap.dsp.gain import check_gain_db
+from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S
 from meetcap.errors import ConfigError, ModelError
 from meetcap.frames import Frame
 from meetcap.levels import SourceLevels
@@ -56,15 +53,17 @@ _END = object()
 @dataclass
 class CaptureSettings:
     """What to capture and how. The manager keeps this object and updates it when a
-    setter is called, so the GUI can save it."""
+    setter is called, so it always says what the running capture does. ``vad``: mark
+    speech in every frame (Silero VAD), for every subscriber."""
 
     mic_device_id: str | None = None
     system_device_id: str | None = None
     gain_db: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in CAPTURE_SOURCES})
     muted: dict[str, bool] = field(default_factory=lambda: {s: False for s in CAPTURE_SOURCES})
     normalize: bool = True
+    vad: bool = False
     vad_model_path: str | None = None
-    silent_after_s: float = 10.0
+    silent_after_s: float = DEFAULT_SILENT_AFTER_S
 
     def device_ids(self) -> dict[str, str | None]:
         return {"mic": self.mic_device_id, "system": self.system_device_id}
@@ -106,11 +105,10 @@ class Subscription(_Dispatcher):
     be queued (always 0 unless it fell 10 minutes behind)."""
 
     def __init__(
-        self, listener: Callable[[Frame], None], vad: bool, name: str,
+        self, listener: Callable[[Frame], None], name: str,
         on_event: Callable[[AudioEvent], None],
     ) -> None:
         self.listener = listener
-        self.vad = vad
         self.name = name or getattr(listener, "__name__", "subscriber")
         self.frames_delivered = 0
         self.frames_dropped = 0
@@ -127,7 +125,7 @@ class Subscription(_Dispatcher):
         if now >= self._next_overflow_report:
             self._next_overflow_report = now + OVERFLOW_REPORT_EVERY_S
             self._on_event(AudioEvent(
-                EVENT_ERROR, None,
+                AudioEventKind.ERROR, None,
                 f"{self.name} fell more than {SUBSCRIBER_QUEUE_FRAMES // FRAMES_PER_SECOND} s "
                 f"behind: {self.frames_dropped} frames (from {frame.seq}) could not be handed "
                 "to it",
@@ -139,7 +137,7 @@ class Subscription(_Dispatcher):
             self.frames_delivered += 1
         except Exception as exc:  # noqa: BLE001 - one consumer's bug is reported, not fatal
             log.exception("frame listener %s failed", self.name)
-            self._on_event(AudioEvent(EVENT_ERROR, None, f"{self.name} failed: {exc}",
+            self._on_event(AudioEvent(AudioEventKind.ERROR, None, f"{self.name} failed: {exc}",
                                       exception=exc))
 
 
@@ -162,6 +160,10 @@ class AudioManager:
     Thread-safe: every method may be called from any thread, a frame or event listener
     included (a listener may unsubscribe its own subscription). ``settings`` is kept and
     updated by the setters. Call :meth:`close` when done with the manager.
+
+    ``capture_factory`` and ``lister`` (the device listing) are for tests: a synthetic
+    capture on a fixed device list needs no sound server. ``watcher``: a started
+    :class:`DeviceWatcher` to share (the app's), else each session runs its own.
     """
 
     def __init__(
@@ -170,17 +172,18 @@ class AudioManager:
         *,
         capture_factory: Callable[[AudioDevice], Capture] = make_capture,
         watcher: DeviceWatcher | None = None,
+        lister: Callable[[], list[AudioDevice]] = list_devices,
     ) -> None:
         for source in CAPTURE_SOURCES:  # a bad gain is the caller's error, not the worker's
             check_gain_db(settings.gain_db.get(source, 0.0))
         self._settings = settings
         self._capture_factory = capture_factory
+        self._lister = lister
         self._watcher = watcher  # a started DeviceWatcher to share, or None (one per session)
         self._lock = threading.RLock()  # guards start/stop transitions and the subscriber list
         # Replaced whole, never mutated: the worker reads it without the lock.
         self._subscribers: tuple[Subscription, ...] = ()
         self._worker: CaptureWorker | None = None
-        self._vad_wanted = False
         self._event_listeners: list[Callable[[AudioEvent], None]] = []
         self._events: _EventDispatcher | None = None
         # Not self._lock: the worker emits while the manager may hold that lock waiting
@@ -189,18 +192,16 @@ class AudioManager:
 
     # -- pub/sub
 
-    def subscribe(
-        self, listener: Callable[[Frame], None], *, vad: bool = False, name: str = ""
-    ) -> Subscription:
+    def subscribe(self, listener: Callable[[Frame], None], *, name: str = "") -> Subscription:
         """Start receiving frames (``listener(frame)`` on the subscription's own thread);
-        the first subscriber starts capture. ``vad=True`` turns the VAD on while this
-        subscription lasts.
+        the first subscriber starts capture. Whether frames carry speech marks is the
+        manager's setting (:meth:`set_vad`), the same for every subscriber.
 
         Raises DeviceError (and subscribes nothing) when a configured device cannot be
         opened. A subscriber that joins a running session gets frames from then on.
         """
         with self._lock:
-            subscription = Subscription(listener, vad, name, self._emit)
+            subscription = Subscription(listener, name, self._emit)
             if self._worker is None:
                 try:
                     self._start()
@@ -208,7 +209,6 @@ class AudioManager:
                     subscription.close()
                     raise
             self._subscribers = (*self._subscribers, subscription)
-            self._apply_vad()
             return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -220,7 +220,6 @@ class AudioManager:
             if len(self._subscribers) == 1:
                 self._stop()  # flushes the final frames to every subscriber
             self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
-            self._apply_vad()
         subscription.close()
 
     @property
@@ -260,6 +259,13 @@ class AudioManager:
         self._settings.normalize = enabled
         self._on_chain(lambda chain: chain.set_normalize(enabled))
 
+    def set_vad(self, enabled: bool) -> None:
+        """Speech detection (Silero VAD) on or off, at once in a running session. A model
+        that cannot be loaded arrives as an "error" event with source ``SOURCE_VAD``;
+        frames keep flowing, marked speech=False."""
+        self._settings.vad = enabled
+        self._on_chain(lambda chain: chain.set_vad(enabled))
+
     def set_device(self, source: str, device_id: str | None) -> None:
         """Switch "mic" or "system" to another device (or none) without stopping the
         session. A failure to open arrives as an "error" event; the device is then
@@ -275,11 +281,6 @@ class AudioManager:
         thread, one event at a time, in order: keep it short and hand over to your own
         thread (the GUI emits a Qt signal)."""
         self._event_listeners.append(callback)
-
-    def remove_event_listener(self, callback: Callable[[AudioEvent], None]) -> None:
-        """Stop getting events (events already queued may still arrive once)."""
-        if callback in self._event_listeners:
-            self._event_listeners.remove(callback)
 
     def close(self) -> None:
         """Unsubscribe everyone (capture stops) and end the event thread."""
@@ -309,17 +310,17 @@ class AudioManager:
         for source in CAPTURE_SOURCES:
             chain.set_gain_db(source, settings.gain_db.get(source, 0.0))
             chain.set_muted(source, settings.muted.get(source, False))
-        if self._vad_wanted:
+        if settings.vad:
             try:
                 chain.set_vad(True)
             except ModelError as exc:  # frames flow without speech marks; the user is told
-                self._emit(AudioEvent(EVENT_ERROR, SOURCE_VAD, str(exc), exception=exc))
+                self._emit(AudioEvent(AudioEventKind.ERROR, SOURCE_VAD, str(exc), exception=exc))
         return chain
 
     def _start(self) -> None:
         worker = CaptureWorker(
             self._make_chain, self._settings.device_ids(), self._publish, self._emit,
-            self._capture_factory, self._watcher,
+            self._capture_factory, self._watcher, lister=self._lister,
         )
         try:
             worker.open_all()
@@ -333,12 +334,6 @@ class AudioManager:
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop()
-
-    def _apply_vad(self) -> None:
-        wanted = any(s.vad for s in self._subscribers)
-        if wanted != self._vad_wanted:
-            self._vad_wanted = wanted
-            self._on_chain(lambda chain: chain.set_vad(wanted))
 
     def _on_chain(self, fn: Callable[[MixChain], None]) -> None:
         worker = self._worker

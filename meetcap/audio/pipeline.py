@@ -21,16 +21,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from meetcap.audio.capture import STARTUP_GRACE_S, Capture, make_capture
-from meetcap.audio.devices import AudioDevice, find_device, list_devices
+from meetcap.audio.base import STARTUP_GRACE_S, AudioDevice, Capture
+from meetcap.audio.capture import make_capture
+from meetcap.audio.devices import find_device, list_devices
+from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
 from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, SAMPLE_RATE_HZ
 from meetcap.dsp.chain import MixChain
 from meetcap.errors import DeviceError, MeetcapError, ModelError
 from meetcap.frames import Frame
 from meetcap.levels import Health, SourceLevels
+
+__all__ = [
+    "EVENT_DEVICE_LOST", "EVENT_DEVICE_RESTORED", "EVENT_DEVICE_SWITCHED", "EVENT_ERROR",
+    "EVENT_HEALTH", "SOURCE_VAD", "AudioEvent", "CaptureWorker", "stopped_levels",
+]
 
 # The chain works in whole 100 ms frames and the levels change once per frame, so a
 # faster tick buys nothing; 20 ms ticks cost ~0.7 % of a core more (bench/app_cpu.py).
@@ -39,30 +45,14 @@ TICK_S = 0.05
 # A wanted device that is listed but failed to open is tried again this often.
 REOPEN_EVERY_S = 2.0
 
-# AudioEvent kinds.
-EVENT_HEALTH = "health"  # a source's (or the mix's) health changed: see ``health``
-EVENT_DEVICE_LOST = "device_lost"  # a device vanished or stopped delivering
-EVENT_DEVICE_RESTORED = "device_restored"  # a lost device is capturing again
-EVENT_DEVICE_SWITCHED = "device_switched"  # set_device() opened the new device
-EVENT_ERROR = "error"  # something failed: ``exception`` holds it (ModelError, DeviceError...)
-SOURCE_VAD = "vad"  # the ``source`` of VAD errors
-
-
-@dataclass(frozen=True, slots=True)
-class AudioEvent:
-    """Something a person should hear about.
-
-    ``kind`` is one of the EVENT_* names above; ``source`` is "mic", "system", "mix",
-    "vad" or None; ``message`` is a sentence fit to show; ``health`` is set for health,
-    loss and restore events; ``exception`` for errors (e.g. a ModelError when the VAD
-    model cannot be loaded: frames keep flowing, marked speech=False).
-    """
-
-    kind: str
-    source: str | None
-    message: str
-    health: Health | None = None
-    exception: BaseException | None = None
+# The old names of the event kinds, for callers not yet on AudioEventKind
+# (meetcap.audio.events is the home of the event vocabulary; these go when the GUI and
+# the CLI import from there).
+EVENT_HEALTH = AudioEventKind.HEALTH
+EVENT_DEVICE_LOST = AudioEventKind.DEVICE_LOST
+EVENT_DEVICE_RESTORED = AudioEventKind.DEVICE_RESTORED
+EVENT_DEVICE_SWITCHED = AudioEventKind.DEVICE_SWITCHED
+EVENT_ERROR = AudioEventKind.ERROR
 
 
 def stopped_levels() -> dict[str, SourceLevels]:
@@ -72,7 +62,11 @@ def stopped_levels() -> dict[str, SourceLevels]:
 
 class CaptureWorker:
     """Owns the captures and the chain while a session runs. Driven by the manager:
-    ``open_all`` (raises DeviceError), then ``start``; ``stop`` ends it."""
+    ``open_all`` (raises DeviceError), then ``start``; ``stop`` ends it.
+
+    ``lister`` lists the devices (``open_all``, ``set_device`` and, without a shared
+    ``watcher``, the worker's own watcher): tests pass a fixed list with their synthetic
+    ``capture_factory``, and then need no sound server."""
 
     def __init__(
         self,
@@ -82,12 +76,14 @@ class CaptureWorker:
         on_event: Callable[[AudioEvent], None],
         capture_factory: Callable[[AudioDevice], Capture] = make_capture,
         watcher: DeviceWatcher | None = None,
+        lister: Callable[[], list[AudioDevice]] = list_devices,
     ) -> None:
         self._make_chain = make_chain
         self._device_ids = dict(device_ids)
         self._on_frames = on_frames
         self._on_event = on_event
         self._capture_factory = capture_factory
+        self._lister = lister
         self._captures: dict[str, Capture | None] = {s: None for s in CAPTURE_SOURCES}
         self._lost: set[str] = set()  # sources whose device is lost (reopened when back)
         self._chain: MixChain | None = None
@@ -98,8 +94,10 @@ class CaptureWorker:
         self._levels: dict[str, SourceLevels] = stopped_levels()
         self._last_health: dict[str, Health] = {}
         # The app's running watcher when given (one device listing, one pactl subscribe
-        # for the pickers and the capture); otherwise our own for this session.
-        self._watcher = watcher or DeviceWatcher()
+        # for the pickers and the capture); otherwise our own for this session, on the
+        # same lister (PulseAudio's change events only matter for the system's own list).
+        self._watcher = watcher or DeviceWatcher(lister=lister,
+                                                 os_events=lister is list_devices)
         self._own_watcher = watcher is None
         self._seen_generation = 0
         self._next_reopen = 0.0
@@ -111,7 +109,7 @@ class CaptureWorker:
 
     def open_all(self) -> None:
         """Open every configured source; DeviceError names the first that fails."""
-        devices = list_devices()
+        devices = self._lister()
         for source, device_id in self._device_ids.items():
             if device_id:
                 self._open(source, find_device(device_id, devices))
@@ -157,21 +155,22 @@ class CaptureWorker:
                 return
             try:
                 # A fresh listing (not the watcher's): the person may have just plugged it in.
-                device = find_device(device_id)
+                device = find_device(device_id, self._lister())
                 self._open(source, device)
             except DeviceError as exc:
                 self._lost.add(source)  # opened as soon as it shows up
                 if self._chain is not None:
                     self._chain.mark_lost(source)
-                self._emit(EVENT_ERROR, source, str(exc), Health.LOST, exc)
+                self._emit(AudioEventKind.ERROR, source, str(exc), Health.LOST, exc)
                 return
-            self._emit(EVENT_DEVICE_SWITCHED, source, f"capturing from {device.name}", Health.OK)
+            self._emit(AudioEventKind.DEVICE_SWITCHED, source, f"capturing from {device.name}",
+                       Health.OK)
 
         self.call(switch)
 
     # -- worker thread
 
-    def _emit(self, kind: str, source: str | None, message: str,
+    def _emit(self, kind: AudioEventKind, source: str | None, message: str,
               health: Health | None = None, exception: BaseException | None = None) -> None:
         self._on_event(AudioEvent(kind, source, message, health, exception))
 
@@ -199,7 +198,7 @@ class CaptureWorker:
             if self._chain is not None:
                 self._publish(self._chain.finish())
         except Exception as exc:  # noqa: BLE001 - reported, never swallowed
-            self._emit(EVENT_ERROR, None, f"audio capture stopped: {exc}", exception=exc)
+            self._emit(AudioEventKind.ERROR, None, f"audio capture stopped: {exc}", exception=exc)
         finally:
             if self._own_watcher:
                 self._watcher.stop()
@@ -214,7 +213,7 @@ class CaptureWorker:
                 fn()
             except MeetcapError as exc:  # e.g. ModelError from set_vad: reported, capture goes on
                 source = SOURCE_VAD if isinstance(exc, ModelError) else None
-                self._emit(EVENT_ERROR, source, str(exc), exception=exc)
+                self._emit(AudioEventKind.ERROR, source, str(exc), exception=exc)
         now = time.monotonic()
         if self._chain is None and not self._begin(now):
             self._check_devices(now)
@@ -234,7 +233,7 @@ class CaptureWorker:
             try:
                 self._publish(self._chain.render(due))
             except MeetcapError as exc:  # the VAD failed: frames keep flowing without it
-                self._emit(EVENT_ERROR, SOURCE_VAD, str(exc), exception=exc)
+                self._emit(AudioEventKind.ERROR, SOURCE_VAD, str(exc), exception=exc)
         self._levels = self._chain.levels()
         self._report_health()
 
@@ -262,7 +261,7 @@ class CaptureWorker:
         if self._chain is not None:
             self._chain.mark_lost(source)
         self._emit(
-            EVENT_DEVICE_LOST, source,
+            AudioEventKind.DEVICE_LOST, source,
             f"{why} (unplugged?); the other source keeps recording, and this one resumes "
             "when the device returns", Health.LOST,
         )
@@ -291,14 +290,14 @@ class CaptureWorker:
                 continue  # listed but not openable yet: tried again in REOPEN_EVERY_S
             if source in self._lost:
                 self._lost.discard(source)
-                self._emit(EVENT_DEVICE_RESTORED, source,
+                self._emit(AudioEventKind.DEVICE_RESTORED, source,
                            f"{present[device_id].name} is back; capturing again", Health.OK)
 
     def _report_health(self) -> None:
         for name, levels in self._levels.items():
             if self._last_health.get(name) is not levels.health:
                 self._last_health[name] = levels.health
-                self._emit(EVENT_HEALTH, name, levels.health.value, levels.health)
+                self._emit(AudioEventKind.HEALTH, name, levels.health.value, levels.health)
 
     def _publish(self, frames: list[Frame]) -> None:
         if frames:

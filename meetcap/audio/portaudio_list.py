@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from meetcap.audio.devices import AudioDevice
+from meetcap.audio.base import AudioDevice
 
 
 def devices_from_portaudio(

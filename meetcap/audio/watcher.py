@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from meetcap.audio.devices import AudioDevice, list_devices
 from meetcap.errors import DeviceError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING or sys.platform.startswith("linux"):
+    # OS change events exist on Linux only (pactl subscribe); used behind a Linux check.
     from meetcap.audio.linux_pulse import PulseEvents
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,6 @@ class DeviceWatcher:
             return
         if shutil.which("pactl") is None:
             return
-        from meetcap.audio.linux_pulse import PulseEvents
-
         self._stop_events()
         self._events = PulseEvents(self.wake)
 

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from meetcap.audio.capture import BLOCK_MS, RingCapture
-from meetcap.audio.devices import AudioDevice
+from meetcap.audio.base import BLOCK_MS, AudioDevice, RingCapture
 from meetcap.errors import DeviceError
 
 HOST_API = "Windows WASAPI"

@@ -1,4 +1,5 @@
-"""Helpers for the audio tests: collect frames, a synthetic capture, align signals."""
+"""Helpers for the audio tests: collect frames, a synthetic capture on a fixed device
+list (no sound server), align signals."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import soxr
 
 from meetcap.audio.devices import AudioDevice
-from meetcap.audio.pipeline import AudioEvent
+from meetcap.audio.events import AudioEvent, AudioEventKind
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.frames import Frame
 
@@ -35,7 +36,7 @@ class FrameCollector:
             pcm = b"".join(f.pcm for f in self.frames)
         return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
-    def first_event(self, kind: str, source: str, health: str | None = None):
+    def first_event(self, kind: AudioEventKind, source: str, health: str | None = None):
         with self.lock:
             for at, event in self.events:
                 if event.kind == kind and event.source == source and (
@@ -51,6 +52,19 @@ class FrameCollector:
                 return True
             time.sleep(0.05)
         return False
+
+
+# The one device a synthetic session lists: with ``capture_factory=SyntheticCapture`` and
+# ``lister=synthetic_devices``, an AudioManager runs without any sound server.
+SYNTHETIC_MIC = AudioDevice(
+    id="synthetic:mic", name="Synthetic microphone", kind="mic", default=True,
+    host_api="synthetic", portaudio_name="synthetic mic", rate_hz=48_000, channels=1,
+)
+
+
+def synthetic_devices() -> list[AudioDevice]:
+    """A device lister for AudioManager(lister=...): only :data:`SYNTHETIC_MIC`."""
+    return [SYNTHETIC_MIC]
 
 
 class SyntheticCapture:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from meetcap.audio import linux_pulse
+from meetcap.audio.events import AudioEventKind
 from meetcap.audio.manager import AudioManager, CaptureSettings
 from meetcap.constants import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
 from tests.audio.helpers import FrameCollector, best_lag, ncc, place, rms_db, to_16k
@@ -27,12 +28,12 @@ WARM_UP_S = 1.5
 
 
 @contextmanager
-def capturing(settings: CaptureSettings, *, vad: bool = False):
+def capturing(settings: CaptureSettings):
     """A manager with one collecting subscriber; stopped (all frames delivered) on exit."""
     manager = AudioManager(settings)
     collector = FrameCollector()
     manager.add_event_listener(collector.on_event)
-    subscription = manager.subscribe(collector, vad=vad, name="test")
+    subscription = manager.subscribe(collector, name="test")
     try:
         yield manager, collector
     finally:
@@ -141,9 +142,10 @@ def test_unplugging_one_device_reports_it_lost_the_other_keeps_flowing_and_it_co
         speaker_player.wait()
         unplugged_at = time.time()
         pulse.unload_sink(SPEAKER_SINK)
-        assert collector.wait_for(lambda: collector.first_event("device_lost", "system"), 5), \
-            collector.events
-        lost_at = collector.first_event("device_lost", "system")[0]
+        assert collector.wait_for(
+            lambda: collector.first_event(AudioEventKind.DEVICE_LOST, "system"), 5
+        ), collector.events
+        lost_at = collector.first_event(AudioEventKind.DEVICE_LOST, "system")[0]
         print(f"device loss reported {lost_at - unplugged_at:.2f} s after the unplug")
         # PulseAudio moves a removed source's stream to the default source ~1.5 s later:
         # by then the stream must be closed, or the mic would leak into "system".
@@ -158,8 +160,9 @@ def test_unplugging_one_device_reports_it_lost_the_other_keeps_flowing_and_it_co
         assert len(after) >= 10 * FRAME_SAMPLES and rms_db(after) > -30
         # The device comes back: its capture resumes without stopping the session.
         pulse.reload_sink(SPEAKER_SINK)
-        assert collector.wait_for(lambda: collector.first_event("device_restored", "system"), 8), \
-            collector.events
+        assert collector.wait_for(
+            lambda: collector.first_event(AudioEventKind.DEVICE_RESTORED, "system"), 8
+        ), collector.events
         pulse.play(tone.path, SPEAKER_SINK)
         assert collector.wait_for(lambda: manager.levels()["system"].rms_dbfs > -30, 5), \
             ("audio flows from the restored device", manager.levels(), collector.events)
@@ -179,8 +182,9 @@ def test_switching_to_a_device_plugged_in_mid_session_captures_it(pulse, tmp_pat
         headset = f"meetcap_usb_headset_{secrets.token_hex(4)}"
         pulse.load_sink(headset)
         manager.set_device("system", f"pulse:{headset}.monitor")
-        assert collector.wait_for(lambda: collector.first_event("device_switched", "system"), 5), \
-            collector.events
+        assert collector.wait_for(
+            lambda: collector.first_event(AudioEventKind.DEVICE_SWITCHED, "system"), 5
+        ), collector.events
         assert os.environ[linux_pulse.DYNAMIC_ENV] == f"{headset}.monitor"
         pulse.play(tone.path, headset)
         assert collector.wait_for(lambda: manager.levels()["system"].rms_dbfs > -30, 5)
@@ -190,8 +194,8 @@ def test_switching_to_a_device_plugged_in_mid_session_captures_it(pulse, tmp_pat
 
 def test_vad_agrees_with_where_the_speech_is(pulse, speech_files):
     speech = speech_files["mic"]
-    settings = CaptureSettings(mic_device_id=MIC_ID)
-    with capturing(settings, vad=True) as (manager, collector):
+    settings = CaptureSettings(mic_device_id=MIC_ID, vad=True)
+    with capturing(settings) as (manager, collector):
         time.sleep(WARM_UP_S)
         played_at = play_and_wait(pulse, [(speech, MIC_SINK)], settle_s=1.0)
         start_time = manager.session_start_time

@@ -2,8 +2,9 @@
 
 These tests drive the manager with a synthetic capture (a sine generated on the
 worker's clock) in place of PortAudio, because they open and close capture hundreds of
-times; the real devices are covered in test_capture_pulseaudio.py. Device listing stays
-real (PulseAudio), so the manager's own code path is the one the app uses.
+times, on a fixed device list (the manager's ``lister``): they need no sound server.
+Everything above the capture and the listing is the manager's own code path, the one
+the app uses; the real devices are covered in test_capture_pulseaudio.py.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import threading
 import time
 
 from meetcap.audio.manager import AudioManager, CaptureSettings
-from tests.audio.helpers import SyntheticCapture
-from tests.support.pulse import MIC_ID
+from tests.audio.helpers import SYNTHETIC_MIC, SyntheticCapture, synthetic_devices
 
 
-def test_racing_subscribers_never_lose_the_audio_of_a_live_subscriber_synthetic_capture(pulse):
-    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), capture_factory=SyntheticCapture)
+def synthetic_manager() -> AudioManager:
+    return AudioManager(CaptureSettings(mic_device_id=SYNTHETIC_MIC.id),
+                        capture_factory=SyntheticCapture, lister=synthetic_devices)
+
+
+def test_racing_subscribers_never_lose_the_audio_of_a_live_subscriber_synthetic_capture():
+    manager = synthetic_manager()
     SyntheticCapture.most_open = SyntheticCapture.opened = 0
     # One long-lived consumer (the "ambient session") must receive frames throughout,
     # while other consumers (the "badge") start and stop as fast as they can, from
@@ -82,8 +87,8 @@ def test_racing_subscribers_never_lose_the_audio_of_a_live_subscriber_synthetic_
     assert long_lived and all(len(r) >= 2 for r in long_lived), [len(r) for r in long_lived]
 
 
-def test_a_slow_listener_does_not_stall_the_others_synthetic_capture(pulse):
-    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), capture_factory=SyntheticCapture)
+def test_a_slow_listener_does_not_stall_the_others_synthetic_capture():
+    manager = synthetic_manager()
     fast: list[int] = []
     slow: list[int] = []
     sub_fast = manager.subscribe(lambda f: fast.append(f.seq), name="fast")
@@ -98,8 +103,8 @@ def test_a_slow_listener_does_not_stall_the_others_synthetic_capture(pulse):
     assert slow == list(range(len(slow))) and len(slow) >= fast_during, "nothing dropped"
 
 
-def test_a_listener_can_unsubscribe_itself_and_capture_stops_synthetic_capture(pulse):
-    manager = AudioManager(CaptureSettings(mic_device_id=MIC_ID), capture_factory=SyntheticCapture)
+def test_a_listener_can_unsubscribe_itself_and_capture_stops_synthetic_capture():
+    manager = synthetic_manager()
     received: list[int] = []
     done = threading.Event()
     holder: dict[str, object] = {}

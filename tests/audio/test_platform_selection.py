@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from meetcap.audio import macos, windows_wasapi
-from meetcap.audio.capture import STALL_S, STARTUP_GRACE_S, make_capture
+from meetcap.audio.base import STALL_S, STARTUP_GRACE_S
+from meetcap.audio.capture import make_capture
 from meetcap.audio.devices import default_device, find_device, loopback_guidance
 from meetcap.errors import DeviceError
 
