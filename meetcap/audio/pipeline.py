@@ -33,10 +33,7 @@ from meetcap.errors import DeviceError, MeetcapError, ModelError
 from meetcap.frames import Frame
 from meetcap.levels import Health, SourceLevels
 
-__all__ = [
-    "EVENT_DEVICE_LOST", "EVENT_DEVICE_RESTORED", "EVENT_DEVICE_SWITCHED", "EVENT_ERROR",
-    "EVENT_HEALTH", "SOURCE_VAD", "AudioEvent", "CaptureWorker", "stopped_levels",
-]
+__all__ = ["CaptureWorker", "stopped_levels"]
 
 # The chain works in whole 100 ms frames and the levels change once per frame, so a
 # faster tick buys nothing; 20 ms ticks cost ~0.7 % of a core more (bench/app_cpu.py).
@@ -44,16 +41,6 @@ __all__ = [
 TICK_S = 0.05
 # A wanted device that is listed but failed to open is tried again this often.
 REOPEN_EVERY_S = 2.0
-
-# The old names of the event kinds, for callers not yet on AudioEventKind
-# (meetcap.audio.events is the home of the event vocabulary; these go when the GUI and
-# the CLI import from there).
-EVENT_HEALTH = AudioEventKind.HEALTH
-EVENT_DEVICE_LOST = AudioEventKind.DEVICE_LOST
-EVENT_DEVICE_RESTORED = AudioEventKind.DEVICE_RESTORED
-EVENT_DEVICE_SWITCHED = AudioEventKind.DEVICE_SWITCHED
-EVENT_ERROR = AudioEventKind.ERROR
-
 
 def stopped_levels() -> dict[str, SourceLevels]:
     """Levels before capture starts: every source STOPPED."""
