@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from meetcap.audio.base import AudioDevice, Capture
 from meetcap.audio.capture import make_capture
@@ -48,6 +49,7 @@ EVENT_QUEUE_SIZE = 1000
 # While a subscriber's queue overflows, repeat the error this often (with the count).
 OVERFLOW_REPORT_EVERY_S = 10.0
 _END = object()
+T = TypeVar("T")
 
 
 @dataclass
@@ -69,16 +71,16 @@ class CaptureSettings:
         return {"mic": self.mic_device_id, "system": self.system_device_id}
 
 
-class _Dispatcher:
-    """One thread that runs callbacks in order from a bounded queue."""
+class _Dispatcher(Generic[T]):
+    """One thread that runs callbacks in order from a bounded queue of ``T``."""
 
     def __init__(self, name: str, maxsize: int) -> None:
         self._name = name
-        self._queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self._queue: queue.Queue[T | object] = queue.Queue(maxsize=maxsize)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
-    def put(self, item: object) -> bool:
+    def put(self, item: T) -> bool:
         try:
             self._queue.put_nowait(item)
             return True
@@ -93,13 +95,13 @@ class _Dispatcher:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not _END:
-            self.handle(item)
+            self.handle(item)  # type: ignore[arg-type]  # anything but _END is a T
 
-    def handle(self, item: object) -> None:
+    def handle(self, item: T) -> None:
         raise NotImplementedError
 
 
-class Subscription(_Dispatcher):
+class Subscription(_Dispatcher[Frame]):
     """A consumer's handle: its listener runs on this subscription's own thread, in seq
     order. ``frames_delivered``/``frames_dropped`` count what it got and what could not
     be queued (always 0 unless it fell 10 minutes behind)."""
@@ -131,9 +133,9 @@ class Subscription(_Dispatcher):
                 "to it",
             ))
 
-    def handle(self, item: object) -> None:
+    def handle(self, item: Frame) -> None:
         try:
-            self.listener(item)  # type: ignore[arg-type]
+            self.listener(item)
             self.frames_delivered += 1
         except Exception as exc:  # noqa: BLE001 - one consumer's bug is reported, not fatal
             log.exception("frame listener %s failed", self.name)
@@ -141,15 +143,15 @@ class Subscription(_Dispatcher):
                                       exception=exc))
 
 
-class _EventDispatcher(_Dispatcher):
+class _EventDispatcher(_Dispatcher[AudioEvent]):
     def __init__(self, listeners: list[Callable[[AudioEvent], None]]) -> None:
         self._listeners = listeners
         super().__init__("meetcap-audio-events", EVENT_QUEUE_SIZE)
 
-    def handle(self, item: object) -> None:
+    def handle(self, item: AudioEvent) -> None:
         for callback in list(self._listeners):
             try:
-                callback(item)  # type: ignore[arg-type]
+                callback(item)
             except Exception:  # noqa: BLE001 - one listener's bug must not silence the others
                 log.exception("audio event listener failed")
 

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from meetcap.audio.devices import default_device, find_device, list_devices
+from meetcap.audio.devices import DeviceKind, default_device, find_device, list_devices
 from meetcap.audio.events import AudioEvent, AudioEventKind
 from meetcap.audio.manager import CaptureSettings
 from meetcap.client.status import FinishResult
@@ -74,12 +74,12 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
         raise ConfigError(f"--seconds must be more than 0, got {args.seconds:g}")
     devices = list_devices()
 
-    def pick(explicit: str | None, skip: bool, kind: str) -> str | None:
+    def pick(explicit: str | None, skip: bool, kind: DeviceKind) -> str | None:
         if skip:
             return None
         if explicit:
             return find_device(explicit, devices).id
-        device = default_device(kind, devices)  # type: ignore[arg-type]
+        device = default_device(kind, devices)
         return device.id if device else None
 
     capture = CaptureSettings(

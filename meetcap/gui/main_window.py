@@ -12,7 +12,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QMainWindow, QMessageBox, QVBoxLayout, QWidget
 
 from meetcap import paths
-from meetcap.audio.devices import AudioDevice, default_device
+from meetcap.audio.devices import AudioDevice, DeviceKind, default_device
 from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
 from meetcap.client.config import BUILTIN_DESTINATION, destination_key
 from meetcap.client.pending import PendingRecording
@@ -254,9 +254,11 @@ class MainWindow(QMainWindow):
         for strip in self.strips.values():
             strip.set_devices(devices)
         # A source nobody has chosen for yet gets the system's default device.
-        for source, kind in ((SOURCE_MIC, "mic"), (SOURCE_SYSTEM, "loopback")):
+        defaults: tuple[tuple[str, DeviceKind], ...] = ((SOURCE_MIC, "mic"),
+                                                        (SOURCE_SYSTEM, "loopback"))
+        for source, kind in defaults:
             if self.settings.device_id(source) is None:
-                device = default_device(kind, list(devices))  # type: ignore[arg-type]
+                device = default_device(kind, list(devices))
                 if device is not None:
                     self.strips[source].picker.set_current_id(device.id)
                     self.controller.set_device(source, device.id)
@@ -387,12 +389,14 @@ class MainWindow(QMainWindow):
         if self.isMaximized() or self.isFullScreen():
             return
         central = self.centralWidget()
+        content = central.layout() if central is not None else None
+        if central is None or content is None:
+            return  # not laid out yet
         # Let both layouts forget the old banner (the window's own layout holds the
         # minimum size it forced), then ask for the height at this width.
-        for layout in (central.layout(), self.layout()):
+        for layout in (content, self.layout()):
             if layout is not None:
                 layout.activate()
-        content = central.layout()
         needed = (content.totalHeightForWidth(central.width()) if content.hasHeightForWidth()
                   else content.totalSizeHint().height())
         needed = max(needed + self.height() - central.height(), self.minimumSizeHint().height())
