@@ -30,6 +30,22 @@ class Health(str, enum.Enum):
     def is_problem(self) -> bool:
         return self not in (Health.OK, Health.STOPPED)
 
+    @property
+    def words(self) -> str:
+        """What this state means, for a person (after the source's name)."""
+        return _HEALTH_WORDS[self]
+
+
+_HEALTH_WORDS = {
+    Health.LOST: "was unplugged or removed",
+    Health.MUTED: "sends only digital silence: muted at the device or in the system?",
+    Health.SILENT: "has been too quiet to hear for a while",
+    Health.CLIPPING: "is clipping: lower its gain or input volume",
+    Health.OVERRUN: "is dropping audio: the computer is too busy to keep up",
+    Health.OK: "is fine",
+    Health.STOPPED: "is not capturing",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class SourceLevels:

@@ -284,7 +284,7 @@ class CaptureWorker:
         for name, levels in self._levels.items():
             if self._last_health.get(name) is not levels.health:
                 self._last_health[name] = levels.health
-                self._emit(AudioEventKind.HEALTH, name, levels.health.value, levels.health)
+                self._emit(AudioEventKind.HEALTH, name, levels.health.words, levels.health)
 
     def _publish(self, frames: list[Frame]) -> None:
         if frames:

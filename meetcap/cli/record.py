@@ -16,7 +16,7 @@ from meetcap.audio.devices import DeviceKind, default_device, find_device, list_
 from meetcap.audio.events import AudioEvent, AudioEventKind
 from meetcap.audio.manager import CaptureSettings
 from meetcap.client.status import FinishResult
-from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
+from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND, SOURCE_MIX
 from meetcap.errors import ConfigError
 from meetcap.levels import SourceLevels
 from meetcap.session import Recorder, RecorderListener, SessionSettings
@@ -117,9 +117,13 @@ class _Printer(RecorderListener):
     """Warnings and problems go to stderr on their own line (levels are on stdout)."""
 
     def on_audio_event(self, event: AudioEvent) -> None:
-        if event.kind is AudioEventKind.HEALTH and not (event.health and event.health.is_problem):
-            return
-        who = f"{event.source}: " if event.source else ""
+        if event.kind is AudioEventKind.HEALTH and (
+                event.source == SOURCE_MIX or not (event.health and event.health.is_problem)):
+            return  # the mix only echoes its sources' problems
+        if event.kind is AudioEventKind.HEALTH:  # "mic is clipping: lower its gain..."
+            who = f"{event.source} "
+        else:
+            who = f"{event.source}: " if event.source else ""
         label = ("note" if event.kind in (AudioEventKind.DEVICE_RESTORED,
                                           AudioEventKind.DEVICE_SWITCHED) else "warning")
         _say(f"{label}: {who}{event.message}")

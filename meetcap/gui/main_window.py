@@ -55,7 +55,7 @@ def ask_stop_and_quit(parent: QWidget) -> bool:
         "Stop recording?",
         "A recording is running. Stop it and quit?\n\n"
         "Everything captured so far is kept: what the server has not confirmed yet "
-        "stays on this computer and is sent at the next start.",
+        "stays on this computer, and meetcap offers to deliver it when it starts.",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         QMessageBox.StandardButton.No,
     )

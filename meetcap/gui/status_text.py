@@ -158,7 +158,7 @@ def describe_stream(status: StreamStatus | None) -> StatusLine:
     if state == "closed":
         spooled = status.frames_spooled
         return StatusLine(
-            "info", f"Stopped: {spooled} frames wait in the spool for the next start"
+            "info", f"Stopped: {spooled} frames wait in the spool for this server"
             if spooled else "Stopped",
         )
     return StatusLine("info", str(state))
@@ -171,7 +171,8 @@ def stream_warnings(status: StreamStatus | None) -> list[Warning]:
     reason = status.reason or "the server refused the session"
     return [Warning(
         "stream:failed", "error", "The server refused the recording",
-        f"{reason}. The audio is kept on this computer and sent at the next start; "
+        f"{reason}. The audio is kept on this computer, and meetcap offers to deliver it "
+        "when it starts; "
         "fix the server address or token in Settings.",
     )]
 

@@ -223,7 +223,7 @@ def test_a_bad_token_is_shown_in_words_and_the_audio_is_kept(pulse, make_window,
         assert "token" in text.lower() and "Traceback" not in text
         qtbot.waitUntil(lambda: "The server refused the recording" in window.banner.text(),
                         timeout=1_000)
-        assert "sent at the next start" in window.banner.text()
+        assert "offers to deliver it" in window.banner.text()
         qtbot.waitUntil(lambda: controller.recorder.frames_recorded >= 10, timeout=10_000)
         result = stop(qtbot, window, controller)
         assert not result.ok and result.frames_left >= 10, "the audio stays in the spool"

@@ -344,3 +344,16 @@ def test_accepted_settings_dialog_is_saved(make_window, qtbot):
     stored = window.store.load()
     assert (stored.server_url, stored.token) == ("wss://meet.example.org/v1/stream", "tok-12345")
     assert window.connection.address.text() == "wss://meet.example.org/v1/stream"
+
+
+@pytest.mark.parametrize("health, title, advice", [
+    (Health.CLIPPING, "Microphone is clipping", "Lower its gain slider"),
+    (Health.OVERRUN, "Microphone is dropping audio", "Close busy programs"),
+    (Health.SILENT, "Microphone has been silent for 12 s", "Speak to test it"),
+])
+def test_clipping_dropouts_and_silence_raise_a_warning_that_says_what_to_do(health, title,
+                                                                             advice):
+    levels = SourceLevels("mic", health=health, problem_for_s=12.0)
+    (warning,) = source_warnings("mic", levels, user_muted=False, has_device=True)
+    assert warning.title == title and advice in warning.text
+    assert warning.severity == "warning"
