@@ -3,7 +3,8 @@ or a power cut is what was fsynced.
 
 Every state file is replaced atomically (write a temporary file, fsync it, rename it over
 the old one, fsync the directory) so a reader after any crash sees either the old or
-the new content, never half of one (POSIX rename(2) is atomic within a filesystem).
+the new content, never half of one (rename is atomic within a filesystem: rename(2) on
+POSIX, MoveFileEx on Windows). The system-specific calls are in :mod:`meetcap.oscalls`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (files created, renamed or removed in it) durable."""
-    if os.name != "posix":  # pragma: no cover - Windows cannot open a directory
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from meetcap.oscalls import datasync, fsync_dir, open_file
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -35,10 +27,10 @@ def write_all(fd: int, data: bytes) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` durably and atomically. Blocks: call it off the loop."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = open_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         write_all(fd, data)
-        os.fsync(fd)
+        datasync(fd)
     finally:
         os.close(fd)
     os.replace(tmp, path)

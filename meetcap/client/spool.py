@@ -6,7 +6,7 @@ of the app. Layout of the spool root (one directory per capture session)::
 
     <root>/<local id>/session.json           metadata, replaced atomically (tmp, fsync, rename)
     <root>/<local id>/seg-<first seq>.dat    600 records (1 minute of audio, 1.9 MB) each
-    <root>/<local id>/lock                   held (flock) by the process delivering it
+    <root>/<local id>/lock                   locked (oscalls) by the process delivering it
 
 A record is the protocol's binary audio message (meetcap.protocol.audio): 3,216 bytes
 carrying the sequence number and a CRC32, so a record torn by a crash or damaged on
@@ -32,15 +32,11 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from meetcap.durable import atomic_write_bytes, fsync_dir, write_all
-from meetcap.errors import ProtocolError, SpoolFullError, StorageError
+from meetcap import oscalls
+from meetcap.durable import atomic_write_bytes, write_all
+from meetcap.errors import ProtocolError, SpoolFullError, StorageError, UsageError
 from meetcap.frames import Frame
 from meetcap.protocol import AUDIO_MESSAGE_BYTES, decode_audio, encode_audio
-
-try:  # POSIX: an advisory lock per session directory, released by the kernel on a crash.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: no cross-process lock (documented gap)
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +208,7 @@ class SpoolSession:
         data = encode_audio(frame.seq, frame.pcm, frame.speech)
         with self._lock:
             if self._closed:
-                raise RuntimeError("the spool session is closed")
+                raise UsageError("the spool session is closed")
             if frame.seq != self._next_seq:
                 raise ValueError(
                     f"frames must be spooled in order without gaps: expected frame "
@@ -246,7 +242,7 @@ class SpoolSession:
             self._retired_fds.append(self._write_fd)
             self._write_fd = None
         path = self.dir / _segment_name(self._next_seq)
-        self._write_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._write_fd = oscalls.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         segment = _Segment(self._next_seq, 0, path)
         self._segments.append(segment)
         self._dir_dirty = True
@@ -265,11 +261,11 @@ class SpoolSession:
                 self._dirty = False
             try:
                 for fd in fds:
-                    os.fsync(fd)
+                    oscalls.datasync(fd)
                 if current is not None:
-                    os.fsync(current)
+                    oscalls.datasync(current)
                 if dir_dirty:
-                    fsync_dir(self.dir)
+                    oscalls.fsync_dir(self.dir)
             except OSError as exc:
                 raise StorageError(f"cannot flush the audio spool in {self.dir}: {exc}") from exc
             finally:
@@ -290,11 +286,11 @@ class SpoolSession:
             segment = self._find_segment(seq)
             fd = self._read_fds.get(segment.first_seq)
             if fd is None:
-                fd = os.open(segment.path, os.O_RDONLY)
+                fd = oscalls.open_file(segment.path, os.O_RDONLY)
                 self._read_fds[segment.first_seq] = fd
             count = min(max_frames, segment.end_seq - seq)
             offset = (seq - segment.first_seq) * RECORD_BYTES
-            blob = os.pread(fd, count * RECORD_BYTES, offset)
+            blob = oscalls.pread(fd, count * RECORD_BYTES, offset)
         if len(blob) != count * RECORD_BYTES:
             raise StorageError(f"spool segment {segment.path} is shorter than its records")
         return [blob[i : i + RECORD_BYTES] for i in range(0, len(blob), RECORD_BYTES)]
@@ -410,14 +406,17 @@ class SpoolSession:
                 meta = self._meta
             for fd in fds:
                 try:
-                    os.fsync(fd)
+                    oscalls.datasync(fd)
                 except OSError:
                     pass  # read-only fds on some systems; the data fds were synced above
                 os.close(fd)
             if keep and self.dir.exists():
                 self._write_meta(meta)
             if self._lock_fd is not None:
-                os.close(self._lock_fd)  # releases the flock
+                try:
+                    oscalls.unlock(self._lock_fd)
+                finally:
+                    os.close(self._lock_fd)
                 self._lock_fd = None
 
     # -- files
@@ -430,12 +429,12 @@ class SpoolSession:
 
     def _try_lock(self) -> bool:
         """Take this session's cross-process lock; False when another process holds it."""
-        if fcntl is None:  # pragma: no cover
-            return True
-        fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = oscalls.open_file(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = oscalls.lock_exclusive(fd)
         except OSError:
+            locked = False
+        if not locked:
             os.close(fd)
             return False
         self._lock_fd = fd
@@ -474,7 +473,7 @@ class SpoolSession:
                 with open(segment.path, "r+b") as fh:
                     fh.truncate(valid * RECORD_BYTES)
                     fh.flush()
-                    os.fsync(fh.fileno())
+                    oscalls.datasync(fh.fileno())
                 segment.count = valid
             if segment.count == 0:
                 segment.path.unlink()
@@ -649,7 +648,7 @@ class Spool:
             session = SpoolSession(directory, meta, self.budget)
             session._try_lock()
             session._write_meta(session._meta)
-            fsync_dir(self.root)
+            oscalls.fsync_dir(self.root)
         except OSError as exc:
             raise StorageError(f"cannot create a spool session in {self.root}: {exc}") from exc
         return session

@@ -11,12 +11,12 @@ import argparse
 import asyncio
 import gc
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from meetcap.errors import ConfigError, StorageError
+from meetcap.oscalls import on_shutdown_signals, raise_open_file_limit
 from meetcap.server.config import (
     TOKENS_ENV,
     FsyncMode,
@@ -142,22 +142,6 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def raise_open_file_limit() -> None:
-    """Each session holds a socket and two files: lift the soft descriptor limit to the
-    hard one (Linux desktops default to 1,024, about 340 sessions)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # keep the soft limit; the server still runs, with fewer sessions
-
-
 def tune_garbage_collector() -> None:
     """Fewer, larger young-generation collections for this dedicated process.
 
@@ -172,16 +156,17 @@ def tune_garbage_collector() -> None:
 
 
 async def run(config: ServerConfig) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    """Serve until SIGTERM or SIGINT (or Ctrl-Break on Windows), then shut down
+    gracefully."""
     from meetcap.server.app import serve
 
+    # Each session holds a socket and two files: Linux desktops allow 1,024 descriptors
+    # by default (about 340 sessions).
     raise_open_file_limit()
 
     server = await serve(config)
     tune_garbage_collector()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, server.request_shutdown)
+    on_shutdown_signals(asyncio.get_running_loop(), server.request_shutdown)
     print(f"{LISTENING_PREFIX}{server.url}", flush=True)
     await server.wait_closed()
 

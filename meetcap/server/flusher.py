@@ -16,7 +16,6 @@ with many sessions, but it also flushes other programs' writes to that filesyste
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meetcap.errors import ConfigError
+from meetcap.oscalls import syncfs_function
 
 if TYPE_CHECKING:
     from meetcap.server.storage import Batch, SessionWriter
@@ -35,17 +35,10 @@ _ROUND_TIMES_KEPT = 100_000  # a bound for when nobody reads the stats
 
 
 def _syncfs_function() -> Callable[[int], None]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    syncfs = getattr(libc, "syncfs", None)
+    syncfs = syncfs_function()
     if syncfs is None:
         raise ConfigError("fsync mode 'syncfs' needs Linux (syncfs(2)); use --fsync-mode file")
-
-    def call(fd: int) -> None:
-        if syncfs(fd) != 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, os.strerror(errno))
-
-    return call
+    return syncfs
 
 
 def _sync_chunk(batches: list[Batch]) -> list[BaseException | None]:

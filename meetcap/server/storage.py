@@ -8,18 +8,18 @@ Files of session ``<id>`` in the data directory:
 * ``<id>.json`` - the sidecar (sidecar.py).
 
 One :class:`SessionWriter` at a time owns a session's files: it holds an exclusive
-``flock`` on the WAV for as long as it is attached, so two server instances sharing the
-data directory (Redis mode) can never interleave writes, and a killed instance lets go
-at once (the kernel drops its locks). **The file is the truth for what is stored**: at
-every attach the writer cuts a torn last frame and reports the whole frames as stored;
-frames are acknowledged only after the round that wrote them was fsynced, so the file
-always holds at least every frame ever acknowledged.
+lock on the WAV (:func:`meetcap.oscalls.lock_exclusive`) for as long as it is attached,
+so two server instances sharing the data directory (Redis mode) can never interleave
+writes, and a killed instance lets go at once (the kernel drops its locks). **The file
+is the truth for what is stored**: at every attach the writer cuts a torn last frame
+and reports the whole frames as stored; frames are acknowledged only after the round
+that wrote them was fsynced, so the file always holds at least every frame ever
+acknowledged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import hashlib
 import logging
 import os
@@ -30,8 +30,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meetcap.constants import FRAME_BYTES
-from meetcap.durable import fsync_dir
-from meetcap.errors import StorageError
+from meetcap.errors import FatalError, RetryableError, StorageError, UsageError
+from meetcap.oscalls import (
+    datasync,
+    fsync_dir,
+    lock_exclusive,
+    open_file,
+    pread,
+    pwrite_all,
+    unlock,
+)
 from meetcap.server import wavfile
 from meetcap.server.sidecar import SessionMeta, write_sidecar
 
@@ -50,19 +58,22 @@ _LOCK_POLL_S = 0.05
 _HASH_CHUNK_BYTES = 1 << 20
 
 
-class SessionFull(Exception):
-    """The session reached the most frames one WAV file can hold (about 37 hours)."""
+class SessionFull(FatalError):
+    """The session reached the most frames one WAV file can hold (about 37 hours): a new
+    session must be started."""
 
 
-class SessionLocked(Exception):
-    """Another writer (another server instance) still holds the session's files."""
+class SessionLocked(RetryableError):
+    """Another writer (another server instance) still holds the session's files; it lets
+    go when its connection ends."""
 
 
-class SessionSuperseded(Exception):
-    """While waiting for the files, a newer connection took the session over."""
+class SessionSuperseded(FatalError):
+    """While waiting for the files, a newer connection took the session over: this one
+    has nothing more to do."""
 
 
-class AudioFileMissing(Exception):
+class AudioFileMissing(FatalError):
     """A session known to the state store has no audio file in this data directory."""
 
 
@@ -89,13 +100,6 @@ class Finalised:
     sha256: str
     wav_path: Path
     sidecar_path: Path
-
-
-def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
 
 
 @dataclass(eq=False)
@@ -158,7 +162,7 @@ class SessionWriter:
         if self.failed is not None:
             raise self.failed
         if self.closed:
-            raise RuntimeError("append() on a closed session writer")
+            raise UsageError("append() on a closed session writer")
         if self.received_frames >= wavfile.MAX_FRAMES:
             raise SessionFull(
                 f"session {self.meta.session_id} reached {wavfile.MAX_FRAMES} frames, the most "
@@ -242,7 +246,7 @@ class SessionWriter:
         WAV; reopening recomputes it) and the newest flags may read as "no speech".
         """
         batch.data = batch.pcm[0] if len(batch.pcm) == 1 else b"".join(batch.pcm)
-        _pwrite_all(self.wav_fd, batch.data, wavfile.pcm_offset(batch.first_seq))
+        pwrite_all(self.wav_fd, batch.data, wavfile.pcm_offset(batch.first_seq))
         self._unwritten_flags += batch.flags
         now = time.monotonic()
         if now - self._meta_written_at >= _META_INTERVAL_S:
@@ -252,7 +256,7 @@ class SessionWriter:
     def _write_meta(self, frames: int) -> None:
         """Write the pending speech flags and the header for ``frames`` frames."""
         if self._unwritten_flags:
-            os.pwrite(self.speech_fd, bytes(self._unwritten_flags), self._flags_written)
+            pwrite_all(self.speech_fd, bytes(self._unwritten_flags), self._flags_written)
             self._flags_written += len(self._unwritten_flags)
             self._unwritten_flags.clear()
         wavfile.write_sizes(self.wav_fd, frames * FRAME_BYTES)
@@ -260,15 +264,15 @@ class SessionWriter:
     def sync(self) -> None:
         """Make the written audio durable (fdatasync); the speech flags at most once a
         second (see _SPEECH_SYNC_INTERVAL_S). Blocks: runs on a flusher thread."""
-        os.fdatasync(self.wav_fd)
+        datasync(self.wav_fd)
         now = time.monotonic()
         if now - self._speech_synced_at >= _SPEECH_SYNC_INTERVAL_S:
-            os.fdatasync(self.speech_fd)
+            datasync(self.speech_fd)
             self._speech_synced_at = now
 
     def read_flags(self, frames: int) -> bytes:
         """The speech flags of frames 0..frames-1 (call after _write_meta)."""
-        flags = os.pread(self.speech_fd, frames, 0)
+        flags = pread(self.speech_fd, frames, 0)
         return flags + bytes(frames - len(flags))
 
     def _release(self) -> None:
@@ -276,8 +280,8 @@ class SessionWriter:
             # A finished session's sidecar was written by finalise_sync: keep it.
             if self.failed is None and self.finalised is None:
                 self._write_meta(self.durable_frames)
-                os.fdatasync(self.wav_fd)
-                os.fdatasync(self.speech_fd)
+                datasync(self.wav_fd)
+                datasync(self.speech_fd)
                 paths = self.storage.paths(self.meta.session_id)
                 write_sidecar(
                     paths.sidecar, self.meta, paths.wav.name, self.read_flags(self.durable_frames)
@@ -286,22 +290,35 @@ class SessionWriter:
             log.warning("session %s: sidecar not updated: %s", self.meta.session_id, exc)
         finally:
             os.close(self.speech_fd)
-            os.close(self.wav_fd)  # closing the descriptor releases the flock
+            try:
+                unlock(self.wav_fd)
+            finally:
+                os.close(self.wav_fd)
 
     def finalise_sync(self) -> Finalised:
-        """Hash the stored PCM and mark the sidecar finished. Blocks: run in a thread."""
+        """Hash the stored PCM and mark the sidecar finished. Blocks: run in a thread.
+        Raises StorageError when the files cannot be read or written."""
+        try:
+            return self._finalise()
+        except OSError as exc:
+            raise StorageError(
+                f"the files of session {self.meta.session_id} cannot be read or written: "
+                f"{exc.strerror or exc}"
+            ) from exc
+
+    def _finalise(self) -> Finalised:
         frames = self.durable_frames
         self._write_meta(frames)
-        os.fdatasync(self.wav_fd)
+        datasync(self.wav_fd)
         digest = hashlib.sha256()
         offset, end = wavfile.pcm_offset(0), wavfile.pcm_offset(frames)
         while offset < end:
-            chunk = os.pread(self.wav_fd, min(_HASH_CHUNK_BYTES, end - offset), offset)
+            chunk = pread(self.wav_fd, min(_HASH_CHUNK_BYTES, end - offset), offset)
             if not chunk:
                 raise StorageError(f"session {self.meta.session_id}: audio file is short")
             digest.update(chunk)
             offset += len(chunk)
-        os.fdatasync(self.speech_fd)
+        datasync(self.speech_fd)
         paths = self.storage.paths(self.meta.session_id)
         sha256 = digest.hexdigest()
         write_sidecar(
@@ -375,21 +392,19 @@ class Storage:
         paths = self.paths(meta.session_id)
         if not create and not paths.wav.exists():
             raise AudioFileMissing(str(paths.wav))
-        wav_fd = os.open(paths.wav, os.O_RDWR | os.O_CREAT, 0o640)
+        wav_fd = open_file(paths.wav, os.O_RDWR | os.O_CREAT, 0o640)
         try:
-            try:
-                fcntl.flock(wav_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SessionLocked(str(paths.wav)) from None
+            if not lock_exclusive(wav_fd):
+                raise SessionLocked(str(paths.wav))
             frames = self._reconcile(wav_fd)
-            speech_fd = os.open(paths.speech, os.O_RDWR | os.O_CREAT, 0o640)
+            speech_fd = open_file(paths.speech, os.O_RDWR | os.O_CREAT, 0o640)
         except BaseException:
             os.close(wav_fd)
             raise
         try:
             # Flags beyond the audio belong to frames never stored; missing ones read 0.
             os.ftruncate(speech_fd, frames)
-            os.fdatasync(speech_fd)
+            datasync(speech_fd)
             if create:
                 fsync_dir(self.data_dir)
                 write_sidecar(paths.sidecar, meta, paths.wav.name, b"")
@@ -406,11 +421,11 @@ class Storage:
         """Make the file exactly header + whole frames, with matching sizes; fsync it."""
         size = os.fstat(wav_fd).st_size
         if size < wavfile.HEADER_BYTES:
-            _pwrite_all(wav_fd, wavfile.header(0), 0)
+            pwrite_all(wav_fd, wavfile.header(0), 0)
         frames = wavfile.frames_in(size)
         os.ftruncate(wav_fd, wavfile.pcm_offset(frames))
         wavfile.write_sizes(wav_fd, frames * FRAME_BYTES)
-        os.fdatasync(wav_fd)
+        datasync(wav_fd)
         return frames
 
     def remove_speech_file(self, session_id: str) -> None:

@@ -8,10 +8,10 @@ and the server recomputes the sizes from the file length when it reopens the ses
 
 from __future__ import annotations
 
-import os
 import struct
 
 from meetcap.constants import FRAME_BYTES, SAMPLE_BYTES, SAMPLE_RATE_HZ
+from meetcap.oscalls import pwrite_all
 
 HEADER_BYTES = 44
 _CHANNELS = 1
@@ -33,7 +33,7 @@ def header(data_bytes: int) -> bytes:
 def write_sizes(fd: int, data_bytes: int) -> None:
     """Rewrite the header for ``data_bytes`` of audio in place (one 44-byte pwrite: the
     two size fields, and the constant fields between them unchanged)."""
-    os.pwrite(fd, header(data_bytes), 0)
+    pwrite_all(fd, header(data_bytes), 0)
 
 
 def frames_in(file_bytes: int) -> int:
