@@ -2,23 +2,35 @@
 
 Every error a user can meet says what happened and what to do next. The tree splits
 into errors worth retrying (the same call may work later) and fatal ones (retrying the
-same thing will fail the same way until a person changes something)::
+same thing will fail the same way until a person changes something). Every class in it
+is raised somewhere; the errors of one module live beside the code that raises them::
 
     MeetcapError
+    ├── UsageError                the caller used an API wrongly: a bug in the caller
+    ├── Refusal                   server/state/base.py: the state store refuses a create or
+    │                             resume; its close code says whether a retry can help
     ├── RetryableError            try again later: the cause may go away by itself
-    │   ├── ConnectionLost        the network or the server went away
-    │   ├── ServerBusy            the server refused for now (rate limit, too many sessions)
-    │   └── DeviceLost            an audio device vanished mid-capture (unplugged)
+    │   ├── SessionLocked         server/storage.py: another server instance still holds
+    │   │                         the session's files
+    │   └── PendingBusy           client/pending.py: another meetcap process holds a
+    │                             recording waiting in the spool
     └── FatalError                a person must change something first
         ├── ConfigError           a bad setting: URL, path, gain out of range
+        │   └── PendingNotFound   client/pending.py: no such recording waits in the spool
         ├── DeviceError           a device cannot be found or opened
         ├── ModelError            the VAD model cannot be loaded or run
         ├── SpoolFullError        the disk spool reached its cap: capture stops, loudly
         ├── StorageError          audio cannot be written (disk full, permissions)
-        ├── AuthError             a bad or missing token, or a forbidden session
-        └── ProtocolError         the peer broke the wire protocol (carries a close code)
+        ├── ProtocolError         the peer broke the wire protocol (carries a close code)
+        ├── SessionFull           server/storage.py: a session holds the most audio one WAV
+        │                         file can (about 37 hours)
+        ├── SessionSuperseded     server/storage.py: a newer connection took the session over
+        └── AudioFileMissing      server/storage.py: the state store knows a session this
+                                  data directory has no audio for
 
-Raise with ``raise ... from exc`` so the cause stays visible.
+Which close code the server answers each one with is one table,
+:data:`meetcap.server.refusals.CLOSE_CODES`. Raise with ``raise ... from exc`` so the
+cause stays visible.
 """
 
 from __future__ import annotations
@@ -29,8 +41,8 @@ class MeetcapError(Exception):
 
 
 class UsageError(MeetcapError):
-    """The caller used an API wrongly (a bug in the caller): never shown as a network
-    or device problem."""
+    """The caller used the API wrongly: a bug in the caller, never shown as a network or
+    device problem (for example ``submit()`` after ``finish()``)."""
 
 
 class RetryableError(MeetcapError):
@@ -39,18 +51,6 @@ class RetryableError(MeetcapError):
 
 class FatalError(MeetcapError):
     """Retrying will not help until a person changes something."""
-
-
-class ConnectionLost(RetryableError):
-    """The connection to the server dropped; the client reconnects and resumes."""
-
-
-class ServerBusy(RetryableError):
-    """The server refused for now (rate limit, session cap); try again after a while."""
-
-
-class DeviceLost(RetryableError):
-    """An audio device disappeared during capture (unplugged, module unloaded)."""
 
 
 class ConfigError(FatalError):
@@ -71,10 +71,6 @@ class SpoolFullError(FatalError):
 
 class StorageError(FatalError):
     """Audio cannot be stored (disk full, no permission)."""
-
-
-class AuthError(FatalError):
-    """A bad or missing token, or an attempt to use another user's session."""
 
 
 class ProtocolError(FatalError):

@@ -30,7 +30,7 @@ from meetcap.client.outcomes import Outcome
 from meetcap.client.spool import Spool, SpoolSession
 from meetcap.client.status import FinishResult, State, StreamStatus
 from meetcap.constants import FRAME_MS
-from meetcap.errors import StorageError
+from meetcap.errors import FatalError, StorageError, UsageError
 from meetcap.frames import Frame
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class Streamer:
         Raises :class:`~meetcap.errors.StorageError` when the spool cannot be created.
         """
         if self._thread is not None:
-            raise RuntimeError("Streamer.start() may be called only once")
+            raise UsageError("Streamer.start() may be called only once")
         destination = self.config.resolved_destination()
         self._spool = Spool.open(
             self.config.resolved_spool_dir(), self.config.spool_cap_bytes,
@@ -135,7 +135,7 @@ class Streamer:
             )
             self._syncer.start()
         if not self._ready.wait(_START_TIMEOUT_S):
-            raise RuntimeError("the streamer thread did not start")
+            raise FatalError(f"the streamer thread did not start within {_START_TIMEOUT_S:g} s")
 
     def submit(self, frame: Frame) -> None:
         """Hand one frame over for delivery; returns once it is in the spool.
@@ -148,7 +148,7 @@ class Streamer:
         """
         with self._submit_lock:
             if not self._accepting:
-                raise RuntimeError(
+                raise UsageError(
                     "this streamer takes no more frames (not started, or finish()/close() "
                     "was called)"
                 )
@@ -172,7 +172,7 @@ class Streamer:
         frames stay in the spool; they are delivered by the next :meth:`start`.
         """
         if self._thread is None:
-            raise RuntimeError("finish() needs a started streamer")
+            raise UsageError("finish() needs a started streamer")
         deadline = time.monotonic() + timeout_s
         with self._submit_lock:
             self._accepting = False

@@ -15,6 +15,7 @@ class CloseCode(enum.IntEnum):
 
     NORMAL = 1000  # session ended cleanly after ``ended``
     GOING_AWAY = 1001  # the peer is going away (browser tab closed, client quit)
+    POLICY_VIOLATION = 1008  # no valid token, yet past the handshake (which answers 401)
     MESSAGE_TOO_BIG = 1009  # a message over the size limit (RFC 6455 7.4.1)
     INTERNAL_ERROR = 1011  # the server hit an unexpected condition
     SERVICE_RESTART = 1012  # the server restarts: reconnect after a random moment
@@ -36,6 +37,7 @@ class CloseCode(enum.IntEnum):
 
 # The short names carried in ``error.code`` messages, one per close code.
 ERROR_NAMES: dict[CloseCode, str] = {
+    CloseCode.POLICY_VIOLATION: "policy_violation",
     CloseCode.MESSAGE_TOO_BIG: "message_too_big",
     CloseCode.INTERNAL_ERROR: "internal_error",
     CloseCode.SERVICE_RESTART: "service_restart",

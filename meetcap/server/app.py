@@ -17,7 +17,7 @@ from websockets.asyncio.server import Server
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve as ws_serve
 
-from meetcap.protocol import MAX_MESSAGE_BYTES, STREAM_PATH
+from meetcap.protocol import MAX_MESSAGE_BYTES, STREAM_PATH, CloseCode
 from meetcap.server.auth import Authenticator, handshake_checker
 from meetcap.server.config import ServerConfig
 from meetcap.server.flusher import Flusher
@@ -159,7 +159,7 @@ class MeetcapServer:
         _limit_read_size(ws.transport)
         user = self.auth.user_for(ws.request.headers)
         if user is None:  # process_request already refused it; belt and braces
-            await ws.close(1008, "unauthorized")
+            await ws.close(CloseCode.POLICY_VIOLATION, "unauthorized")
             return
         handler = ConnectionHandler(self, ws, user)
         self.handlers.add(handler)
@@ -167,7 +167,7 @@ class MeetcapServer:
             await handler.run()
         except Exception:
             log.exception("connection of %s failed", user)
-            await ws.close(1011, "internal error")
+            await ws.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
             self.handlers.discard(handler)
 

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from meetcap.errors import UsageError
 from meetcap.server.app import MeetcapServer, serve
 from meetcap.server.config import ServerConfig
 
@@ -42,7 +43,7 @@ class EmbeddedServer:
     @property
     def server(self) -> MeetcapServer:
         if self._server is None:
-            raise RuntimeError("the embedded server is not running; call start() first")
+            raise UsageError("the embedded server is not running; call start() first")
         return self._server
 
     @property
@@ -60,7 +61,7 @@ class EmbeddedServer:
         OSError), or TimeoutError.
         """
         if self._thread is not None:
-            raise RuntimeError("EmbeddedServer.start() may be called only once")
+            raise UsageError("EmbeddedServer.start() may be called only once")
         self._thread = threading.Thread(target=self._run, name="meetcap-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout_s):

@@ -36,22 +36,16 @@ from meetcap.protocol import (
 from meetcap.protocol.codes import ERROR_NAMES
 from meetcap.protocol.connection import Event
 from meetcap.server.ratelimit import AudioClock, Pacer
+from meetcap.server.refusals import ANSWERED, Answer, answer_for
 from meetcap.server.sidecar import SessionMeta
 from meetcap.server.sink import SessionSummary, call_sink
 from meetcap.server.state import (
-    Refusal,
     SessionRecord,
     hash_token,
     new_session_id,
     new_token,
 )
-from meetcap.server.storage import (
-    AudioFileMissing,
-    SessionFull,
-    SessionLocked,
-    SessionSuperseded,
-    SessionWriter,
-)
+from meetcap.server.storage import SessionWriter
 
 if TYPE_CHECKING:
     from meetcap.server.app import MeetcapServer
@@ -87,7 +81,7 @@ class ConnectionHandler:
         self._acked_sent = -1
         self._token = ""  # the resume token the welcome carries
         self._slot_released = False
-        self._refusal: tuple[CloseCode, str, int | None] = (CloseCode.INTERNAL_ERROR, "", None)
+        self._refusal = Answer(CloseCode.INTERNAL_ERROR, "")
 
     @property
     def session_id(self) -> str | None:
@@ -151,7 +145,7 @@ class ConnectionHandler:
         assert writer is not None and clock is not None
         excess_ms = clock.excess_ms(frame.seq)
         if excess_ms > 0:
-            self._refusal = (
+            self._refusal = Answer(
                 CloseCode.RATE_LIMITED,
                 f"frame {frame.seq} ends {excess_ms} ms ahead of real time (audio may not run "
                 f"ahead of the wall clock by more than {self.config.realtime_slack_s:g} s)",
@@ -160,11 +154,8 @@ class ConnectionHandler:
             return False
         try:
             writer.append(frame.pcm, frame.speech)
-        except StorageError as exc:
-            self._refusal = (CloseCode.STORAGE_FAILED, str(exc), None)
-            return False
-        except SessionFull as exc:  # retrying cannot help: a fatal code
-            self._refusal = (CloseCode.BAD_MESSAGE, str(exc), None)
+        except ANSWERED as exc:  # the storage failed, or the session is full
+            self._refusal = answer_for(exc)
             return False
         return True
 
@@ -222,26 +213,8 @@ class ConnectionHandler:
             return False
         try:
             await self._attach_session(event.hello)
-        except Refusal as refusal:
-            await self._refuse(refusal.code, str(refusal), retry_after_ms=refusal.retry_after_ms)
-            return False
-        except SessionSuperseded:
-            await self._refuse(CloseCode.TAKEN_OVER, "a newer connection resumed this session")
-            return False
-        except SessionLocked:
-            await self._refuse(
-                CloseCode.INTERNAL_ERROR,
-                "another server instance still holds this session's files; retry shortly",
-            )
-            return False
-        except AudioFileMissing:
-            await self._refuse(
-                CloseCode.UNKNOWN_SESSION,
-                "this server has no audio for the session (another data directory?)",
-            )
-            return False
-        except StorageError as exc:
-            await self._refuse(CloseCode.STORAGE_FAILED, str(exc))
+        except ANSWERED as exc:
+            await self._refuse(*answer_for(exc))
             return False
         assert self.writer is not None and self.record is not None
         acked = self.writer.durable_frames - 1
@@ -307,7 +280,7 @@ class ConnectionHandler:
         while not self._closing:
             event = writer.changed()
             if writer.failed is not None:
-                await self._refuse(CloseCode.STORAGE_FAILED, str(writer.failed))
+                await self._refuse(*answer_for(writer.failed))
                 return
             seq = writer.durable_frames - 1
             if seq > self._acked_sent:
@@ -336,9 +309,10 @@ class ConnectionHandler:
         try:
             await writer.wait_durable(writer.received_frames)
             done = await asyncio.to_thread(writer.finalise_sync)
-        except (StorageError, OSError) as exc:
+        except ANSWERED as exc:
             if not self._taken_over:  # else take_over() already said so
-                await self._refuse(CloseCode.STORAGE_FAILED, f"cannot finish the session: {exc}")
+                code, message, retry_after_ms = answer_for(exc)
+                await self._refuse(code, f"cannot finish the session: {message}", retry_after_ms)
             return
         if not await self.server.store.mark_ended(record.session_id, record.epoch):
             await self._refuse(CloseCode.TAKEN_OVER, "a newer connection resumed this session")

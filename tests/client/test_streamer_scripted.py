@@ -10,7 +10,7 @@ import pytest
 
 from meetcap.client import Streamer
 from meetcap.client.spool import RECORD_BYTES
-from meetcap.errors import SpoolFullError
+from meetcap.errors import SpoolFullError, UsageError
 from tests.client.conftest import fast_config, wait_until
 from tests.client.frames import SubmitLog, synthetic_frames
 
@@ -130,7 +130,7 @@ def test_submit_after_finish_is_refused(scripted_server, tmp_path):
     streamer.start()
     streamer.submit(next(synthetic_frames(1)))
     assert streamer.finish(5).ok
-    with pytest.raises(RuntimeError, match="no more frames"):
+    with pytest.raises(UsageError, match="no more frames"):
         streamer.submit(next(synthetic_frames(1, start_seq=1)))
 
 

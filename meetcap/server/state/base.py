@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from meetcap.errors import MeetcapError
 from meetcap.protocol import CloseCode
 
 # How long a "too many connected sessions" refusal asks the client to wait.
@@ -49,8 +50,12 @@ class SessionRecord:
     started_at_s: float
 
 
-class Refusal(Exception):
-    """The store refuses a create or resume; the handler sends ``code`` to the client."""
+class Refusal(MeetcapError):
+    """The store refuses a create or resume; the handler sends ``code`` to the client.
+
+    Retryable or fatal by its code (a session cap lifts with time, a wrong token does
+    not), so it sits under MeetcapError itself: ``is_retryable(refusal.code)`` says which.
+    """
 
     def __init__(self, code: CloseCode, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
