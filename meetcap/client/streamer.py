@@ -358,8 +358,9 @@ class Streamer:
         if outcome is None:
             message = (
                 f"the server did not confirm every frame within {timeout_s:g} s: {left} frames "
-                f"({seconds:.1f} s of audio) stay in the spool at {session.dir} and are "
-                "delivered on the next start"
+                f"({seconds:.1f} s of audio) stay in the spool at {session.dir}: the next "
+                "recording to the same server and account delivers them, or `meetcap spool "
+                "deliver`"
             )
             last = link.snapshot().reason
             if last:
