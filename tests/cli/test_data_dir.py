@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
+from tests.support.net import closed_port_url
 from tests.support.pulse import MIC_ID
 
 
@@ -21,18 +21,12 @@ def meetcap(*args: str, env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=90, env=env)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_record_and_spool_share_the_data_dir_given(pulse, tmp_path):
     data = tmp_path / "data"
     home = tmp_path / "home"
     env = {**os.environ, "HOME": str(home), "XDG_DATA_HOME": str(home / "share")}
     env.pop("MEETCAP_DATA_DIR", None)
-    url = f"ws://127.0.0.1:{closed_port()}/v1/stream"
+    url = closed_port_url()
     run = meetcap("record", "--mic", MIC_ID, "--no-system", "--seconds", "1", "--url", url,
                   "--token", "some-token", "--finish-timeout", "2", "--data-dir", str(data),
                   env=env)

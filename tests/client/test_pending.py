@@ -4,7 +4,6 @@ account fingerprint, refusals kept in session.json, and re-binding to new creden
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -32,14 +31,8 @@ from tests.client.conftest import TOKEN as SCRIPTED_TOKEN
 from tests.client.conftest import fast_config, wait_until
 from tests.client.delivery import stored_pcm
 from tests.client.frames import synthetic_frames
+from tests.support.net import closed_port_url
 from tests.support.server_proc import OTHER_TOKEN, TOKEN
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"ws://127.0.0.1:{port}/v1/stream"
 
 
 def _leave_in_spool(config: StreamerConfig, frames: int, seed: int = 1) -> str:
@@ -76,7 +69,7 @@ def test_the_fingerprint_names_the_account_without_revealing_the_token():
 
 
 def test_session_json_records_destination_and_fingerprint_never_the_token(tmp_path):
-    config = fast_config(_closed_port_url(), tmp_path / "spool")
+    config = fast_config(closed_port_url(), tmp_path / "spool")
     local_id = _leave_in_spool(config, 3)
     text = (tmp_path / "spool" / local_id / META_NAME).read_text()
     meta = json.loads(text)
@@ -87,10 +80,10 @@ def test_session_json_records_destination_and_fingerprint_never_the_token(tmp_pa
 
 
 def test_an_explicit_destination_is_kept_and_records_no_account(tmp_path):
-    config = fast_config(_closed_port_url(), tmp_path, destination=BUILTIN_DESTINATION)
+    config = fast_config(closed_port_url(), tmp_path, destination=BUILTIN_DESTINATION)
     assert config.resolved_destination() == BUILTIN_DESTINATION and config.account() is None
     with pytest.raises(ConfigError, match="destination"):
-        fast_config(_closed_port_url(), tmp_path, destination="  ")
+        fast_config(closed_port_url(), tmp_path, destination="  ")
 
 
 def test_the_default_spool_root_is_the_data_roots_spool(monkeypatch, tmp_path):
@@ -106,7 +99,7 @@ def test_a_streamer_delivers_only_the_sessions_of_its_own_destination(
     scripted_server, tmp_path
 ):
     spool = tmp_path / "spool"
-    elsewhere = fast_config(_closed_port_url(), spool)  # server A, unreachable
+    elsewhere = fast_config(closed_port_url(), spool)  # server A, unreachable
     theirs = _leave_in_spool(elsewhere, 12)
     before = (spool / theirs / META_NAME).read_bytes()
     server_b = scripted_server()
@@ -133,7 +126,7 @@ def test_a_streamer_delivers_only_the_sessions_of_its_own_destination(
 
 def test_the_builtin_destination_survives_a_new_port_and_token(scripted_server, tmp_path):
     spool = tmp_path / "spool"
-    first_run = fast_config(_closed_port_url(), spool, token="run-1-token",
+    first_run = fast_config(closed_port_url(), spool, token="run-1-token",
                             destination=BUILTIN_DESTINATION)
     local_id = _leave_in_spool(first_run, 7)
     assert _meta(spool, local_id)["destination"] == BUILTIN_DESTINATION
@@ -152,7 +145,7 @@ def test_an_old_session_without_destination_is_listed_never_delivered_automatica
     spool = tmp_path / "spool"
     server = scripted_server()
     config = fast_config(server.url, spool)
-    local_id = _leave_in_spool(fast_config(_closed_port_url(), spool), 4)
+    local_id = _leave_in_spool(fast_config(closed_port_url(), spool), 4)
     # Rewrite session.json as meetcap wrote it before destinations existed (version 1).
     meta = _meta(spool, local_id)
     old = {k: meta[k] for k in ("local_id", "started_at", "session_id", "resume_token",
@@ -235,8 +228,8 @@ def test_another_users_token_is_refused_as_forbidden_and_the_owner_still_deliver
 
 def test_a_rebind_is_durable_before_anything_is_sent(scripted_server, tmp_path):
     spool = tmp_path / "spool"
-    local_id = _leave_in_spool(fast_config(_closed_port_url(), spool, token="old-token"), 5)
-    unreachable = _closed_port_url()
+    local_id = _leave_in_spool(fast_config(closed_port_url(), spool, token="old-token"), 5)
+    unreachable = closed_port_url()
     result = deliver(spool, local_id, url=unreachable, token="new-token", timeout_s=0.5,
                      streamer_options=dict(open_timeout_s=0.2))
     assert not result.ok and result.frames_left == 5
@@ -254,8 +247,8 @@ def test_a_rebind_is_durable_before_anything_is_sent(scripted_server, tmp_path):
 
 def test_discard_removes_one_recording_and_refuses_unknown_or_busy_ones(tmp_path):
     spool = tmp_path / "spool"
-    keep = _leave_in_spool(fast_config(_closed_port_url(), spool), 3)
-    drop = _leave_in_spool(fast_config(_closed_port_url(), spool), 3)
+    keep = _leave_in_spool(fast_config(closed_port_url(), spool), 3)
+    drop = _leave_in_spool(fast_config(closed_port_url(), spool), 3)
     with pytest.raises(PendingNotFound, match="meetcap spool list"):
         discard(spool, "no-such-id")
     with pytest.raises(PendingNotFound):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 
 import pytest
@@ -13,13 +12,7 @@ from meetcap.client.spool import RECORD_BYTES
 from meetcap.errors import SpoolFullError, UsageError
 from tests.client.conftest import fast_config, wait_until
 from tests.client.frames import SubmitLog, synthetic_frames
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"ws://127.0.0.1:{port}/v1/stream"
+from tests.support.net import closed_port_url
 
 
 def test_frames_stream_and_finish_verifies_the_servers_hash(scripted_server, tmp_path):
@@ -98,7 +91,7 @@ def test_a_connection_that_stops_acking_is_dropped_and_resumed(scripted_server, 
 
 
 def test_spool_cap_reached_raises_spool_full_from_submit(tmp_path):
-    config = fast_config(_closed_port_url(), tmp_path, spool_cap_bytes=20 * RECORD_BYTES)
+    config = fast_config(closed_port_url(), tmp_path, spool_cap_bytes=20 * RECORD_BYTES)
     streamer = Streamer(config)
     streamer.start()
     frames = list(synthetic_frames(21))
@@ -111,7 +104,7 @@ def test_spool_cap_reached_raises_spool_full_from_submit(tmp_path):
 
 
 def test_unreachable_server_reconnects_quickly_and_finish_reports_frames_left(tmp_path):
-    streamer = Streamer(fast_config(_closed_port_url(), tmp_path))
+    streamer = Streamer(fast_config(closed_port_url(), tmp_path))
     streamer.start()
     for frame in synthetic_frames(7):
         streamer.submit(frame)
