@@ -47,6 +47,13 @@ PCM_PREFIX = "meetcap_"
 DYNAMIC_PCM = "meetcap_dynamic"
 DYNAMIC_ENV = "MEETCAP_PULSE_SOURCE"
 PACTL_TIMEOUT_S = 5.0
+# PipeWire (WirePlumber) moves a stream whose source went away to another source at
+# once, with no gap in the blocks (measured here: another sink's monitor 0.09 s after
+# the unplug), so "system audio" would record another device until the watcher closes
+# it. With this property it ends the stream instead, and the capture is lost at once.
+# libpulse reads PULSE_PROP into every context the ALSA pulse plugin opens; PulseAudio
+# ignores the property (it moves such a stream to the default source ~1.4 s later).
+NO_MOVE_PROPERTY = "node.dont-reconnect=true"
 
 # Guards the ALSA config, PortAudio re-initialisation and every stream open/close: a
 # re-scan must never run while another thread is between "resolve the device" and
@@ -293,8 +300,12 @@ def _add_dynamic_env() -> None:
     first PCM of ours exists, so before any stream is open: every later open only
     *replaces* the value, which glibc does in place (no realloc of the environment), so a
     concurrent getenv() elsewhere stays safe. Not done on import: importing this module
-    changes nothing."""
+    changes nothing. The stream property (:data:`NO_MOVE_PROPERTY`) is added then too,
+    and never changed after."""
     os.environ.setdefault(DYNAMIC_ENV, "@DEFAULT_SOURCE@")
+    properties = os.environ.get("PULSE_PROP", "")
+    if NO_MOVE_PROPERTY not in properties:
+        os.environ["PULSE_PROP"] = f"{properties} {NO_MOVE_PROPERTY}".strip()
 
 
 def base_alsa_config() -> str:

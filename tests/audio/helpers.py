@@ -141,3 +141,29 @@ def ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 def rms_db(x: np.ndarray) -> float:
     return 20 * np.log10(float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12)
+
+
+def aligned_ncc(recorded: np.ndarray, voices: list[np.ndarray], lags: list[int], *,
+                window: int = SAMPLE_RATE_HZ, slack: int = SAMPLE_RATE_HZ // 100) -> float:
+    """How well the sum of ``voices`` (each placed at its lag) explains ``recorded``:
+    the NCC of each ``window`` (1 s), weighted by the recording's energy there, with
+    every voice free to sit up to ``slack`` samples (10 ms) off its lag in each window.
+
+    The mixer's drift compensation drops or repeats single samples (dsp/mixer.py), so
+    seconds into a recording a voice can sit a few samples off where it started, and
+    one NCC over the whole recording falls on shifts no one can hear.
+    """
+    padded = [np.pad(place(v, lag, len(recorded)), slack) for v, lag in zip(voices, lags,
+                                                                                 strict=True)]
+    total = weight = 0.0
+    for start in range(0, len(recorded) - window + 1, window):
+        part = recorded[start : start + window]
+        expected = np.zeros(window, np.float32)
+        for voice in padded:
+            around = voice[start : start + window + 2 * slack]
+            shift = int(np.argmax(np.correlate(around, part, "valid")))
+            expected += around[shift : shift + window]
+        energy = float(np.dot(part, part))
+        total += energy * ncc(part, expected)
+        weight += energy
+    return total / (weight + 1e-12)

@@ -18,6 +18,9 @@ from meetcap.audio.watcher import DeviceChange, DeviceWatcher
 from meetcap.errors import DeviceError
 from tests.support.pulse import MIC_ID, SYSTEM_ID
 
+# Every test that uses `pulse` runs against PulseAudio and against PipeWire.
+pytestmark = pytest.mark.sound_servers("pulseaudio", "pipewire")
+
 
 def meetcap(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -8,9 +8,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from tests.support.pulse import MIC_ID, MIC_SINK, SYSTEM_ID
+
+# Every test that uses `pulse` runs against PulseAudio and against PipeWire.
+pytestmark = pytest.mark.sound_servers("pulseaudio", "pipewire")
 
 
 def record(args: list[str]) -> subprocess.Popen:
