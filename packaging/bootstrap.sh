@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 
 mode="${1:-app}"
 shift || true
+if [ "$mode" != app ] && [ "$mode" != test ]; then
+  echo "usage: bash packaging/bootstrap.sh app|test [args...]" >&2
+  exit 2
+fi
 
 # What the app needs at run time: PortAudio, the ALSA->PulseAudio plugin that lets
 # PortAudio open any PulseAudio source (docs/architecture.md, "Devices"), pactl to list
@@ -19,10 +23,12 @@ app_packages=(libportaudio2 libasound2-plugins pulseaudio-utils python3-venv
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 libdbus-1-3
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0
   libxcb-randr0 libxcb-render-util0 libxcb-image0)
-# What the tests start or use: a real PulseAudio server with virtual devices, speech
+# What the tests start or use: real PulseAudio and PipeWire servers with virtual devices
+# (PipeWire with its PulseAudio server and WirePlumber, under dbus-run-session), speech
 # from espeak-ng, a real Redis, Xvfb for the window screenshot, and desktop-file-validate
 # for the desktop entry.
-test_packages=(pulseaudio espeak-ng sox redis-server xvfb desktop-file-utils)
+test_packages=(pulseaudio pipewire pipewire-pulse wireplumber dbus espeak-ng sox
+  redis-server xvfb desktop-file-utils)
 
 packages=("${app_packages[@]}")
 extras="."
@@ -32,8 +38,11 @@ if [ "$mode" = test ]; then
 fi
 
 missing=()
+# One dpkg-query for all of them ("installed <name>" lines; unknown names print nothing).
+installed=$'\n'"$(dpkg-query -W -f='${db:Status-Status} ${Package}\n' "${packages[@]}" \
+  2>/dev/null || true)"$'\n'
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  [[ "$installed" == *$'\n'"installed $p"$'\n'* ]] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "meetcap: installing system packages: ${missing[*]}"
@@ -46,8 +55,18 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e "$extras"
+# pip runs only when what it installs from changed since the last run that installed
+# these extras: pyproject.toml, this script, the checkout's place (the editable install
+# points at it). The test extras include the app's, so they satisfy both stamps.
+stamp_of() { echo ".venv/.bootstrap-$1"; }
+want="$(cat pyproject.toml packaging/bootstrap.sh | sha256sum | cut -d' ' -f1) $PWD"
+stamp="$(stamp_of "$mode")"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e "$extras"
+  echo "$want" > "$stamp"
+  [ "$mode" != test ] || echo "$want" > "$(stamp_of app)"
+fi
 
 case "$mode" in
   app)
@@ -56,9 +75,5 @@ case "$mode" in
   test)
     export QT_QPA_PLATFORM=offscreen
     exec .venv/bin/python -m pytest "$@"
-    ;;
-  *)
-    echo "usage: bash packaging/bootstrap.sh app|test [args...]" >&2
-    exit 2
     ;;
 esac
