@@ -6,11 +6,16 @@ retry or stop), :mod:`.link` (one session over successive connections), :mod:`.s
 (the thread the app talks to), :mod:`.status` (snapshots for the app).
 """
 
+from meetcap import redact
 from meetcap.client.backoff import Backoff, ConnectionSpan
 from meetcap.client.config import StreamerConfig, validate_url
 from meetcap.client.spool import Spool, SpoolSession
 from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.client.streamer import Streamer, deliver_pending
+
+# At debug level websockets logs the Authorization header and the resume tokens in
+# frames: blank them in whatever process streams (meetcap/redact.py).
+redact.install()
 
 __all__ = [
     "Backoff", "ConnectionSpan", "FinishResult", "Spool", "SpoolSession", "StreamStatus",

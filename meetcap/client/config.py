@@ -15,7 +15,7 @@ from meetcap.protocol import STREAM_PATH
 _URL_EXAMPLE = f"ws://localhost:8765{STREAM_PATH}"
 # A bearer token goes into an HTTP header: no whitespace or control characters, or a
 # pasted line break would split the request (header injection) instead of failing clearly.
-_TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{1,4096}$")
+_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{1,4096}")  # full-matched
 
 # The destination of the app's built-in server: its port and token change on every run,
 # but the sessions recorded for it belong to it.

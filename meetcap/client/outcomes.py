@@ -71,6 +71,7 @@ _CLOSE_REASONS: dict[int, str] = {
     CloseCode.TOO_MANY_SESSIONS: "the server has too many sessions open for this user",
     CloseCode.STORAGE_FAILED: "the server could not store audio (its disk may be full)",
     CloseCode.SESSION_ENDED: "session {session} was already ended on the server",
+    CloseCode.NOT_READING: "the server closed a connection this client stopped reading from",
 }
 
 

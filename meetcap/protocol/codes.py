@@ -33,6 +33,7 @@ class CloseCode(enum.IntEnum):
     TOO_MANY_SESSIONS = 4010  # the user's concurrent or per-minute session cap is reached
     STORAGE_FAILED = 4011  # the server could not store audio durably (disk full)
     SESSION_ENDED = 4012  # the session was already ended; it accepts no more audio
+    NOT_READING = 4013  # the client left too much of what the server sent unread
 
 
 # The short names carried in ``error.code`` messages, one per close code.
@@ -54,6 +55,7 @@ ERROR_NAMES: dict[CloseCode, str] = {
     CloseCode.TOO_MANY_SESSIONS: "too_many_sessions",
     CloseCode.STORAGE_FAILED: "storage_failed",
     CloseCode.SESSION_ENDED: "session_ended",
+    CloseCode.NOT_READING: "not_reading",
 }
 CODES_BY_NAME: dict[str, CloseCode] = {name: code for code, name in ERROR_NAMES.items()}
 
@@ -69,6 +71,7 @@ RETRYABLE_CLOSE_CODES = frozenset(
         CloseCode.RATE_LIMITED,
         CloseCode.TOO_MANY_SESSIONS,
         CloseCode.STORAGE_FAILED,
+        CloseCode.NOT_READING,  # a stalled reader: nothing acked is lost, resume from the ack
         1006,  # abnormal closure: the TCP connection dropped without a close frame
     }
 )

@@ -24,8 +24,12 @@ AUDIO_FORMAT = {
     "encoding": "s16le", "sample_rate": SAMPLE_RATE_HZ, "channels": 1, "frame_ms": FRAME_MS,
 }
 # Session ids and tokens are URL-safe text; the limits stop a peer from making us store junk.
-_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,128}$")
+# Always full-matched: "$" would also accept a value that ends in a newline.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+# JSON integers are unbounded; no field means more than a 64-bit sequence number can.
+_MAX_INT = 2**64 - 1
+_SHOWN_CHARS = 40  # how much of a bad value an error message quotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,49 +144,67 @@ def encode_message(message: Message) -> str:
     return json.dumps(body, separators=(",", ":"))
 
 
+def _shown(value: Any) -> str:
+    """A bad value as an error message quotes it: the start of its repr only (a server
+    message is at most MAX_TEXT_BYTES, and the peer's value may be most of that)."""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} chars)"
+
+
 def _check_int(name: str, value: Any, minimum: int) -> int:
     # bool is an int in Python; a JSON true is not a sequence number.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _bad(f"field {name!r} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _MAX_INT:
+        raise _bad(
+            f"field {name!r} must be an integer from {minimum} to 2**64-1, got {_shown(value)}"
+        )
     return value
 
 
-def _check_str(name: str, value: Any, pattern: re.Pattern[str] | None = None) -> str:
-    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-        raise _bad(f"field {name!r} is not a valid value: {value!r}")
+def _check_str(
+    name: str, value: Any, pattern: re.Pattern[str] | None = None, *, secret: bool = False
+) -> str:
+    """``value`` if it is a string (full-matching ``pattern``); a ``secret`` one is never
+    quoted back (a malformed resume token may still be most of a real one)."""
+    if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
+        shown = "" if secret else f": {_shown(value)}"
+        raise _bad(f"field {name!r} is not a valid value{shown}")
     return value
 
 
 def _validate(message: Message) -> None:
     """Field checks beyond JSON types: ranges, id and token shapes, the audio format."""
     if isinstance(message, Hello):
-        if message.version != PROTOCOL_VERSION:
+        # type(): a JSON true or 1.0 equals 1 in Python, but is not the integer 1.
+        if type(message.version) is not int or message.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 int(CloseCode.UNSUPPORTED_VERSION),
                 "unsupported_version",
-                f"protocol version {message.version!r} is not supported; this server speaks "
+                f"protocol version {_shown(message.version)} is not supported; this server speaks "
                 f"version {PROTOCOL_VERSION}",
             )
         if message.session_id is not None:
             _check_str("session_id", message.session_id, _ID_PATTERN)
-            _check_str("resume_token", message.resume_token, _TOKEN_PATTERN)
+            _check_str("resume_token", message.resume_token, _TOKEN_PATTERN, secret=True)
         elif message.resume_token is not None:
             raise _bad("a resume_token needs the session_id it belongs to")
         started_at = message.started_at
+        try:  # a JSON integer can be too large for a float (400 digits: OverflowError)
+            seconds = (
+                None if isinstance(started_at, bool) or not isinstance(started_at, (int, float))
+                else float(started_at)
+            )
+        except OverflowError:
+            seconds = None
         # json.loads accepts NaN and Infinity, which no clock reads.
-        if (
-            isinstance(started_at, bool)
-            or not isinstance(started_at, (int, float))
-            or not math.isfinite(started_at)
-            or started_at < 0
-        ):
+        if seconds is None or not math.isfinite(seconds) or seconds < 0:
             raise _bad("field 'started_at' must be a number >= 0 (seconds since the epoch)")
+        object.__setattr__(message, "started_at", seconds)  # a float from here on
         _check_str("client", message.client)
         if message.format != AUDIO_FORMAT:
-            raise _bad(f"audio format must be {AUDIO_FORMAT}, got {message.format!r}")
+            raise _bad(f"audio format must be {AUDIO_FORMAT}, got {_shown(message.format)}")
     elif isinstance(message, Welcome):
         _check_str("session_id", message.session_id, _ID_PATTERN)
-        _check_str("resume_token", message.resume_token, _TOKEN_PATTERN)
+        _check_str("resume_token", message.resume_token, _TOKEN_PATTERN, secret=True)
         _check_int("acked", message.acked, -1)
         _check_int("epoch", message.epoch, 0)
     elif isinstance(message, Ack):
@@ -221,7 +243,7 @@ def decode_message(text: str | bytes) -> Message:
     kind = body.pop("type", None)
     cls = _TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise _bad(f"unknown message type {kind!r}; expected one of {sorted(_TYPES)}")
+        raise _bad(f"unknown message type {_shown(kind)}; expected one of {sorted(_TYPES)}")
     # Fields this version does not know are ignored, so that a newer peer can add
     # optional fields without breaking an older one (docs/protocol.md, "Versioning").
     names = {f.name for f in fields(cls)}

@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator
 
 from websockets.asyncio.server import Server
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve as ws_serve
 
+from meetcap import redact
 from meetcap.protocol import MAX_MESSAGE_BYTES, STREAM_PATH, CloseCode
 from meetcap.server.auth import Authenticator, handshake_checker
 from meetcap.server.config import ServerConfig
 from meetcap.server.flusher import Flusher
 from meetcap.server.handler import ConnectionHandler
+from meetcap.server.keyedlocks import KeyedLocks
+from meetcap.server.sendlimit import BoundedConnection
 from meetcap.server.sink import LoggingSink, StoredBatch, call_sink
 from meetcap.server.sink import log as sink_log
 from meetcap.server.state import StateStore, open_store
@@ -96,7 +99,7 @@ class MeetcapServer:
         self.auth = Authenticator(config.tokens)
         self.handlers: set[ConnectionHandler] = set()
         self.attachments: dict[str, ConnectionHandler] = {}
-        self._attach_locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._attach_locks = KeyedLocks()
         self.closing = False
         self._ws_server: Server | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -114,6 +117,7 @@ class MeetcapServer:
         """Prepare storage and state, then listen. Raises ConfigError / StorageError / OSError."""
         if not self.config.tokens:
             log.warning("no tokens configured: every connection will be refused with 401")
+        redact.install()  # websockets logs headers and frames at debug level: no secrets
         await asyncio.to_thread(self.storage.prepare)
         await self.store.start()
         self.flusher.start()
@@ -131,6 +135,12 @@ class MeetcapServer:
             ping_interval=None,
             close_timeout=2.0,
             open_timeout=10.0,
+            # Our own sends wait while 32 KiB are unsent; a peer that makes us owe more
+            # than send_limit_bytes (a ping flood it never reads) is closed with 4013.
+            write_limit=32 * 1024,
+            create_connection=functools.partial(  # type: ignore[arg-type]
+                BoundedConnection, send_limit_bytes=self.config.send_limit_bytes
+            ),
         )
         self.port = self._ws_server.sockets[0].getsockname()[1]
         self._watch_task = asyncio.create_task(self._watch(), name="meetcap-watch")
@@ -139,20 +149,10 @@ class MeetcapServer:
             "Redis" if self.config.redis_url else "embedded", self.config.data_dir,
         )
 
-    @contextlib.asynccontextmanager
-    async def _attach_lock_cm(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._attach_locks[session_id]
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._attach_locks.pop(session_id, None)
-
     def attach_lock(self, session_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialises attaches of one session in this process (the store serialises them
         across processes), so the later epoch always registers last."""
-        return self._attach_lock_cm(session_id)
+        return self._attach_locks.hold(session_id)
 
     async def _handle(self, ws: WebSocket) -> None:
         assert ws.request is not None
@@ -162,6 +162,8 @@ class MeetcapServer:
             await ws.close(CloseCode.POLICY_VIOLATION, "unauthorized")
             return
         handler = ConnectionHandler(self, ws, user)
+        if isinstance(ws, BoundedConnection):
+            ws.describe = lambda: f"session {handler.session_id or '(none)'} of {user}"
         self.handlers.add(handler)
         try:
             await handler.run()

@@ -1,8 +1,9 @@
 """Who may open a stream: checked on the HTTP upgrade request, before the WebSocket opens.
 
 Refusals (docs/protocol.md, "Handshake"): 404 for another path, 503 while the server
-shuts down, 403 for a browser Origin outside the allowed list, 401 for a missing or
-unknown bearer token. Nothing about sessions is decided here; that needs the hello.
+shuts down, 400 for a repeated Authorization or Origin header, 403 for a browser Origin
+outside the allowed list, 401 for a missing or unknown bearer token. Nothing about
+sessions is decided here; that needs the hello.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from meetcap.protocol import STREAM_PATH
+
+# Headers this module reads that a request may carry once only (a repeated one made
+# websockets' Headers.get raise: HTTP 500 and a traceback, before any token check).
+_SINGLE_HEADERS = ("Authorization", "Origin")
 
 
 def _digest(token: str) -> bytes:
@@ -33,9 +38,12 @@ class Authenticator:
         self._users = {_digest(token): user for token, user in tokens.items()}
 
     def user_for(self, headers: Headers) -> str | None:
-        """The user whose token is in ``Authorization: Bearer <token>``, or None."""
-        value = headers.get("Authorization", "")
-        scheme, _, token = value.partition(" ")
+        """The user whose token is in ``Authorization: Bearer <token>``, or None (also
+        when the header is repeated: which one would be meant?)."""
+        values = headers.get_all("Authorization")
+        if len(values) != 1:
+            return None
+        scheme, _, token = values[0].partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
         return self._users.get(_digest(token.strip()))
@@ -60,6 +68,12 @@ def handshake_checker(
             )
             response.headers["Retry-After"] = "1"
             return response
+        repeated = [name for name in _SINGLE_HEADERS if len(request.headers.get_all(name)) > 1]
+        if repeated:
+            return connection.respond(
+                http.HTTPStatus.BAD_REQUEST,
+                f"the request has more than one {' and '.join(repeated)} header\n",
+            )
         origin = request.headers.get("Origin")
         # Desktop clients send no Origin; browsers always do, and only listed ones may connect.
         if allowed_origins and origin is not None and origin not in allowed_origins:

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from meetcap import redact
 from meetcap.errors import ConfigError, StorageError
 from meetcap.oscalls import on_shutdown_signals, raise_open_file_limit
 from meetcap.server.config import (
@@ -181,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.log_level != "debug":
         logging.getLogger("websockets").setLevel(logging.WARNING)
+    # Whatever logger a record comes from, no secret reaches stderr (meetcap/redact.py).
+    redact.install()
+    redact.install_on_handlers(logging.getLogger().handlers)
     try:
         config = config_from_args(args)
         asyncio.run(run(config))

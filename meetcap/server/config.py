@@ -7,8 +7,10 @@ an operator may tune is a field here with its unit in the name.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +22,13 @@ from meetcap.errors import ConfigError
 if TYPE_CHECKING:
     from meetcap.server.sink import Sink
 
+log = logging.getLogger(__name__)
+
 TOKENS_ENV = "MEETCAP_TOKENS"
 # User names end up in Redis keys, log lines and sidecar files: keep them plain.
-_USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}$")
-_TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{8,256}$")  # printable ASCII, no spaces
+# Both full-matched: "$" would also accept a value that ends in a newline.
+_USER_PATTERN = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+_TOKEN_PATTERN = re.compile(r"[\x21-\x7e]{8,256}")  # printable ASCII, no spaces
 FsyncMode = Literal["file", "syncfs"]
 
 
@@ -43,7 +48,7 @@ class ServerConfig:
     the same ``data_dir`` serve the same sessions (docs/protocol.md, "Deployment").
     """
 
-    tokens: Mapping[str, str] = field(default_factory=dict)
+    tokens: Mapping[str, str] = field(default_factory=dict, repr=False)  # secrets
     host: str = "127.0.0.1"
     port: int = 8765
     data_dir: Path = field(default_factory=default_data_dir)
@@ -72,6 +77,10 @@ class ServerConfig:
     takeover_wait_s: float = 5.0
     session_ttl_s: int = 7 * 24 * 3600  # Redis keeps idle session state this long
     max_pending_frames: int = 100  # received but not yet stored, per connection
+    # Bytes the server may hold unsent for one connection before it closes the peer with
+    # not_reading (4013). What it sends is small (acks of ~25 bytes, pongs): reaching
+    # this needs the kernel's socket buffers full too, a peer that stopped reading.
+    send_limit_bytes: int = 128 * 1024
     stats_interval_s: float = 0.0  # log a stats line this often (0: never)
     sink: Sink | None = None
     log_level: str = "info"
@@ -94,6 +103,7 @@ class ServerConfig:
             (self.idle_timeout_s > 0, "idle_timeout_s must be > 0"),
             (self.going_away_max_ms >= 0, "going_away_max_ms must be >= 0"),
             (self.max_pending_frames >= 1, "max_pending_frames must be >= 1"),
+            (self.send_limit_bytes >= 16 * 1024, "send_limit_bytes must be >= 16384"),
         ]
         for ok, message in checks:
             if not ok:
@@ -104,11 +114,11 @@ class ServerConfig:
 
 def check_token_pair(user: str, token: str, where: str) -> None:
     """Raise ConfigError unless ``user`` and ``token`` are usable (``where`` names the source)."""
-    if not _USER_PATTERN.match(user):
+    if not _USER_PATTERN.fullmatch(user):
         raise ConfigError(
             f"{where}: user name {user!r} must be 1-64 letters, digits or _ . @ + -"
         )
-    if not _TOKEN_PATTERN.match(token):
+    if not _TOKEN_PATTERN.fullmatch(token):
         raise ConfigError(
             f"{where}: the token of user {user!r} must be 8-256 printable characters without "
             "spaces (generate one with: "
@@ -124,13 +134,27 @@ def _add(tokens: dict[str, str], user: str, token: str, where: str) -> None:
 
 
 def parse_tokens_file(path: Path) -> dict[str, str]:
-    """Read ``<user> <token>`` lines (blank lines and ``#`` comments skipped): token -> user."""
+    """Read ``<user> <token>`` lines (blank lines and ``#`` comments skipped): token -> user.
+
+    Warns (one log line, as ssh does for a key) when other users may read the file.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
+        mode = os.stat(path).st_mode
     except OSError as exc:
         raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror or exc}") from exc
+    if os.name == "posix" and stat.S_ISREG(mode) and mode & 0o077:
+        log.warning(
+            "the tokens file %s is accessible by other users (mode %04o): anyone who can "
+            "read it can stream as any user in it; run: chmod 600 %s",
+            path, stat.S_IMODE(mode), path,
+        )
     tokens: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw_bytes in enumerate(data.splitlines(), 1):
+        try:
+            raw = raw_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path} line {number}: not UTF-8 text") from None
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -149,7 +173,8 @@ def parse_tokens_env(value: str) -> dict[str, str]:
     for item in filter(None, (part.strip() for part in value.split(","))):
         user, sep, token = item.partition(":")
         if not sep:
-            raise ConfigError(f"{TOKENS_ENV}: expected 'user:token' pairs, got {item!r}")
+            # Not quoted: an item without its user is most likely a bare token.
+            raise ConfigError(f"{TOKENS_ENV}: expected 'user:token' pairs, got an item without ':'")
         _add(tokens, user, token, TOKENS_ENV)
     return tokens
 

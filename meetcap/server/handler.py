@@ -314,7 +314,13 @@ class ConnectionHandler:
                 code, message, retry_after_ms = answer_for(exc)
                 await self._refuse(code, f"cannot finish the session: {message}", retry_after_ms)
             return
-        if not await self.server.store.mark_ended(record.session_id, record.epoch):
+        try:
+            marked = await self.server.store.mark_ended(record.session_id, record.epoch)
+        except ANSWERED as exc:  # the state could not be written: the client retries the end
+            code, message, retry_after_ms = answer_for(exc)
+            await self._refuse(code, f"cannot finish the session: {message}", retry_after_ms)
+            return
+        if not marked:
             await self._refuse(CloseCode.TAKEN_OVER, "a newer connection resumed this session")
             return
         self._ended = True

@@ -7,7 +7,7 @@ import pytest
 from meetcap.protocol import CloseCode, is_retryable, is_retryable_http
 from meetcap.protocol.codes import CODES_BY_NAME, ERROR_NAMES
 
-RETRY = {1001, 1006, 1011, 1012, 4002, 4003, 4009, 4010, 4011, None}
+RETRY = {1001, 1006, 1011, 1012, 4002, 4003, 4009, 4010, 4011, 4013, None}
 FATAL = {1000, 1009, 4000, 4001, 4004, 4005, 4006, 4007, 4008, 4012}
 
 

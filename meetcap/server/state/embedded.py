@@ -19,6 +19,7 @@ from typing import Any
 
 from meetcap.durable import atomic_write_json, read_json
 from meetcap.errors import StorageError
+from meetcap.server.keyedlocks import KeyedLocks
 from meetcap.server.state.base import (
     NEW_SESSION_WINDOW_S,
     SessionRecord,
@@ -42,8 +43,9 @@ class EmbeddedStore(StateStore):
         self.dir = Path(data_dir) / "state"
         self._max_connected = max_sessions_per_user
         self._per_minute = new_sessions_per_minute
+        # Cached while a session is attached (a refused request keeps nothing).
         self._records: dict[str, dict[str, Any]] = {}
-        self._locks: dict[str, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
+        self._locks = KeyedLocks()
         self._connected: dict[str, set[str]] = collections.defaultdict(set)
         self._created: dict[str, collections.deque[float]] = collections.defaultdict(
             collections.deque
@@ -61,13 +63,25 @@ class EmbeddedStore(StateStore):
     async def _load(self, session_id: str) -> dict[str, Any] | None:
         record = self._records.get(session_id)
         if record is None:
-            record = await asyncio.to_thread(read_json, self._path(session_id))
+            try:
+                record = await asyncio.to_thread(read_json, self._path(session_id))
+            except (OSError, ValueError) as exc:  # an unreadable disk, a damaged file
+                raise StorageError(
+                    f"cannot read the state of session {session_id}: {_reason(exc)}"
+                ) from exc
             if record is not None:
                 self._records[session_id] = record
         return record
 
     async def _save(self, session_id: str, record: dict[str, Any]) -> None:
-        await asyncio.to_thread(atomic_write_json, self._path(session_id), record)
+        """Write the record durably; StorageError (4011 to the client) if the disk is
+        full or read-only: the session is as it was, the client may retry."""
+        try:
+            await asyncio.to_thread(atomic_write_json, self._path(session_id), record)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot store the state of session {session_id}: {_reason(exc)}"
+            ) from exc
         self._records[session_id] = record
 
     def _check_connected(self, user: str, session_id: str) -> None:
@@ -99,7 +113,7 @@ class EmbeddedStore(StateStore):
             "created_at": now_s, "started_at": started_at_s, "ended": False,
         }
         try:
-            async with self._locks[session_id]:
+            async with self._locks.hold(session_id):
                 await self._save(session_id, record)
         except BaseException:
             self._connected[user].discard(session_id)
@@ -109,35 +123,43 @@ class EmbeddedStore(StateStore):
     async def resume(
         self, user: str, session_id: str, token_hash: str, new_token_hash: str, now_s: float
     ) -> SessionRecord:
-        async with self._locks[session_id]:
+        async with self._locks.hold(session_id):
             record = await self._load(session_id)
             if record is None:
                 raise refusal_for("unknown_session", session_id)
-            outcome, confirmed = check_resume(
-                owner=record["user"], user=user, confirmed=record["confirmed"],
-                issued=record["issued"], ended=record["ended"], token_hash=token_hash,
-            )
-            if outcome is not None:
-                raise refusal_for(outcome, session_id)
-            self._check_connected(user, session_id)
-            updated = dict(record, confirmed=confirmed, issued=new_token_hash)
-            updated["epoch"] = record["epoch"] + 1
-            await self._save(session_id, updated)
+            try:
+                outcome, confirmed = check_resume(
+                    owner=record["user"], user=user, confirmed=record["confirmed"],
+                    issued=record["issued"], ended=record["ended"], token_hash=token_hash,
+                )
+                if outcome is not None:
+                    raise refusal_for(outcome, session_id)
+                self._check_connected(user, session_id)
+                updated = dict(record, confirmed=confirmed, issued=new_token_hash)
+                updated["epoch"] = record["epoch"] + 1
+                await self._save(session_id, updated)
+            except BaseException:
+                self._forget_unless_attached(session_id, record)
+                raise
             self._connected[user].add(session_id)
             return self._as_record(session_id, updated)
+
+    def _forget_unless_attached(self, session_id: str, record: dict[str, Any]) -> None:
+        """A refused request caches nothing: drop the record unless a connection holds
+        the session (its slot is counted for the owner)."""
+        if session_id not in self._connected.get(record["user"], ()):
+            self._records.pop(session_id, None)
 
     async def release(self, user: str, session_id: str, epoch: int) -> None:
         record = self._records.get(session_id)
         if record is None or record["epoch"] == epoch:
             self._connected[user].discard(session_id)
             # Nobody is attached: forget the cached record (it reloads from disk).
-            lock = self._locks.get(session_id)
-            if lock is None or not lock.locked():
-                self._locks.pop(session_id, None)
+            if not self._locks.busy(session_id):
                 self._records.pop(session_id, None)
 
     async def mark_ended(self, session_id: str, epoch: int) -> bool:
-        async with self._locks[session_id]:
+        async with self._locks.hold(session_id):
             record = await self._load(session_id)
             if record is None or record["epoch"] != epoch:
                 return False
@@ -150,3 +172,7 @@ class EmbeddedStore(StateStore):
             record = self._records.get(session_id)
             result[session_id] = None if record is None else record["epoch"]
         return result
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

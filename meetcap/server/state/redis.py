@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from meetcap.errors import ConfigError
+from meetcap.redact import redact_text
 from meetcap.server.state.base import (
     NEW_SESSION_WINDOW_S,
     SessionRecord,
@@ -153,7 +154,9 @@ class RedisStore(StateStore):
                 url, decode_responses=True, max_connections=32, timeout=10
             )
         except ValueError as exc:
-            raise ConfigError(f"the Redis URL {url!r} is not valid: {exc}") from exc
+            raise ConfigError(
+                f"the Redis URL {redact_text(url)!r} is not valid: {redact_text(str(exc))}"
+            ) from exc
         self._redis: Any = aioredis.Redis(connection_pool=pool)
         self._create = self._redis.register_script(_CREATE)
         self._resume = self._redis.register_script(_RESUME)
@@ -166,7 +169,9 @@ class RedisStore(StateStore):
         try:
             await self._redis.ping()
         except (OSError, redis.exceptions.RedisError) as exc:
-            raise ConfigError(f"cannot reach Redis at {self.url}: {exc}") from exc
+            raise ConfigError(
+                f"cannot reach Redis at {redact_text(self.url)}: {redact_text(str(exc))}"
+            ) from exc
 
     async def close(self) -> None:
         await self._redis.aclose()
