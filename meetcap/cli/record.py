@@ -189,8 +189,8 @@ def _report(args: argparse.Namespace, recorder: Recorder, result: FinishResult) 
     if args.url:
         lines = [result.message, *(f"earlier session: {r.message}" for r in result.earlier)]
         ok = result.ok and all(r.ok for r in result.earlier)
-        if not ok:
-            left = result.frames_left + sum(r.frames_left for r in result.earlier)
+        left = result.frames_left + sum(r.frames_left for r in result.earlier)
+        if left:  # (not ok with none left: audio the spool lost, named in the messages)
             lines.append(f"{left} frames left in the spool (see `meetcap spool`)")
         print("\n".join(lines))
         code = code or (EXIT_OK if ok else EXIT_FRAMES_LEFT)

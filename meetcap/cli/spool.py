@@ -13,6 +13,7 @@ EXIT_OK = 0
 EXIT_DECLINED = 1  # discard: the answer at the prompt was not yes
 EXIT_ERROR = 2  # unknown id, missing token, busy recording, no terminal to confirm...
 EXIT_NOT_DELIVERED = 3  # deliver: the server did not take it; it stays in the spool
+EXIT_DELIVERED_WITH_LOSS = 4  # deliver: delivered, but audio damaged on disk went as silence
 
 _EPILOG = """\
 Every recording in the spool remembers where it belongs: the server URL and the account
@@ -27,6 +28,13 @@ exit codes:
      meetcap process, discard without a terminal and without --yes
   3  deliver: the server did not confirm it (refused, or unreachable within --timeout);
      the recording stays in the spool and `meetcap spool list` says why
+  4  deliver: delivered and confirmed, but part of its audio was damaged or missing on
+     disk: those frames were sent as silence (or, after the last intact frame, cut off),
+     and the message names them
+
+A recording whose audio is damaged on disk is listed as "damaged", with the frames
+concerned; the rest of it is delivered as usual. One whose session.json is missing or
+damaged is listed as "unreadable": it can only be discarded.
 """
 
 
@@ -125,6 +133,10 @@ def _deliver(args: argparse.Namespace, root) -> int:
     print(f"delivering {args.id}...", flush=True)
     result = deliver(root, args.id, url=args.url, token=args.token, timeout_s=args.timeout)
     print(result.message)
+    if not result.ok and result.lost and not result.frames_left:
+        print(f"meetcap: recording {args.id} was delivered, but audio the spool lost went "
+              "as silence (see above)", file=sys.stderr)
+        return EXIT_DELIVERED_WITH_LOSS
     if not result.ok:
         print(f"meetcap: recording {args.id} stays in the spool", file=sys.stderr)
         return EXIT_NOT_DELIVERED

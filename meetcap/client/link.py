@@ -35,7 +35,7 @@ from meetcap.client.outcomes import Outcome, from_close, from_http_status
 from meetcap.client.spool import SpoolSession
 from meetcap.client.status import State
 from meetcap.constants import FRAME_MS
-from meetcap.errors import ProtocolError, StorageError
+from meetcap.errors import StorageError
 from meetcap.protocol import (
     Ack,
     ClientConnection,
@@ -46,7 +46,6 @@ from meetcap.protocol import (
     MessageReceived,
     ProtocolViolation,
     Welcome,
-    decode_audio,
 )
 from meetcap.protocol.connection import ClientState
 from meetcap.protocol.messages import MAX_TEXT_BYTES
@@ -123,6 +122,7 @@ class SessionLink:
         self._error: Error | None = None
         self._going_away: GoingAway | None = None
         self._stall_reason: str | None = None
+        self._sender_failure: BaseException | None = None
         self._end_sent = False
         self._last_progress = 0.0
         self._outstanding_since = 0.0
@@ -225,6 +225,7 @@ class SessionLink:
         self._error = None
         self._going_away = None
         self._stall_reason = None
+        self._sender_failure = None
         self._end_sent = False
         self._sent_at.clear()
         if self._state == "reconnecting":
@@ -313,12 +314,17 @@ class SessionLink:
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (sender, watchdog) if t), return_exceptions=True)
-        if sender is not None and not sender.cancelled() and sender.exception() is not None:
-            exc = sender.exception()
-            if isinstance(exc, StorageError):
-                return Outcome("fatal", str(exc))
-            if not isinstance(exc, ConnectionClosed):
-                raise exc  # type: ignore[misc]
+        # The sender's own failure, kept before it closed the socket: the 1011 it sent
+        # is not the server's internal error, and the sender may be cancelled above
+        # before its exception is read.
+        failure = self._sender_failure
+        if failure is None and sender is not None and not sender.cancelled():
+            failure = sender.exception()
+        if failure is not None:
+            if isinstance(failure, StorageError):
+                return Outcome("fatal", str(failure))
+            if not isinstance(failure, ConnectionClosed):
+                raise failure
         if self._stall_reason is not None:
             return Outcome("retry", self._stall_reason)
         code = ws.close_code
@@ -412,7 +418,8 @@ class SessionLink:
             await self._send_loop(ws, conn, cursor)
         except (ConnectionClosed, asyncio.CancelledError):
             raise
-        except BaseException:
+        except BaseException as exc:
+            self._sender_failure = exc  # read by _converse: the close below is ours
             # The receiver waits on the socket: closing it is how it learns we failed.
             await ws.close(CloseCode.INTERNAL_ERROR, "client failure")
             raise
@@ -424,16 +431,11 @@ class SessionLink:
             # Clear before looking: a wake() after the look is then never lost.
             self._wake.clear()
             if cursor <= session.last_seq:
-                for record in session.read(cursor, _READ_BATCH):
+                # Checked frames: one damaged or missing on disk comes as silence at its
+                # own number, noted in the spool (see meetcap/client/spool.py).
+                for message in session.read_frames(cursor, _READ_BATCH):
                     if conn.state is not ClientState.STREAMING:
                         return  # the server said goodbye; the receiver handles the close
-                    try:
-                        message = decode_audio(record)
-                    except ProtocolError as exc:
-                        raise StorageError(
-                            f"spooled frame {cursor} in {session.dir} is damaged on disk "
-                            f"({exc}); it cannot be delivered"
-                        ) from exc
                     wait_s = self._flood_wait_s(message.seq)
                     if wait_s > 0:
                         await asyncio.sleep(wait_s)

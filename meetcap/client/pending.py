@@ -15,6 +15,7 @@ alone), :func:`deliver` and :func:`discard` refuse a session another process hol
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -22,7 +23,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from meetcap.client.config import BUILTIN_DESTINATION, StreamerConfig, validate_url
-from meetcap.client.spool import META_NAME, Spool, SpoolMeta, spooled_frames
+from meetcap.client.spool import (
+    LOCK_NAME,
+    META_NAME,
+    Spool,
+    SpoolMeta,
+    count_frames,
+    cut_ranges,
+    describe_lost,
+    merge_ranges,
+    meta_problem,
+    spooled_frames,
+    survey,
+)
 from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.client.streamer import Streamer
 from meetcap.constants import FRAME_MS
@@ -38,8 +51,12 @@ WHY_UNREADABLE = f"its {META_NAME} cannot be read"
 #          credentials, or discard
 # busy: another meetcap process holds it (recording or delivering it now)
 # unknown_destination: recorded before destinations existed: deliver with a token
-# unreadable: its metadata is damaged; it can only be discarded
-PendingState = Literal["waiting", "refused", "busy", "unknown_destination", "unreadable"]
+# damaged: part of its audio is damaged or missing on disk (why says which frames); the
+#          rest is delivered as usual, the damaged frames as silence at their own place
+# unreadable: its metadata is missing or damaged; it can only be discarded
+PendingState = Literal[
+    "waiting", "refused", "busy", "unknown_destination", "damaged", "unreadable"
+]
 
 
 class PendingNotFound(ConfigError):
@@ -59,7 +76,9 @@ class PendingRecording:
     old sessions); ``frames`` the frames captured (``duration_s`` of audio), of which
     ``frames_acked`` the server already confirmed; ``session_id`` the server's session
     id once one was created; ``why`` in words why it waits (see :data:`PendingState`);
-    ``refused_code`` the close code or HTTP status of the last refusal, if any.
+    ``refused_code`` the close code or HTTP status of the last refusal, if any;
+    ``damage`` what of its audio is damaged or missing on disk, in words (None: nothing
+    found; the state is then not "damaged"), also part of ``why``.
     """
 
     local_id: str
@@ -76,6 +95,7 @@ class PendingRecording:
     refused_code: int | None = None
     refused_at: float | None = None
     path: str = ""
+    damage: str | None = None
 
     @property
     def builtin(self) -> bool:
@@ -183,10 +203,11 @@ def deliver(
     directory = _session_dir(root, local_id)
     try:
         meta = Spool.read_meta(directory)
-    except (FileNotFoundError, ValueError, OSError) as exc:
+    except (FileNotFoundError, ValueError, OSError, RecursionError) as exc:
+        why = meta_problem(directory, None if isinstance(exc, FileNotFoundError) else exc)
         raise StorageError(
-            f"recording {local_id} cannot be delivered: its {META_NAME} cannot be read "
-            f"({exc}); discard it with `meetcap spool discard {local_id}`"
+            f"recording {local_id} cannot be delivered: {why}; discard it with "
+            f"`meetcap spool discard {local_id}`"
         ) from exc
     if meta.ended:
         raise PendingNotFound(f"recording {local_id} was already delivered")
@@ -218,9 +239,16 @@ def deliver(
     streamer.start()
     result = streamer.finish(timeout_s)
     if not result.earlier:
-        # Another process took the lock between the re-bind and the start, or it vanished.
+        # Damaged beyond delivery, another process took the lock between the re-bind and
+        # the start, or it vanished.
         if not directory.exists():
             raise PendingNotFound(f"recording {local_id} is no longer in the spool")
+        prefix = f"recording {local_id}: "
+        for problem in streamer.status().spool_problems:
+            if problem.startswith(prefix):
+                raise StorageError(
+                    f"recording {local_id} cannot be delivered: {problem[len(prefix):]}"
+                )
         raise PendingBusy(f"recording {local_id} is {WHY_BUSY}; try again when it is done")
     return result.earlier[0]
 
@@ -235,7 +263,12 @@ def discard(spool_root: Path | str, local_id: str) -> None:
         meta = Spool.read_meta(directory)
     except (FileNotFoundError, ValueError, OSError):
         meta = SpoolMeta(local_id, 0.0, "")  # damaged: it can still be discarded
-    session = Spool.lock(directory, meta)
+    try:
+        session = Spool.lock(directory, meta)
+    except OSError:
+        # Its lock file cannot be opened (damaged): so nobody holds it either.
+        shutil.rmtree(directory, ignore_errors=True)
+        return
     if session is None:
         raise PendingBusy(f"recording {local_id} is {WHY_BUSY}; it was not discarded")
     session.remove()
@@ -269,40 +302,81 @@ def _rebind(
 
 
 def _describe(directory: Path) -> PendingRecording | None:
-    first, last = spooled_frames(directory)
-    del first
     try:
         meta = Spool.read_meta(directory)
     except FileNotFoundError:
-        return None  # a crash inside new_session, before any frame; Spool.open cleans it
-    except (ValueError, OSError):
-        frames = last + 1
-        return PendingRecording(
-            local_id=directory.name, state="unreadable", why=WHY_UNREADABLE,
-            destination=None, url=None, account=None, started_at=None, frames=frames,
-            duration_s=frames * FRAME_MS / 1000, frames_acked=0, session_id=None,
-            path=str(directory),
-        )
+        if not any(directory.glob("seg-*")):
+            return None  # a crash inside new_session, before any frame; Spool.open cleans it
+        return _unreadable(directory, None)
+    except (ValueError, OSError) as exc:
+        return _unreadable(directory, exc)
     if meta.ended:
         return None  # delivered; the next Spool.open removes the folder
-    frames = max(last, meta.acked) + 1
-    if frames == 0 and meta.session_id is None:
+    odd: list[str] = []
+    try:
+        busy = _held_elsewhere(directory, meta)
+    except OSError as exc:  # nobody can hold a lock that cannot be opened
+        busy = False
+        odd.append(f"its {LOCK_NAME} file cannot be opened ({exc.strerror or exc})")
+    damage = None
+    if busy:
+        # Being written or delivered right now: its files change under us (a segment
+        # deleted after an ack would look like a hole), so they are not surveyed.
+        frames = max(spooled_frames(directory)[1], meta.acked, meta.spooled_to) + 1
+    else:
+        # From the files' names and sizes (cheap; records are checked as they are read).
+        found = survey(directory, meta.acked, meta.spooled_to)
+        frames = found.last_seq + 1
+        odd += found.odd
+        damage = _damage_words(meta, found.holes, frames, odd)
+    if frames == 0 and meta.session_id is None and not odd:
         return None  # nothing captured, nothing on the server
     state: PendingState
-    if _held_elsewhere(directory, meta):
+    if busy:
         state, why = "busy", WHY_BUSY
     elif meta.refused_reason:
         state, why = "refused", meta.refused_reason
     elif meta.destination is None:
         state, why = "unknown_destination", WHY_UNKNOWN
+    elif damage:
+        state, why = "damaged", WHY_NOT_DELIVERED
     else:
         state, why = "waiting", WHY_NOT_DELIVERED
+    if damage:
+        why = f"{damage}; {why}"
     return PendingRecording(
-        local_id=meta.local_id or directory.name, state=state, why=why,
+        # The folder's name, which `deliver` and `discard` take (a session.json copied
+        # from another folder may say otherwise).
+        local_id=directory.name, state=state, why=why,
         destination=meta.destination, url=meta.url or None, account=meta.account,
         started_at=meta.started_at, frames=frames, duration_s=frames * FRAME_MS / 1000,
         frames_acked=meta.acked + 1, session_id=meta.session_id,
         refused_code=meta.refused_code, refused_at=meta.refused_at, path=str(directory),
+        damage=damage,
+    )
+
+
+def _damage_words(meta: SpoolMeta, holes, frames: int, odd: list[str]) -> str | None:
+    """What is known to be damaged, lost or odd in a session, in words (None: nothing)."""
+    damaged = cut_ranges(merge_ranges((*meta.damaged, *holes)), -1, meta.acked)
+    parts = [f"odd files in its folder, left alone: {'; '.join(odd)}"] if odd else []
+    if meta.lost:
+        parts.append(f"audio lost from the spool: {describe_lost(meta.lost)}")
+    if damaged:
+        parts.append(f"audio damaged in the spool: {describe_lost(damaged, sent=False)}")
+        waiting = frames - (meta.acked + 1)
+        if waiting > 0 and count_frames(damaged) >= waiting and meta.session_id is None:
+            parts.append("nothing of it can be delivered: discard it")
+    return "; ".join(parts) or None
+
+
+def _unreadable(directory: Path, exc: BaseException | None) -> PendingRecording:
+    frames = spooled_frames(directory)[1] + 1
+    why = meta_problem(directory, exc)
+    return PendingRecording(
+        local_id=directory.name, state="unreadable", why=why, destination=None, url=None,
+        account=None, started_at=None, frames=frames, duration_s=frames * FRAME_MS / 1000,
+        frames_acked=0, session_id=None, path=str(directory), damage=why,
     )
 
 

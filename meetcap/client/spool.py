@@ -17,12 +17,30 @@ Durability: each frame is written to the segment file with one ``os.write`` (no 
 space buffer), so a crash of the app loses nothing that :meth:`SpoolSession.append`
 accepted; :meth:`SpoolSession.sync` (fsync, called every ``fsync_interval_s`` by the
 streamer) bounds what an OS crash or power cut can lose.
+
+Damage (a record whose checksum or number is wrong, a segment file deleted or cut
+short, a ``session.json`` that cannot be read) is found, said in words, and never stops a
+new recording. Recovery (:meth:`Spool.open`) checks the layout of every segment (names,
+sizes: a missing or short segment leaves a hole) and every record of the last one;
+:meth:`SpoolSession.read_frames` checks each record's checksum and number as it is read
+for sending. What "deliver everything intact" means on the wire: the protocol refuses
+gaps, so a frame that is damaged or missing on disk is sent as a frame of *silence* at
+its own number. That keeps the most audio and tells the truth: every intact frame is
+delivered, in the one server session it belongs to, at its own place in time (a
+transcript's timestamps stay right; splitting the rest off as a second session would
+shift or orphan it), and the frames replaced are named, durably, in ``session.json``
+(``damaged`` before, ``lost`` once sent), in ``meetcap spool list`` and in the result
+(:attr:`meetcap.client.status.FinishResult.lost`). The one exception is the end of a
+recording: damaged records after its last intact frame (beyond what ``session.json``
+says was spooled) are what a crash during the last writes leaves, so they are cut, not
+padded, and named as cut.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -33,19 +51,35 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from meetcap import oscalls
+from meetcap.constants import FRAME_BYTES
 from meetcap.durable import atomic_write_bytes, write_all
 from meetcap.errors import ProtocolError, SpoolFullError, StorageError, UsageError
 from meetcap.frames import Frame
-from meetcap.protocol import AUDIO_MESSAGE_BYTES, decode_audio, encode_audio
+from meetcap.protocol import AUDIO_MESSAGE_BYTES, AudioMessage, decode_audio, encode_audio
 
 log = logging.getLogger(__name__)
 
 RECORD_BYTES = AUDIO_MESSAGE_BYTES  # 3,216
-FRAMES_PER_SEGMENT = 600  # one minute of audio a file: few files, cheap deletes
+# One minute of audio a file: few files, cheap deletes. A spool cap too small for a few
+# such files makes smaller ones (see Spool.new_session), or the last, acked segment
+# (kept to mark where the frames end) would hold the cap forever.
+FRAMES_PER_SEGMENT = 600
 META_NAME = "session.json"
 LOCK_NAME = "lock"
 _SEGMENT_PREFIX, _SEGMENT_SUFFIX = "seg-", ".dat"
-_META_VERSION = 2  # 2: destination, account and the last refusal
+_META_VERSION = 3  # 2: destination, account and the last refusal; 3: spooled_to, damage
+SILENT_PCM = bytes(FRAME_BYTES)  # what a frame lost from the spool is sent as
+
+# Why frames are lost, in words (kept in session.json, shown to people).
+WHY_DAMAGED = "damaged on disk: its checksum or number is wrong"
+WHY_MISSING = "missing from disk: a segment file is gone or cut short"
+WHY_CUT = (
+    "damaged after the recording's last intact frame, as a crash during the last writes "
+    "leaves them: cut off"
+)
+
+# A run of lost frames: (first, last, why), both ends included.
+LostRange = tuple[int, int, str]
 # How long Spool.open retries a session's lock before leaving it to the process holding
 # it: a listing (meetcap spool, the app's dialog) probes locks for a moment.
 _LOCK_RETRIES, _LOCK_RETRY_S = 5, 0.01
@@ -90,6 +124,146 @@ class SpoolMeta:
     refused_code: int | None = None
     refused_reason: str | None = None
     refused_at: float | None = None
+    # The last frame spooled when this was written: where the recording ends at least,
+    # so a lost last segment is seen as lost, not taken for a shorter recording.
+    spooled_to: int = -1
+    # Frames whose audio is gone from disk: ``damaged`` are found and not sent yet (they
+    # go out as silence unless the server already holds them), ``lost`` were sent as
+    # silence or cut off (see WHY_*). Ranges (first, last, why), in frame order.
+    damaged: tuple[LostRange, ...] = ()
+    lost: tuple[LostRange, ...] = ()
+
+
+# session.json's fields and the JSON types each may hold (read_meta checks them: a file of
+# the wrong shape is reported, never run into).
+_INT, _NUMBER, _TEXT, _BOOL = "integer", "number", "text", "true/false"
+_NULL, _RANGES = "null", "ranges"
+_META_FIELDS: dict[str, tuple[str, ...]] = {
+    "local_id": (_TEXT,), "started_at": (_NUMBER,), "url": (_TEXT,),
+    "session_id": (_TEXT, _NULL), "resume_token": (_TEXT, _NULL), "acked": (_INT,),
+    "ended": (_BOOL,), "version": (_INT,), "destination": (_TEXT, _NULL),
+    "account": (_TEXT, _NULL), "refused_code": (_INT, _NULL),
+    "refused_reason": (_TEXT, _NULL), "refused_at": (_NUMBER, _NULL),
+    "spooled_to": (_INT,), "damaged": (_RANGES,), "lost": (_RANGES,),
+}
+
+
+_MAX_FRAME = 2**63 - 1  # far beyond any recording (the protocol's limit is 2**64 - 1)
+_MAX_TIME = 1e11  # seconds since 1970: the year 5138
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return _NULL
+    if isinstance(value, bool):
+        return _BOOL
+    if isinstance(value, int):
+        return _INT
+    if isinstance(value, float):
+        return _NUMBER if math.isfinite(value) else "not a finite number"
+    if isinstance(value, str):
+        return _TEXT
+    if isinstance(value, list):
+        ok = all(
+            isinstance(r, list) and len(r) == 3
+            and all(type(n) is int for n in r[:2]) and 0 <= r[0] <= r[1]
+            and isinstance(r[2], str)
+            for r in value
+        )
+        return _RANGES if ok else "a list"
+    return type(value).__name__
+
+
+def _check_meta(raw: object) -> SpoolMeta:
+    if not isinstance(raw, dict):
+        raise ValueError(f"it holds {_json_kind(raw)}, not a JSON object")
+    values: dict[str, object] = {}
+    for name, kinds in _META_FIELDS.items():
+        if name not in raw:
+            continue
+        value, kind = raw[name], _json_kind(raw[name])
+        if kind not in kinds and not (kind == _INT and _NUMBER in kinds):
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ValueError(f"field {name!r} is {shown} ({kind}), not {' or '.join(kinds)}")
+        if kind == _RANGES:
+            value = tuple((r[0], r[1], r[2]) for r in value)  # type: ignore[union-attr]
+        values[name] = value
+    missing = [n for n in ("local_id", "started_at", "url") if n not in values]
+    if missing:
+        raise ValueError(f"field {missing[0]!r} is missing")
+    for name in ("acked", "spooled_to"):
+        if not -1 <= values.get(name, -1) <= _MAX_FRAME:  # type: ignore[operator]
+            raise ValueError(f"field {name!r} is not a frame number")
+    for name in ("damaged", "lost"):
+        if any(run[1] > _MAX_FRAME for run in values.get(name, ())):  # type: ignore[attr-defined]
+            raise ValueError(f"field {name!r} names frames that cannot exist")
+    if not 0 <= values["started_at"] <= _MAX_TIME:  # type: ignore[operator]
+        raise ValueError("field 'started_at' is not a time")
+    return SpoolMeta(**values)  # type: ignore[arg-type]
+
+
+# -- runs of lost frames (few, small: plain tuples)
+
+
+def merge_ranges(ranges) -> tuple[LostRange, ...]:
+    """Sorted, without overlaps (a frame keeps the first reason given for it), runs with
+    the same reason joined."""
+    out: list[LostRange] = []
+    for first, last, why in sorted(ranges, key=lambda r: (r[0], r[1])):
+        if out:
+            prev_first, prev_last, prev_why = out[-1]
+            if first <= prev_last:
+                if last <= prev_last:
+                    continue
+                first = prev_last + 1
+            if first == prev_last + 1 and why == prev_why:
+                out[-1] = (prev_first, last, why)
+                continue
+        out.append((first, last, why))
+    return tuple(out)
+
+
+def cut_ranges(ranges, first: int, last: int) -> tuple[LostRange, ...]:
+    """``ranges`` without the frames ``first``..``last``."""
+    out: list[LostRange] = []
+    for run_first, run_last, why in ranges:
+        if run_last < first or run_first > last:
+            out.append((run_first, run_last, why))
+            continue
+        if run_first < first:
+            out.append((run_first, first - 1, why))
+        if run_last > last:
+            out.append((last + 1, run_last, why))
+    return tuple(out)
+
+
+def _range_at(ranges, seq: int) -> LostRange | None:
+    for run in ranges:
+        if run[0] <= seq <= run[1]:
+            return run
+    return None
+
+
+def count_frames(ranges) -> int:
+    return sum(last - first + 1 for first, last, _ in ranges)
+
+
+def frame_span(first: int, last: int) -> str:
+    """``frame 3`` or ``frames 10-19``."""
+    return f"frame {first}" if first == last else f"frames {first}-{last}"
+
+
+def describe_lost(ranges, *, sent: bool = True) -> str:
+    """The runs in words, each with what became of it: ``frame 3 (damaged on disk: ...;
+    replaced by silence)``. ``sent`` False: not sent yet (``to be replaced``)."""
+    parts = []
+    for first, last, why in ranges:
+        done = "" if why == WHY_CUT else (
+            "; replaced by silence" if sent else "; to be sent as silence"
+        )
+        parts.append(f"{frame_span(first, last)} ({why}{done})")
+    return ", ".join(parts)
 
 
 class SpoolBudget:
@@ -98,6 +272,7 @@ class SpoolBudget:
     def __init__(self, cap_bytes: int) -> None:
         self.cap_bytes = cap_bytes
         self._used = 0
+        self.elsewhere_bytes = 0  # of _used: sessions this process leaves alone
         self._lock = threading.Lock()
 
     @property
@@ -107,12 +282,19 @@ class SpoolBudget:
     def reserve(self, nbytes: int, where: Path) -> None:
         with self._lock:
             if self._used + nbytes > self.cap_bytes:
+                held = ""
+                if self.elsewhere_bytes:
+                    held = (
+                        f" {self.elsewhere_bytes / 2**20:.0f} MiB of it are recordings this "
+                        "run does not deliver (for another server or account, busy, or "
+                        "damaged: see `meetcap spool list`, deliver or discard them)."
+                    )
                 raise SpoolFullError(
                     f"the spool at {where} is full ({self._used / 2**20:.0f} MiB of "
                     f"{self.cap_bytes / 2**20:.0f} MiB, about "
                     f"{self._used / RECORD_BYTES / 36000:.1f} h of audio the server has not "
                     "acknowledged): capture stops so that no audio is dropped. Check the "
-                    "connection to the server, or raise the spool cap."
+                    "connection to the server, or raise the spool cap." + held
                 )
             self._used += nbytes
 
@@ -149,14 +331,23 @@ class SpoolSession:
     Get instances from :meth:`Spool.new_session` or :attr:`Spool.pending`.
     """
 
-    def __init__(self, directory: Path, meta: SpoolMeta, budget: SpoolBudget) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        meta: SpoolMeta,
+        budget: SpoolBudget,
+        segment_frames: int | None = None,
+    ) -> None:
         self.dir = directory
         self._meta = meta
         self._budget = budget
+        self._segment_frames = segment_frames or FRAMES_PER_SEGMENT
         self._lock = threading.Lock()  # guards everything below but fsync
         self._sync_lock = threading.Lock()  # keeps close() from closing an fd being fsynced
         self._segments: list[_Segment] = []
         self._next_seq = meta.acked + 1
+        self._damaged: tuple[LostRange, ...] = meta.damaged  # see SpoolMeta
+        self._lost: tuple[LostRange, ...] = meta.lost
         self._write_fd: int | None = None
         self._retired_fds: list[int] = []  # full segments still to fsync and close
         self._read_fds: dict[int, int] = {}  # first_seq -> fd
@@ -164,7 +355,9 @@ class SpoolSession:
         self._dirty = False
         self._closed = False
         self._lock_fd: int | None = None
-        self.dropped_on_recovery = 0  # torn/corrupt tail records removed by Spool.open
+        self.dropped_on_recovery = 0  # damaged tail records cut by Spool.open (WHY_CUT)
+        self.intact_frames = 0  # after recovery: frames after the ack that are not damaged
+        self.odd: tuple[str, ...] = ()  # after recovery: odd files in its folder, in words
 
     # -- state
 
@@ -189,13 +382,53 @@ class SpoolSession:
 
     @property
     def first_seq(self) -> int:
-        """The lowest frame still on disk (frames below it were acked and deleted)."""
+        """The lowest frame still to deliver: on disk, or known lost on disk (to be sent as
+        silence). Frames below it were acked and deleted."""
         with self._lock:
-            return self._segments[0].first_seq if self._segments else self._next_seq
+            firsts = [self._next_seq]
+            if self._segments:
+                firsts.append(self._segments[0].first_seq)
+            if self._damaged:
+                firsts.append(self._damaged[0][0])
+            return min(firsts)
 
     @property
     def unacked_frames(self) -> int:
         return max(0, self._next_seq - 1 - self._meta.acked)
+
+    @property
+    def damaged(self) -> tuple[LostRange, ...]:
+        """Frames found damaged or missing on disk and not sent yet (see SpoolMeta)."""
+        with self._lock:
+            return self._damaged
+
+    @property
+    def lost_ranges(self) -> tuple[LostRange, ...]:
+        """Frames whose audio did not go out: sent as silence, or cut off at the end."""
+        with self._lock:
+            return self._lost
+
+    @property
+    def lost(self) -> tuple[tuple[int, int], ...]:
+        """:attr:`lost_ranges` as (first, last) pairs, joined where they touch."""
+        pairs: list[tuple[int, int]] = []
+        for first, last, _why in self.lost_ranges:
+            if pairs and pairs[-1][1] + 1 == first:
+                pairs[-1] = (pairs[-1][0], last)
+            else:
+                pairs.append((first, last))
+        return tuple(pairs)
+
+    def damage_words(self) -> str | None:
+        """What is wrong with this session's frames on disk, in words; None if nothing."""
+        with self._lock:
+            lost, damaged = self._lost, self._damaged
+        parts = [f"odd files in its folder, left alone: {'; '.join(self.odd)}"] if self.odd else []
+        if lost:
+            parts.append(f"audio lost from the spool: {describe_lost(lost)}")
+        if damaged:
+            parts.append(f"audio damaged in the spool: {describe_lost(damaged, sent=False)}")
+        return "; ".join(parts) or None
 
     # -- capture side
 
@@ -237,7 +470,7 @@ class SpoolSession:
     def _writable_segment(self) -> _Segment:
         if self._segments and self._write_fd is not None:
             last = self._segments[-1]
-            if last.count < FRAMES_PER_SEGMENT:
+            if last.count < self._segment_frames:
                 return last
             self._retired_fds.append(self._write_fd)
             self._write_fd = None
@@ -275,7 +508,8 @@ class SpoolSession:
     # -- streamer side
 
     def read(self, seq: int, max_frames: int) -> list[bytes]:
-        """Up to ``max_frames`` records from frame ``seq`` on (fewer at a segment end).
+        """Up to ``max_frames`` records from frame ``seq`` on (fewer at a segment end), as
+        they are on disk: not checked (:meth:`read_frames` checks them).
 
         Returns [] when ``seq`` is not spooled yet. Raises :class:`StorageError` when
         ``seq`` was already deleted (it was acked: the caller resumed from a stale ack).
@@ -284,16 +518,116 @@ class SpoolSession:
             if seq >= self._next_seq:
                 return []
             segment = self._find_segment(seq)
+        blob, wanted = self._pread(segment, seq, max_frames)
+        if len(blob) != wanted * RECORD_BYTES:
+            raise StorageError(f"spool segment {segment.path} is shorter than its records")
+        return [blob[i : i + RECORD_BYTES] for i in range(0, len(blob), RECORD_BYTES)]
+
+    def _pread(self, segment: _Segment, seq: int, max_frames: int) -> tuple[bytes, int]:
+        """The bytes of up to ``max_frames`` records of ``segment`` from ``seq`` on, and
+        how many records were asked for (the file may be shorter)."""
+        with self._lock:
             fd = self._read_fds.get(segment.first_seq)
             if fd is None:
                 fd = oscalls.open_file(segment.path, os.O_RDONLY)
                 self._read_fds[segment.first_seq] = fd
             count = min(max_frames, segment.end_seq - seq)
             offset = (seq - segment.first_seq) * RECORD_BYTES
-            blob = oscalls.pread(fd, count * RECORD_BYTES, offset)
-        if len(blob) != count * RECORD_BYTES:
-            raise StorageError(f"spool segment {segment.path} is shorter than its records")
-        return [blob[i : i + RECORD_BYTES] for i in range(0, len(blob), RECORD_BYTES)]
+            return oscalls.pread(fd, count * RECORD_BYTES, offset), count
+
+    def read_frames(self, seq: int, max_frames: int) -> list[AudioMessage]:
+        """Up to ``max_frames`` checked frames from ``seq`` on (fewer at a segment end or
+        where a run of damage starts or ends), to send.
+
+        A record whose checksum or number is wrong, or that is missing on disk, comes
+        back as a frame of silence at its own number (the module doc says why), durably
+        noted in :attr:`lost_ranges` before this returns. Returns [] when ``seq`` is not
+        spooled yet. Raises :class:`StorageError` when ``seq`` was already acked and
+        deleted, or the disk refuses the read.
+        """
+        with self._lock:
+            if seq >= self._next_seq:
+                return []
+            known = _range_at(self._damaged, seq)
+            segment = self._segment_at(seq) if known is None else None
+            if known is None and segment is None:
+                if seq <= self._meta.acked:
+                    self._find_segment(seq)  # raises: acked and deleted
+                # Above the ack, in no segment, yet not known as damaged: a hole that
+                # appeared after recovery. Missing up to the next segment.
+                later = [s.first_seq for s in self._segments if s.first_seq > seq]
+                known = (seq, min([*later, self._next_seq]) - 1, WHY_MISSING)
+            # Stop where the next known run of damage starts: it is answered on its own.
+            starts = [first for first, _, _ in self._damaged if first > seq]
+            if starts:
+                max_frames = min(max_frames, min(starts) - seq)
+        if known is not None:
+            last = min(known[1], seq + max_frames - 1, self._next_seq - 1)
+            self._note_lost(seq, last, known[2])
+            return [AudioMessage(n, SILENT_PCM, False) for n in range(seq, last + 1)]
+        assert segment is not None
+        try:
+            blob, wanted = self._pread(segment, seq, max_frames)
+        except FileNotFoundError:
+            blob, wanted = b"", 0  # deleted while the session was open
+        except OSError as exc:
+            raise StorageError(
+                f"cannot read the audio spool in {self.dir}: {exc.strerror or exc}"
+            ) from exc
+        whole = len(blob) // RECORD_BYTES
+        if whole < max(wanted, 1):
+            # The file went away or was cut short while the session was open: the rest of
+            # this segment is missing.
+            self._note_damaged(seq + whole, segment.end_seq - 1, WHY_MISSING)
+            if whole == 0:
+                return self.read_frames(seq, max_frames)
+        messages: list[AudioMessage] = []
+        bad: list[int] = []
+        for i in range(whole):
+            n = seq + i
+            try:
+                message = decode_audio(blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES])
+            except ProtocolError:
+                message = None
+            if message is None or message.seq != n:
+                bad.append(n)
+                message = AudioMessage(n, SILENT_PCM, False)
+            messages.append(message)
+        if bad:
+            ranges = merge_ranges((n, n, WHY_DAMAGED) for n in bad)
+            log.warning("spool %s: %s", self.dir, describe_lost(ranges))
+            for first, last, why in ranges:
+                self._note_lost(first, last, why, write=False)
+            self._write_meta(self._meta_now())
+        return messages
+
+    def _note_damaged(self, first: int, last: int, why: str) -> None:
+        with self._lock:
+            self._damaged = merge_ranges((*self._damaged, (first, last, why)))
+        log.warning("spool %s: %s", self.dir, describe_lost(((first, last, why),), sent=False))
+
+    def _note_lost(self, first: int, last: int, why: str, *, write: bool = True) -> None:
+        """Frames ``first``..``last`` are being sent as silence: lost, durably."""
+        with self._lock:
+            self._damaged = cut_ranges(self._damaged, first, last)
+            self._lost = merge_ranges((*self._lost, (first, last, why)))
+        if write:
+            self._write_meta(self._meta_now())
+
+    def _meta_now(self, **changes) -> SpoolMeta:
+        """The metadata to write now: ``changes`` and the current frames and damage."""
+        with self._lock:
+            self._meta = replace(
+                self._meta, spooled_to=max(self._meta.spooled_to, self._next_seq - 1),
+                damaged=self._damaged, lost=self._lost, **changes,
+            )
+            return self._meta
+
+    def _segment_at(self, seq: int) -> _Segment | None:
+        for segment in self._segments:
+            if segment.first_seq <= seq < segment.end_seq:
+                return segment
+        return None
 
     def _find_segment(self, seq: int) -> _Segment:
         # Few segments (one a minute, fewer still once acked): a scan from the front is fine.
@@ -312,22 +646,16 @@ class SpoolSession:
         Returns once it is on disk: the protocol requires the new token to be persisted
         before any frame is sent on the connection that issued it.
         """
-        with self._lock:
-            self._meta = replace(
-                self._meta, session_id=session_id, resume_token=resume_token,
-                refused_code=None, refused_reason=None, refused_at=None,
-            )
-            meta = self._meta
+        meta = self._meta_now(
+            session_id=session_id, resume_token=resume_token,
+            refused_code=None, refused_reason=None, refused_at=None,
+        )
         self._write_meta(meta)
 
     def record_refusal(self, code: int | None, reason: str) -> None:
         """Durably note why delivery stopped (a fatal answer): the session stays in the
         spool and a listing can say why. ``code``: close code or HTTP status, if any."""
-        with self._lock:
-            self._meta = replace(
-                self._meta, refused_code=code, refused_reason=reason, refused_at=time.time()
-            )
-            meta = self._meta
+        meta = self._meta_now(refused_code=code, refused_reason=reason, refused_at=time.time())
         if self.dir.exists():
             self._write_meta(meta)
 
@@ -335,13 +663,10 @@ class SpoolSession:
         """Durably send this session to another destination from now on (new server or
         new credentials); the last refusal is forgotten. The server session id and resume
         token stay: a server that does not know them refuses, and says so."""
-        with self._lock:
-            self._meta = replace(
-                self._meta, destination=destination, url=url, account=account,
-                refused_code=None, refused_reason=None, refused_at=None,
-                version=_META_VERSION,
-            )
-            meta = self._meta
+        meta = self._meta_now(
+            destination=destination, url=url, account=account,
+            refused_code=None, refused_reason=None, refused_at=None, version=_META_VERSION,
+        )
         self._write_meta(meta)
 
     def ack(self, seq: int) -> None:
@@ -352,16 +677,18 @@ class SpoolSession:
                 return
             if seq >= self._next_seq:
                 raise ValueError(f"ack for frame {seq}, but only {self._next_seq - 1} is spooled")
+            # Damaged frames the server acks without our sending them as silence: it held
+            # them from before the damage, so nothing of them is lost.
+            self._damaged = cut_ranges(self._damaged, 0, seq)
             self._meta = replace(self._meta, acked=seq)
             # The last segment stays even when acked: it tells a later run where the
             # session's frames end (the next sequence number and the last_seq of ``end``).
             while len(self._segments) > 1 and self._segments[0].end_seq - 1 <= seq:
                 doomed.append(self._segments.pop(0))
-            meta = self._meta
         if not doomed:
             return
         # Persist the ack before deleting, so a later run never mistakes the hole for a gap.
-        self._write_meta(meta)
+        self._write_meta(self._meta_now())
         for segment in doomed:
             with self._lock:
                 fd = self._read_fds.pop(segment.first_seq, None)
@@ -372,9 +699,7 @@ class SpoolSession:
 
     def mark_ended(self) -> None:
         """The server answered ``ended``: the session is delivered; remove it from disk."""
-        with self._lock:
-            self._meta = replace(self._meta, ended=True)
-            meta = self._meta
+        meta = self._meta_now(ended=True)
         self._write_meta(meta)  # a crash during the removal below leaves an "ended" marker
         self.remove()
 
@@ -403,7 +728,6 @@ class SpoolSession:
                 self._retired_fds.clear()
                 self._read_fds.clear()
                 self._write_fd = None
-                meta = self._meta
             for fd in fds:
                 try:
                     oscalls.datasync(fd)
@@ -411,7 +735,7 @@ class SpoolSession:
                     pass  # read-only fds on some systems; the data fds were synced above
                 os.close(fd)
             if keep and self.dir.exists():
-                self._write_meta(meta)
+                self._write_meta(self._meta_now())
             if self._lock_fd is not None:
                 try:
                     oscalls.unlock(self._lock_fd)
@@ -441,75 +765,161 @@ class SpoolSession:
         return True
 
     def _recover(self) -> None:
-        """Load the segments found on disk, cutting a torn or corrupt tail.
+        """Load the segments found on disk; find, note (durably) and log the damage.
 
-        Only the tail can be torn (frames are appended in order, one write each), so the
-        session is the longest run of whole, valid, contiguous records from the start.
+        Every segment's place is checked from its name and size (:func:`survey`): a
+        missing or short segment leaves a hole, sent as silence. Every record of the last
+        segment is checked too: frames are appended in order, one write each, so a crash
+        can leave damaged records at the very end; those after the last intact frame and
+        beyond what session.json says was spooled are cut (WHY_CUT); a damaged one before
+        an intact one is sent as silence. Records of the other segments are checked as
+        they are read (:meth:`read_frames`).
         """
-        found: list[_Segment] = []
-        for path in self.dir.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
+        meta = self._meta
+        start = meta.acked + 1  # the frames below are on the server
+        found = survey(self.dir, meta.acked, -1)
+        self.odd = found.odd
+        segments = list(found.segments)
+        damaged = list(found.holes)
+        cut: LostRange | None = None
+        shrink: tuple[_Segment, int] | None = None
+        doomed = list(found.leftovers)
+        if segments:
+            last = segments[-1]
+            intact = self._check_records(last)
+            good = [i for i, ok in enumerate(intact) if ok]
+            end = max(last.first_seq + (good[-1] if good else -1), meta.spooled_to)
+            keep = max(0, min(last.count, end - last.first_seq + 1))
+            damaged += [
+                (last.first_seq + i, last.first_seq + i, WHY_DAMAGED)
+                for i, ok in enumerate(intact[:keep])
+                if not ok and last.first_seq + i >= start
+            ]
+            if keep < last.count and last.end_seq - 1 >= start:
+                cut = (max(last.first_seq + keep, start), last.end_seq - 1, WHY_CUT)
+                self.dropped_on_recovery = cut[1] - cut[0] + 1
             try:
-                first = int(path.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
-            except ValueError:
-                continue
-            found.append(_Segment(first, path.stat().st_size // RECORD_BYTES, path))
-        found.sort(key=lambda s: s.first_seq)
-        segments: list[_Segment] = []
-        cut = False
-        for index, segment in enumerate(found):
-            size = segment.path.stat().st_size
-            if cut or (segments and segment.first_seq != segments[-1].end_seq):
-                cut = True
-                self.dropped_on_recovery += segment.count
-                segment.path.unlink()
-                continue
-            is_last = index == len(found) - 1
-            valid = self._valid_prefix(segment) if is_last else segment.count
-            if not is_last and (valid != FRAMES_PER_SEGMENT or size != valid * RECORD_BYTES):
-                valid = self._valid_prefix(segment)
-                cut = True
-            if valid * RECORD_BYTES != size:
-                self.dropped_on_recovery += segment.count - valid
+                size = last.path.stat().st_size
+            except OSError:
+                size = last.count * RECORD_BYTES
+            if size != keep * RECORD_BYTES:
+                shrink = (last, keep)  # a partial record, or the cut records
+            last.count = keep
+            if keep == 0:
+                segments.pop()
+        last_on_disk = segments[-1].end_seq - 1 if segments else start - 1
+        end = max(last_on_disk, meta.spooled_to)
+        if end > last_on_disk and end >= start:
+            damaged.append((max(last_on_disk + 1, start), end, WHY_MISSING))
+        earlier = cut_ranges(meta.damaged, 0, meta.acked) if meta.acked >= 0 else meta.damaged
+        with self._lock:
+            self._segments = segments
+            self._next_seq = max(end + 1, start)  # the ack is durable even if the tail is not
+            self._damaged = merge_ranges((*earlier, *damaged))
+            if cut is not None:
+                self._lost = merge_ranges((*self._lost, cut))
+            self.intact_frames = self._next_seq - start - count_frames(self._damaged)
+            noted = (self._damaged, self._lost) != (meta.damaged, meta.lost)
+        words = self.damage_words()
+        if words:
+            log.warning(
+                "spool %s: %s (frames %d-%d wait to be sent; the other %d are sent as they "
+                "are, each checked as it is read)",
+                self.dir, words, start, self._next_seq - 1, self.intact_frames,
+            )
+        if noted or self._next_seq - 1 > meta.spooled_to:
+            # Durable before anything is cut or deleted: what was lost stays known.
+            self._write_meta(self._meta_now())
+        if shrink is not None:
+            segment, keep = shrink
+            if keep == 0:
+                doomed.append(segment.path)
+            else:
                 with open(segment.path, "r+b") as fh:
-                    fh.truncate(valid * RECORD_BYTES)
+                    fh.truncate(keep * RECORD_BYTES)
                     fh.flush()
                     oscalls.datasync(fh.fileno())
-                segment.count = valid
-            if segment.count == 0:
-                segment.path.unlink()
-                continue
-            segments.append(segment)
-        self._segments = segments
-        if segments:
-            self._next_seq = segments[-1].end_seq
-            if self._meta.acked >= self._next_seq:
-                # The ack in session.json is durable, the tail after it was not: the server
-                # holds those frames, so nothing is lost; resume numbering after the ack.
-                self._next_seq = self._meta.acked + 1
-        if self.dropped_on_recovery:
-            log.warning(
-                "spool %s: dropped %d torn or corrupt frame records at the end (a crash "
-                "during the last write); frames 0-%d are intact",
-                self.dir, self.dropped_on_recovery, self._next_seq - 1,
-            )
+        for path in doomed:
+            path.unlink(missing_ok=True)
         self._budget.add_existing(sum(s.count for s in segments) * RECORD_BYTES)
 
     @staticmethod
-    def _valid_prefix(segment: _Segment) -> int:
-        """How many records from the start of ``segment`` decode and carry the right seq."""
-        valid = 0
+    def _check_records(segment: _Segment) -> list[bool]:
+        """For each whole record of ``segment``: whether it decodes and carries its seq."""
         with open(segment.path, "rb") as fh:
-            while True:
-                record = fh.read(RECORD_BYTES)
-                if len(record) < RECORD_BYTES:
-                    return valid
-                try:
-                    message = decode_audio(record)
-                except ProtocolError:
-                    return valid
-                if message.seq != segment.first_seq + valid:
-                    return valid
-                valid += 1
+            blob = fh.read(segment.count * RECORD_BYTES)
+        intact = []
+        for i in range(len(blob) // RECORD_BYTES):
+            try:
+                message = decode_audio(blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES])
+            except ProtocolError:
+                intact.append(False)
+                continue
+            intact.append(message.seq == segment.first_seq + i)
+        intact += [False] * (segment.count - len(intact))  # shorter than its size said
+        return intact
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolSurvey:
+    """What the files of one session folder show, from their names and sizes alone.
+
+    ``segments``: the usable segment files, in frame order; ``holes``: frames after
+    the ack missing on disk (a segment file gone or cut short, or fewer frames than
+    ``spooled_to`` says); ``last_seq``: the recording's last frame as far as known
+    (-1: none); ``odd``: files that are not what meetcap writes, in words;
+    ``leftovers``: empty or fully acked segment files a crash left behind.
+    """
+
+    segments: tuple[_Segment, ...]
+    holes: tuple[LostRange, ...]
+    last_seq: int
+    odd: tuple[str, ...] = ()
+    leftovers: tuple[Path, ...] = ()
+
+
+def survey(directory: Path, acked: int = -1, spooled_to: int = -1) -> SpoolSurvey:
+    """Look at the segment files of ``directory`` (no lock, no checksums; cheap): see
+    :class:`SpoolSurvey`. ``acked`` and ``spooled_to`` come from its session.json."""
+    found: list[tuple[int, int, Path]] = []
+    odd: list[str] = []
+    for path in directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
+        try:
+            first = int(path.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
+            if first < 0:
+                raise ValueError(first)
+        except ValueError:
+            odd.append(f"{path.name} is not a segment file meetcap writes")
+            continue
+        try:
+            found.append((first, path.stat().st_size, path))
+        except OSError:
+            continue  # deleted meanwhile (acked by the process delivering it)
+    found.sort()
+    start = acked + 1
+    segments: list[_Segment] = []
+    holes: list[LostRange] = []
+    leftovers: list[Path] = []
+    for index, (first, size, path) in enumerate(found):
+        count = size // RECORD_BYTES
+        prev_end = segments[-1].end_seq if segments else None
+        if prev_end is not None and first < prev_end:
+            odd.append(f"{path.name} overlaps the segment file before it")
+            continue
+        if count == 0 or (first + count <= start and index < len(found) - 1):
+            leftovers.append(path)  # nothing in it yet, or all of it acked
+            continue
+        gap_from = max(start, prev_end if prev_end is not None else start)
+        if first > gap_from:
+            holes.append((gap_from, first - 1, WHY_MISSING))
+        segments.append(_Segment(first, count, path))
+    last_on_disk = segments[-1].end_seq - 1 if segments else start - 1
+    if spooled_to > last_on_disk and spooled_to >= start:
+        holes.append((max(last_on_disk + 1, start), spooled_to, WHY_MISSING))
+    return SpoolSurvey(
+        tuple(segments), tuple(holes), max(last_on_disk, spooled_to, acked), tuple(odd),
+        tuple(leftovers),
+    )
 
 
 class Spool:
@@ -517,8 +927,9 @@ class Spool:
 
     Open with :meth:`open`; :attr:`pending` lists the unfinished sessions an earlier run
     left behind for this destination (locked for this process); :attr:`elsewhere` the
-    session folders left alone (another destination, unknown destination, or held by
-    another process); :meth:`new_session` starts a new one.
+    session folders left alone (another destination, unknown destination, held by
+    another process, or damaged); :attr:`problems` the folders left alone because they
+    are damaged, each with why in words; :meth:`new_session` starts a new one.
     """
 
     def __init__(
@@ -527,11 +938,13 @@ class Spool:
         budget: SpoolBudget,
         pending: list[SpoolSession],
         elsewhere: list[Path] | None = None,
+        problems: list[tuple[Path, str]] | None = None,
     ) -> None:
         self.root = root
         self.budget = budget
         self.pending = pending
         self.elsewhere = elsewhere or []
+        self.problems = problems or []
 
     @classmethod
     def open(
@@ -551,9 +964,12 @@ class Spool:
         shares. ``destination`` None takes the sessions of unknown destination;
         :data:`ANY_DESTINATION` (the default) takes every session.
 
-        Sessions already ended are removed; a torn last record is cut (logged, counted
-        in :attr:`SpoolSession.dropped_on_recovery`); sessions held by another running
-        process are left alone.
+        Sessions already ended are removed; damage is found and noted (see
+        :meth:`SpoolSession._recover`; the frames it costs are sent as silence); sessions
+        held by another running process are left alone. A session folder that cannot be
+        used (its session.json missing or of the wrong shape, nothing intact left in
+        it, any error while opening it) is left as it is, logged and listed in
+        :attr:`problems`: it never stops the others, nor a new recording.
         """
         root = Path(root)
         try:
@@ -563,29 +979,54 @@ class Spool:
         budget = SpoolBudget(cap_bytes)
         pending: list[SpoolSession] = []
         elsewhere: list[Path] = []
-        for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        problems: list[tuple[Path, str]] = []
+        try:
+            directories = sorted(p for p in root.iterdir() if p.is_dir())
+        except OSError as exc:
+            raise StorageError(f"cannot read the audio spool at {root}: {exc}") from exc
+        for directory in directories:
             wanted = local_ids is None or directory.name in local_ids
-            session = cls._load(directory, budget, destination) if wanted else None
+            try:
+                session = cls._load(directory, budget, destination, problems) if wanted else None
+            except Exception as exc:  # one odd folder must never stop a new recording
+                log.exception("spool %s: cannot be opened; left in place", directory)
+                problems.append((directory, f"it cannot be opened ({exc})"))
+                session = None
             if session is not None:
                 pending.append(session)
             elif directory.exists():
                 elsewhere.append(directory)
-                budget.add_existing(spooled_bytes(directory))
-        return cls(root, budget, pending, elsewhere)
+                held = spooled_bytes(directory)
+                budget.add_existing(held)
+                budget.elsewhere_bytes += held
+                if not wanted:
+                    cls._check_unwanted(directory, problems)
+        return cls(root, budget, pending, elsewhere, problems)
+
+    @staticmethod
+    def _check_unwanted(directory: Path, problems: list[tuple[Path, str]]) -> None:
+        """Report a folder not taken whose session.json cannot be used (read only)."""
+        try:
+            Spool.read_meta(directory)
+        except FileNotFoundError:
+            if any(directory.glob(f"{_SEGMENT_PREFIX}*")):
+                problems.append((directory, meta_problem(directory, None)))
+        except (ValueError, OSError) as exc:
+            problems.append((directory, meta_problem(directory, exc)))
 
     @staticmethod
     def read_meta(directory: Path) -> SpoolMeta:
         """The metadata of the session in ``directory``, without locking it.
 
-        Raises FileNotFoundError (no session.json) or ValueError (unreadable).
+        Raises FileNotFoundError (no session.json) or ValueError (unreadable, or of the
+        wrong shape: every field's type is checked; the message says which is wrong).
         """
-        raw = json.loads((directory / META_NAME).read_text())
-        if not isinstance(raw, dict):
-            raise ValueError(f"{META_NAME} holds no JSON object")
+        data = (directory / META_NAME).read_bytes()
         try:
-            return SpoolMeta(**{k: v for k, v in raw.items() if k in SpoolMeta.__slots__})
-        except TypeError as exc:  # a required field is missing
-            raise ValueError(str(exc)) from exc
+            raw = json.loads(data)
+        except RecursionError as exc:  # nested beyond reason: not a file meetcap wrote
+            raise ValueError("it is nested too deeply to be session metadata") from exc
+        return _check_meta(raw)
 
     @staticmethod
     def lock(directory: Path, meta: SpoolMeta, budget: SpoolBudget | None = None):
@@ -602,7 +1043,10 @@ class Spool:
 
     @staticmethod
     def _load(
-        directory: Path, budget: SpoolBudget, destination: str | None | _AnyDestination
+        directory: Path,
+        budget: SpoolBudget,
+        destination: str | None | _AnyDestination,
+        problems: list[tuple[Path, str]],
     ) -> SpoolSession | None:
         try:
             meta = Spool.read_meta(directory)
@@ -610,9 +1054,15 @@ class Spool:
             # Created but never described: a crash inside new_session, before any frame.
             if not any(directory.glob(f"{_SEGMENT_PREFIX}*")):
                 shutil.rmtree(directory, ignore_errors=True)
+                return None
+            why = meta_problem(directory, None)
+            log.warning("spool %s: %s; left in place", directory, why)
+            problems.append((directory, why))
             return None
         except (ValueError, OSError) as exc:
-            log.error("spool %s: unreadable %s (%s); left in place", directory, META_NAME, exc)
+            why = meta_problem(directory, exc)
+            log.warning("spool %s: %s; left in place", directory, why)
+            problems.append((directory, why))
             return None
         if destination is not ANY_DESTINATION and meta.destination != destination:
             return None  # another destination's audio: not ours to deliver, nor to lock
@@ -623,9 +1073,24 @@ class Spool:
         if meta.ended:
             session.remove()
             return None
-        session._recover()
+        try:
+            session._recover()
+        except BaseException:
+            session.close(keep=False)  # release the lock; the folder stays as it was
+            raise
         if session.last_seq < 0 and meta.session_id is None:
             session.remove()  # nothing captured, nothing on the server: nothing to deliver
+            return None
+        if session.intact_frames == 0 and meta.session_id is None and session.damaged:
+            # Every frame of it is lost and the server has none: sending only silence
+            # would make a recording of nothing. It waits, listed, to be discarded.
+            why = (
+                f"nothing of it can be delivered, all {session.last_seq + 1} frames are "
+                f"lost ({describe_lost(session.damaged, sent=False)})"
+            )
+            log.warning("spool %s: %s; left in place", directory, why)
+            problems.append((directory, why))
+            session.close(keep=False)
             return None
         return session
 
@@ -643,9 +1108,13 @@ class Spool:
         local_id += f"-{secrets.token_hex(4)}"
         directory = self.root / local_id
         meta = SpoolMeta(local_id, started_at, url, destination=destination, account=account)
+        # Segments of at most a quarter of the cap: the last segment is kept while acked
+        # (it marks where the frames end), so a cap below a few segments would otherwise
+        # fill with acked audio that is never freed.
+        segment_frames = max(1, min(FRAMES_PER_SEGMENT, self.budget.cap_bytes // RECORD_BYTES // 4))
         try:
             directory.mkdir()
-            session = SpoolSession(directory, meta, self.budget)
+            session = SpoolSession(directory, meta, self.budget, segment_frames)
             session._try_lock()
             session._write_meta(session._meta)
             oscalls.fsync_dir(self.root)
@@ -656,6 +1125,24 @@ class Spool:
     def close(self) -> None:
         for session in self.pending:
             session.close()
+
+
+def meta_problem(directory: Path, exc: BaseException | None) -> str:
+    """Why the session.json of ``directory`` cannot be used, in words (``exc`` None: it
+    is missing), with the frames on disk."""
+    first, last = spooled_frames(directory)
+    verb = "is" if first == last else "are"
+    on_disk = f"{frame_span(first, last)} {verb} on disk" if last >= 0 else "no audio is on disk"
+    if exc is None:
+        return (
+            f"its {META_NAME} is missing ({on_disk}): where it belongs is unknown, it can "
+            "only be discarded"
+        )
+    detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return (
+        f"its {META_NAME} cannot be read ({detail}; {on_disk}): where it belongs is "
+        "unknown, it can only be discarded"
+    )
 
 
 def spooled_bytes(directory: Path) -> int:

@@ -25,6 +25,9 @@ class StreamStatus:
     frame to the ack covering it (includes the server's ack batching, ~200-500 ms);
     ``ack_rtt_avg_ms`` its moving average. ``earlier_sessions`` / ``earlier_frames_spooled``
     describe sessions left in the spool by an earlier run that are being delivered.
+    ``spool_problems`` says, one sentence each, what is damaged or odd in the spool:
+    frames lost or damaged on disk (sent as silence) in the sessions being delivered,
+    and session folders left alone because they cannot be used (each names its folder).
     """
 
     state: State
@@ -41,6 +44,7 @@ class StreamStatus:
     quick_failures: int = 0
     earlier_sessions: int = 0
     earlier_frames_spooled: int = 0
+    spool_problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,11 @@ class FinishResult:
     SHA-256 of the stored PCM matches the one computed while frames were submitted
     (``verified``; False for sessions recovered from the spool, whose audio this process
     did not see). Otherwise ``frames_left`` frames stay in the spool for a later run and
-    ``message`` says why. ``earlier`` holds the results of sessions recovered from the
-    spool that this streamer delivered.
+    ``message`` says why. ``lost`` names the frames whose audio did not reach the server
+    because the spool lost it on disk, as (first, last) runs: they were sent as silence
+    at their own place in time (or, damaged after the last intact frame, cut off), and
+    ``ok`` is False. ``earlier`` holds the results of sessions recovered from the spool
+    that this streamer delivered.
     """
 
     ok: bool
@@ -65,3 +72,4 @@ class FinishResult:
     verified: bool = False
     frames_left: int = 0
     earlier: tuple[FinishResult, ...] = ()
+    lost: tuple[tuple[int, int], ...] = ()

@@ -27,7 +27,7 @@ from dataclasses import asdict, replace
 from meetcap.client.config import StreamerConfig
 from meetcap.client.link import SessionLink
 from meetcap.client.outcomes import Outcome
-from meetcap.client.spool import Spool, SpoolSession
+from meetcap.client.spool import Spool, SpoolSession, describe_lost
 from meetcap.client.status import FinishResult, State, StreamStatus
 from meetcap.constants import FRAME_MS
 from meetcap.errors import FatalError, StorageError, UsageError
@@ -105,8 +105,8 @@ class Streamer:
         )
         if self._spool.elsewhere:
             log.info(
-                "%d session(s) in the spool at %s are for another server or account, or "
-                "busy: left alone (see `meetcap spool list`)",
+                "%d session(s) in the spool at %s are for another server or account, "
+                "busy or damaged: left alone (see `meetcap spool list`)",
                 len(self._spool.elsewhere), self._spool.root,
             )
         if self.config.deliver_pending:
@@ -192,11 +192,11 @@ class Streamer:
         if self._live_link is None:
             ok = all(r.ok for r in earlier)
             left = sum(r.frames_left for r in earlier)
-            message = (
-                f"delivered {len(earlier)} session(s) left in the spool"
-                if ok
-                else f"{left} frames from earlier sessions stay in the spool"
-            )
+            problems = [r.message for r in earlier if not r.ok and not r.frames_left]
+            if left:
+                problems.insert(0, f"{left} frames from earlier sessions stay in the spool")
+            delivered = f"delivered {len(earlier)} session(s) left in the spool"
+            message = "; ".join(problems) or delivered
             return FinishResult(ok=ok, message=message, frames_left=left, earlier=earlier)
         if skipped_live:
             return FinishResult(
@@ -222,6 +222,7 @@ class Streamer:
             server_url=self.config.url,
             earlier_sessions=len(earlier_active),
             earlier_frames_spooled=sum(s.frames_spooled for s in earlier),
+            spool_problems=self._spool_problems(),
         )
         link = self._live_link or (self._earlier_links[0] if self._earlier_links else None)
         if link is None:
@@ -232,6 +233,18 @@ class Streamer:
         if self._closed and snap["state"] not in ("finished", "failed"):
             snap["state"] = "closed"
         return StreamStatus(**snap, **common)  # type: ignore[arg-type]
+
+    def _spool_problems(self) -> tuple[str, ...]:
+        """What is damaged or odd in the spool, one sentence per session folder."""
+        problems = []
+        if self._spool is not None:
+            problems += [f"recording {d.name}: {why}" for d, why in self._spool.problems]
+        links = [*self._earlier_links, *([self._live_link] if self._live_link else [])]
+        for link in links:
+            words = link.session.damage_words()
+            if words:
+                problems.append(f"recording {link.session.dir.name}: {words}")
+        return tuple(problems)
 
     # -- the streamer thread
 
@@ -321,6 +334,12 @@ class Streamer:
         outcome: Outcome | None = link.outcome
         session_id = session.meta.session_id
         left = 0 if outcome is not None and outcome.kind == "finished" else session.unacked_frames
+        lost = session.lost
+        # Audio the spool lost on disk, in words: what went out as silence, or was cut.
+        lost_words = (
+            f"; audio lost from the spool before delivery: {describe_lost(session.lost_ranges)}"
+            if lost else ""
+        )
         if outcome is not None and outcome.kind == "finished":
             ended = outcome.ended
             if ended is None:
@@ -328,14 +347,20 @@ class Streamer:
                 # only once every frame arrived) but its answer was lost with the
                 # connection: stored, though its hash cannot be checked.
                 return FinishResult(
-                    ok=True, session_id=session_id, frames=session.last_seq + 1,
-                    local_sha256=local_sha256,
+                    ok=not lost, session_id=session_id, frames=session.last_seq + 1,
+                    local_sha256=local_sha256, lost=lost,
                     message=f"session {session_id}: {session.last_seq + 1} frames stored (the "
-                    "server's final answer was lost, so its hash was not checked)",
+                    "server's final answer was lost, so its hash was not checked)" + lost_words,
                 )
             verified = local_sha256 is not None and ended.sha256 == local_sha256
             captured = session.last_seq + 1
-            if local_sha256 is not None and not verified:
+            if lost and ended.frames == captured:
+                # The hash differs, as it must: silence went out for the lost frames.
+                message = (
+                    f"session {session_id}: {ended.frames} frames "
+                    f"({ended.duration_ms / 1000:.1f} s) stored" + lost_words
+                )
+            elif local_sha256 is not None and not verified:
                 message = (
                     f"the server's copy of session {session_id} differs from the captured audio "
                     f"(server sha256 {ended.sha256[:12]}..., captured {local_sha256[:12]}...)"
@@ -348,11 +373,11 @@ class Streamer:
                     f"({ended.duration_ms / 1000:.1f} s) stored"
                     + (" and verified" if verified else "")
                 )
-            ok = ended.frames == captured and (local_sha256 is None or verified)
+            ok = ended.frames == captured and (local_sha256 is None or verified) and not lost
             return FinishResult(
                 ok=ok, message=message, session_id=session_id, frames=ended.frames,
                 duration_ms=ended.duration_ms, sha256=ended.sha256, local_sha256=local_sha256,
-                verified=verified,
+                verified=verified, lost=lost,
             )
         seconds = left * FRAME_MS / 1000
         if outcome is None:
@@ -370,9 +395,12 @@ class Streamer:
                 f"{outcome.reason}; {left} frames ({seconds:.1f} s of audio) stay in the "
                 f"spool at {session.dir}"
             )
+        damage = session.damage_words()
+        if damage:
+            message += f" ({damage})"
         return FinishResult(
             ok=False, message=message, session_id=session_id, frames=session.acked + 1,
-            local_sha256=local_sha256, frames_left=left,
+            local_sha256=local_sha256, frames_left=left, lost=lost,
         )
 
 

@@ -7,7 +7,15 @@ import os
 
 import pytest
 
-from meetcap.client.spool import FRAMES_PER_SEGMENT, META_NAME, RECORD_BYTES, Spool
+from meetcap.client.spool import (
+    FRAMES_PER_SEGMENT,
+    META_NAME,
+    RECORD_BYTES,
+    SILENT_PCM,
+    WHY_CUT,
+    WHY_DAMAGED,
+    Spool,
+)
 from meetcap.errors import SpoolFullError
 from meetcap.protocol import decode_audio, encode_audio
 from tests.client.frames import synthetic_frames
@@ -77,7 +85,8 @@ def test_spool_cap_raises_spool_full_and_stores_nothing_more(tmp_path):
     with pytest.raises(SpoolFullError, match="spool .* is full"):
         session.append(frames[25])
     assert session.last_seq == 24
-    assert os.path.getsize(session.dir / _segments(session)[0]) == 25 * RECORD_BYTES
+    on_disk = sum(os.path.getsize(session.dir / name) for name in _segments(session))
+    assert on_disk == 25 * RECORD_BYTES
 
 
 def test_cap_counts_sessions_left_by_an_earlier_run(tmp_path):
@@ -134,16 +143,43 @@ def test_corrupt_tail_records_are_cut_and_counted(tmp_path):
         session.append(frame)
     session.close()
     segment = session.dir / _segments(session)[0]
-    # An OS crash can leave zeros where the last unsynced records were.
+    # An OS crash can leave zeros where the last unsynced records were; session.json
+    # was last written when frame 7 was the last one spooled.
     with open(segment, "r+b") as fh:
         fh.seek(8 * RECORD_BYTES + 100)
-        fh.write(b"\0" * 50)
+        fh.write(b"\0" * (2 * RECORD_BYTES - 100))
+    meta = json.loads((session.dir / META_NAME).read_text())
+    (session.dir / META_NAME).write_text(json.dumps(dict(meta, spooled_to=7)))
     (found,) = Spool.open(tmp_path).pending
     assert found.last_seq == 7
     assert found.dropped_on_recovery == 2
+    assert found.lost == ((8, 9),) and found.damaged == ()
     assert all(decode_audio(r).seq == i for i, r in enumerate(found.read(0, 100)))
     # New numbering continues after the intact part: nothing shifted, nothing duplicated.
     assert found.next_seq == 8
+    # Said durably, before the cut: a later run still knows what was lost.
+    assert json.loads((found.dir / META_NAME).read_text())["lost"] == [[8, 9, WHY_CUT]]
+
+
+def test_a_damaged_record_before_an_intact_one_is_silence_not_the_end(tmp_path):
+    session = Spool.open(tmp_path).new_session(1.7e9, URL)
+    frames = list(synthetic_frames(10))
+    for frame in frames:
+        session.append(frame)
+    session.close()
+    with open(session.dir / _segments(session)[0], "r+b") as fh:
+        fh.seek(8 * RECORD_BYTES + 100)
+        fh.write(b"\0" * 50)  # frame 8 only: frame 9 after it is intact
+    (found,) = Spool.open(tmp_path).pending
+    assert found.last_seq == 9 and found.dropped_on_recovery == 0
+    assert found.damaged == ((8, 8, WHY_DAMAGED),)
+    messages = found.read_frames(0, 100)  # up to the damage, which comes on its own
+    assert [m.seq for m in messages] == list(range(8))
+    while len(messages) < 10:
+        messages += found.read_frames(len(messages), 100)
+    assert [m.seq for m in messages] == list(range(10))
+    assert [m.pcm for m in messages] == [f.pcm for f in frames[:8]] + [SILENT_PCM, frames[9].pcm]
+    assert found.lost == ((8, 8),) and found.damaged == ()
 
 
 def test_ended_and_empty_sessions_are_removed_at_open(tmp_path):
