@@ -137,7 +137,7 @@ def test_unplugging_one_device_reports_it_lost_the_other_keeps_flowing_and_it_co
     settings = CaptureSettings(mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, normalize=False)
     with capturing(settings) as (manager, collector):
         time.sleep(WARM_UP_S)
-        pulse.play(tone.path, MIC_SINK)
+        mic_player = pulse.play(tone.path, MIC_SINK)
         speaker_player = pulse.play(tone.path, SPEAKER_SINK)
         assert collector.wait_for(lambda: manager.levels()["system"].rms_dbfs > -30, 5), \
             manager.levels()
@@ -164,7 +164,12 @@ def test_unplugging_one_device_reports_it_lost_the_other_keeps_flowing_and_it_co
         assert levels["mic"].rms_dbfs > -30, ("the microphone keeps flowing", levels)
         after = collector.samples()[frames_at_loss * FRAME_SAMPLES :]
         assert len(after) >= 10 * FRAME_SAMPLES and rms_db(after) > -30
-        # The device comes back: its capture resumes without stopping the session.
+        # The device comes back: its capture resumes without stopping the session. The
+        # returning sink is the default again, and both servers then move the mic's
+        # player onto it (every time, measured here): its tone could cancel the speaker's
+        # below (it did, to -42 dB, now and then). Stop it first.
+        mic_player.kill()
+        mic_player.wait()
         pulse.reload_sink(SPEAKER_SINK)
         assert collector.wait_for(
             lambda: collector.first_event(AudioEventKind.DEVICE_RESTORED, "system"), 8
