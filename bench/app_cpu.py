@@ -17,6 +17,12 @@ Target: < 5 % of one core.
 
 ``--screenshot FILE`` also saves the app's window mid-run (``import -window`` on the Xvfb
 display): that is how docs/screenshot.png is made.
+
+``--threads`` also prints where the app's CPU goes, thread by thread: utime + stime from
+/proc/<pid>/task/*/stat at the start and the end of the window, each thread named by
+``py-spy dump`` (its Python thread name; needs ``pip install py-spy`` and ptrace rights)
+or else by its comm in brackets: PortAudio's callback threads show as ``[python]``, the
+PulseAudio client's as ``[threaded-ml]``.
 """
 
 from __future__ import annotations
@@ -155,12 +161,58 @@ class Run:
     percent: float = 0.0
     exit_code: int | None = None
     log: list[str] = field(default_factory=list)
+    threads: list[tuple[float, str]] = field(default_factory=list)  # (% of a core, name)
+
+
+def thread_ticks(pid: int) -> dict[int, tuple[int, str]]:
+    """utime + stime (clock ticks) and comm of each live thread of ``pid``."""
+    ticks = {}
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the thread ended
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        fields = text[text.rindex(")") + 2:].split()
+        ticks[int(stat.parent.name)] = (int(fields[11]) + int(fields[12]), comm)
+    return ticks
+
+
+def python_thread_names(pid: int) -> dict[int, str]:
+    """Native thread id -> Python thread name, from ``py-spy dump`` (empty without it)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    try:
+        out = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True,
+                             text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    names = {}
+    for line in out.splitlines():
+        if line.startswith("Thread ") and '"' in line:
+            tid = line.split()[1]
+            if tid.isdigit():
+                names[int(tid)] = line.split('"')[1]
+    return names
+
+
+def per_thread(before: dict[int, tuple[int, str]], after: dict[int, tuple[int, str]],
+               names: dict[int, str], wall_s: float) -> list[tuple[float, str]]:
+    """% of one core per thread over the window, largest first (threads of one name summed)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for tid, (ticks, comm) in after.items():
+        used = ticks - before.get(tid, (0, comm))[0]
+        name = names.get(tid, f"[{comm}]")
+        totals[name] = totals.get(name, 0.0) + 100.0 * used / hz / wall_s
+    return sorted(((p, n) for n, p in totals.items()), reverse=True)
 
 
 def measure(argv: list[str], env: dict[str, str], ready: Callable[[subprocess.Popen], object],
-            seconds: float, during: Callable[[float], None] = lambda elapsed: None) -> Run:
+            seconds: float, during: Callable[[float], None] = lambda elapsed: None,
+            threads: bool = False) -> Run:
     """Start ``argv``, wait until ``ready``, settle, then measure its CPU for ``seconds``;
-    end it with SIGINT, as Ctrl-C would (the app and the recorder finish their session)."""
+    end it with SIGINT, as Ctrl-C would (the app and the recorder finish their session).
+    ``threads``: also split the process's own CPU by thread (``Run.threads``)."""
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     run = Run()
@@ -169,11 +221,18 @@ def measure(argv: list[str], env: dict[str, str], ready: Callable[[subprocess.Po
         ready(proc)
         time.sleep(SETTLE_S)
         ps = psutil.Process(proc.pid)
+        names = python_thread_names(proc.pid) if threads else {}
+        ticks0 = thread_ticks(proc.pid) if threads else {}
         cpu0, wall0 = cpu_seconds(ps), time.monotonic()
         while (elapsed := time.monotonic() - wall0) < seconds:
             time.sleep(0.25)
             during(elapsed)
-        run.percent = 100.0 * (cpu_seconds(ps) - cpu0) / (time.monotonic() - wall0)
+        wall = time.monotonic() - wall0
+        run.percent = 100.0 * (cpu_seconds(ps) - cpu0) / wall
+        if threads:
+            ticks1 = thread_ticks(proc.pid)
+            names.update(python_thread_names(proc.pid))  # threads started in the window
+            run.threads = per_thread(ticks0, ticks1, names, wall)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -192,6 +251,8 @@ def main() -> int:
     parser.add_argument("--display", choices=("xvfb", "offscreen"),
                         default="xvfb" if shutil.which("Xvfb") else "offscreen")
     parser.add_argument("--screenshot", type=Path, help="save the window mid-run (xvfb)")
+    parser.add_argument("--threads", action="store_true",
+                        help="also print each process's CPU by thread (names from py-spy)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="meetcap-app-cpu-"))
@@ -232,14 +293,15 @@ def main() -> int:
                     [sys.executable, "-m", "meetcap.gui.app", "--start", "--settings",
                      str(settings), "--data-dir", str(work / "data")], app_env,
                     lambda proc: wait_growing(sessions, "*.wav", proc),
-                    args.seconds, screenshot_midway)
+                    args.seconds, screenshot_midway, threads=args.threads)
                 # The same capture, VAD and normalisation without the window, the
                 # streamer and the built-in server: what the audio core alone costs.
                 recorder = measure(
                     [sys.executable, "-m", "meetcap", "record", "--mic", MIC_ID,
                      "--system", SYSTEM_ID, "--gain-system", "-3", "--vad",
                      "--out", str(work / "recorder.wav")], env,
-                    lambda proc: wait_growing(work, "recorder.wav", proc), args.seconds)
+                    lambda proc: wait_growing(work, "recorder.wav", proc), args.seconds,
+                    threads=args.threads)
             finally:
                 players_stop.set()
             pulse_percent = 100.0 * (cpu_seconds(pulse_ps) - pulse0) / (
@@ -248,6 +310,10 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     stored = app.exit_code == 0 and recorder.exit_code == 0
+    for label, run in (("app", app), ("headless recorder", recorder)):
+        if run.threads:
+            print(f"  {label} by thread (% of one core): " + ", ".join(
+                f"{name} {percent:.2f}" for percent, name in run.threads if percent >= 0.05))
     print(f"  headless recorder (meetcap record --vad, same devices): {recorder.percent:.1f} %")
     print(f"  not the app: PulseAudio server {pulse_percent:.1f} %; exit codes app "
           f"{app.exit_code}, recorder {recorder.exit_code}")
