@@ -271,12 +271,14 @@ class AudioManager:
     def set_device(self, source: str, device_id: str | None) -> None:
         """Switch "mic" or "system" to another device (or none) without stopping the
         session. A failure to open arrives as an "error" event; the device is then
-        opened as soon as it is listed."""
+        opened as soon as it is listed. ``device_id`` None and ``""`` both capture
+        nothing, and are kept in the settings as given: the app saves ``""`` as "none,
+        on purpose" and None as "not chosen yet" (the default device is picked then)."""
         self._check_source(source)
         with self._lock:
             setattr(self._settings, f"{source}_device_id", device_id)
             if self._worker is not None:
-                self._worker.set_device(source, device_id)
+                self._worker.set_device(source, device_id or None)
 
     def add_event_listener(self, callback: Callable[[AudioEvent], None]) -> None:
         """Get every :class:`AudioEvent`. ``callback`` runs on the ``meetcap-audio-events``

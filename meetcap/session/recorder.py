@@ -214,8 +214,7 @@ class Recorder:
     def set_device(self, source: str, device_id: str | None) -> None:
         """Switch a source's device ("" or None: none); live during a session. May wait
         for a start in progress (it opens devices)."""
-        self.settings.set_device_id(source, device_id if device_id else "")
-        self.manager.set_device(source, device_id or None)
+        self.manager.set_device(source, device_id if device_id else "")  # "": none, on purpose
 
     # -- the session
 

@@ -218,3 +218,21 @@ def test_a_built_in_server_that_dies_is_told_and_the_audio_waits_in_the_spool(
     assert heard.problems and heard.problems[0].startswith("The built-in server stopped")
     assert "injected server bug" in heard.problems[0]
     assert not result.ok and result.frames_left > 0, "what was not stored stays in the spool"
+
+
+def test_choosing_no_device_is_kept_as_a_choice_not_as_never_chosen(tmp_path):
+    # The app saves "" as "none, on purpose" and None as "not chosen yet" (then it picks
+    # the system's default at the next start): a switch to none must stay "".
+    recorder, _ = make_recorder(tmp_path, builtin=False, copy=str(tmp_path / "c.wav"))
+    try:
+        recorder.set_device("mic", None)
+        assert recorder.settings.device_id("mic") == ""
+        recorder.set_device("mic", SYNTHETIC_MIC.id)
+        assert recorder.settings.device_id("mic") == SYNTHETIC_MIC.id
+        recorder.start()
+        recorder.set_device("mic", None)  # live, during the session
+        assert recorder.settings.device_id("mic") == ""
+        recorder.stop()
+        assert recorder.settings.device_id("mic") == ""
+    finally:
+        recorder.close()
