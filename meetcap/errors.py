@@ -18,7 +18,7 @@ is raised somewhere; the errors of one module live beside the code that raises t
         ├── ConfigError           a bad setting: URL, path, gain out of range
         │   └── PendingNotFound   client/pending.py: no such recording waits in the spool
         ├── DeviceError           a device cannot be found or opened
-        ├── ModelError            the VAD model cannot be loaded or run
+        ├── ModelError            the VAD or Whisper model cannot be loaded or run
         ├── SpoolFullError        the disk spool reached its cap: capture stops, loudly
         ├── StorageError          audio cannot be written (disk full, permissions)
         ├── ProtocolError         the peer broke the wire protocol (carries a close code)
@@ -62,7 +62,8 @@ class DeviceError(FatalError):
 
 
 class ModelError(FatalError):
-    """The VAD model cannot be loaded or run. Never treated as silence."""
+    """The VAD or speech-to-text model cannot be loaded or run. Never treated as silence
+    or as an empty transcript."""
 
 
 class SpoolFullError(FatalError):

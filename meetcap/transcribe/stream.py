@@ -1,0 +1,302 @@
+"""Streaming segmentation: 100 ms frames with speech flags in, transcript segments out.
+
+The live server and the offline ``meetcap transcribe`` both run this one class, so a
+file transcribed later agrees with the live transcript of the same audio.
+
+- **Utterances** start at the first speech frame and end after ``min_pause_s`` of frames
+  without speech (the VAD's flags already bridge pauses under its 300 ms hangover). An
+  utterance that reaches ``max_utterance_s`` is cut at its quietest frame of the last
+  ``cap_search_s`` seconds, and the rest goes on as the next utterance.
+- Each utterance is **transcribed once when it ends**: one final segment, timed by its
+  frames (seq * 0.1 s, so exact across reconnects), with ``pre_roll_s`` of audio before
+  its first speech frame so Whisper hears the onset. Utterances with less than
+  ``min_speech_s`` of speech frames are not sent to the engine (noise, clicks).
+- While an utterance is open, it is re-transcribed about every ``partial_interval_s``
+  of audio as a **partial**. Partials follow LocalAgreement-2: a word is shown only once
+  two consecutive hypotheses agree on it and on everything before it, and a shown word
+  is never taken back, so each partial's text extends the previous one's (no flicker).
+  At most one partial per :meth:`feed` call (the newest), so a worker catching up on a
+  backlog does not re-transcribe every second of it; the server switches partials off
+  (``partials_enabled = False``) first when it falls behind.
+- Segments of fewer than ``min_words`` words or only filler are marked ``minor`` (kept).
+- :attr:`resume_seq` / :attr:`next_id` say where a restarted worker carries on:
+  ``resume_from(resume_seq, next_id)`` then feeding the stored frames from
+  ``resume_seq`` gives the same finals as an uninterrupted run, none lost or doubled.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+
+from meetcap.constants import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
+from meetcap.errors import UsageError
+from meetcap.transcribe.engine import Engine
+from meetcap.transcribe.segments import DEFAULT_MIN_WORDS, TranscriptSegment, is_minor, words
+
+FRAME_S = FRAME_MS / 1000
+
+DEFAULT_PARTIAL_INTERVAL_S = 1.0
+DEFAULT_MAX_UTTERANCE_S = 20.0  # under Whisper's 30 s window, with room for the pre-roll
+DEFAULT_MIN_PAUSE_S = 0.3  # pause frames (after the VAD's own 300 ms hangover) ending one
+DEFAULT_MIN_SPEECH_S = 0.5  # the VAD flags >= ~0.4 s for any detected sound; a word is more
+DEFAULT_PRE_ROLL_S = 0.2
+DEFAULT_CAP_SEARCH_S = 2.0
+
+
+def _frames(seconds: float) -> int:
+    return max(0, round(seconds / FRAME_S))
+
+
+class _Utterance:
+    """The frames of the utterance being collected (pre-roll included)."""
+
+    def __init__(self, first_seq: int, pre_roll: list[bytes]) -> None:
+        self.audio_seq = first_seq - len(pre_roll)  # seq of the first frame in ``pcm``
+        self.pcm: list[bytes] = list(pre_roll)
+        self.speech_flags: list[bool] = [False] * len(pre_roll)
+        self.first_speech_seq = first_seq
+        self.last_speech_seq = first_seq
+        self.pause_frames = 0
+        self.partial_at_frames = 0  # len(pcm) when the last partial was computed
+        self.hypothesis: list[str] = []  # the previous partial hypothesis (its words)
+        self.committed: list[str] = []  # words shown in partials so far (never retracted)
+
+    def add(self, seq: int, pcm: bytes, speech: bool) -> None:
+        self.pcm.append(pcm)
+        self.speech_flags.append(speech)
+        if speech:
+            self.last_speech_seq = seq
+            self.pause_frames = 0
+        else:
+            self.pause_frames += 1
+
+    @property
+    def speech_frames(self) -> int:
+        return sum(self.speech_flags)
+
+    @property
+    def end_seq(self) -> int:
+        """One past the last frame held."""
+        return self.audio_seq + len(self.pcm)
+
+    def samples(self, upto: int | None = None) -> np.ndarray:
+        data = b"".join(self.pcm[:upto] if upto is not None else self.pcm)
+        return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768)
+
+
+class StreamingTranscriber:
+    """Cuts a session's frames into utterances and transcribes them (module doc)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        min_words: int = DEFAULT_MIN_WORDS,
+        partial_interval_s: float = DEFAULT_PARTIAL_INTERVAL_S,
+        max_utterance_s: float = DEFAULT_MAX_UTTERANCE_S,
+        min_pause_s: float = DEFAULT_MIN_PAUSE_S,
+        min_speech_s: float = DEFAULT_MIN_SPEECH_S,
+        pre_roll_s: float = DEFAULT_PRE_ROLL_S,
+        cap_search_s: float = DEFAULT_CAP_SEARCH_S,
+        partials: bool = True,
+        prompt_with_previous: bool = False,
+    ) -> None:
+        if max_utterance_s <= pre_roll_s + cap_search_s:
+            raise ValueError(
+                f"max_utterance_s ({max_utterance_s}) must exceed pre_roll_s + cap_search_s"
+            )
+        if partial_interval_s <= 0:
+            raise ValueError(f"partial_interval_s must be positive, got {partial_interval_s}")
+        self.engine = engine
+        self.min_words = min_words
+        self.partials_enabled = partials
+        self.prompt_with_previous = prompt_with_previous
+        self._partial_frames = max(1, _frames(partial_interval_s))
+        self._max_frames = _frames(max_utterance_s)
+        self._min_pause = max(1, _frames(min_pause_s))
+        self._min_speech = _frames(min_speech_s)
+        self._cap_search = max(1, _frames(cap_search_s))
+        self._pre_roll: deque[bytes] = deque(maxlen=_frames(pre_roll_s))
+        self._utterance: _Utterance | None = None
+        self._expected_seq: int | None = None
+        self._previous_text = ""
+        self.next_id = 0
+        self.engine_calls = 0  # how many times the engine ran (finals + partials)
+        self.partial_calls = 0
+        self.skipped_short = 0  # utterances too short to be sent to the engine
+
+    # -- where a restarted worker carries on -------------------------------------------
+
+    @property
+    def resume_seq(self) -> int | None:
+        """The first frame a restarted worker must be fed again (None before any frame).
+
+        Everything before it is finished: its finals were returned already."""
+        if self._utterance is not None:
+            return self._utterance.audio_seq
+        if self._expected_seq is None:
+            return None
+        return self._expected_seq - len(self._pre_roll)
+
+    def resume_from(self, seq: int, next_id: int) -> None:
+        """Carry on from frame ``seq`` with final ids from ``next_id`` (after a restart).
+
+        Frames before ``seq`` that are fed again are ignored."""
+        if seq < 0 or next_id < 0:
+            raise UsageError(f"cannot resume from frame {seq} with segment id {next_id}")
+        self._utterance = None
+        self._pre_roll.clear()
+        self._expected_seq = seq
+        self.next_id = next_id
+        self._previous_text = ""
+
+    # -- feeding -------------------------------------------------------------------
+
+    def feed(
+        self, first_seq: int, pcm: bytes, speech: Sequence[bool]
+    ) -> list[TranscriptSegment]:
+        """Frames ``first_seq``.. (3,200 bytes each, int16 LE) and their speech flags.
+
+        Returns the finals of utterances that ended, then at most one partial if due."""
+        if len(pcm) != len(speech) * FRAME_BYTES:
+            raise UsageError(
+                f"{len(speech)} speech flags need {len(speech) * FRAME_BYTES} bytes of "
+                f"audio, got {len(pcm)}"
+            )
+        out: list[TranscriptSegment] = []
+        for i, flag in enumerate(speech):
+            seq = first_seq + i
+            if self._expected_seq is not None:
+                if seq < self._expected_seq:
+                    continue  # fed again after a resume or a repeated batch
+                if seq > self._expected_seq:
+                    # A gap in the stored audio: nothing joins across it.
+                    out.extend(self._finish_utterance())
+                    self._pre_roll.clear()
+            self._expected_seq = seq + 1
+            out.extend(self._step(seq, pcm[i * FRAME_BYTES:(i + 1) * FRAME_BYTES], bool(flag)))
+        if self.partials_enabled:
+            partial = self._partial_if_due()
+            if partial is not None:
+                out.append(partial)
+        return out
+
+    def flush(self) -> list[TranscriptSegment]:
+        """The session ended: finish the current utterance."""
+        out = self._finish_utterance()
+        self._pre_roll.clear()
+        return out
+
+    def _step(self, seq: int, frame: bytes, speech: bool) -> list[TranscriptSegment]:
+        utt = self._utterance
+        if utt is None:
+            if not speech:
+                self._pre_roll.append(frame)
+                return []
+            utt = self._utterance = _Utterance(seq, list(self._pre_roll))
+            self._pre_roll.clear()
+        utt.add(seq, frame, speech)
+        if utt.pause_frames >= self._min_pause:
+            return self._finish_utterance()
+        if len(utt.pcm) >= self._max_frames:
+            return self._cut_at_cap()
+        return []
+
+    def _cut_at_cap(self) -> list[TranscriptSegment]:
+        """The utterance hit the length cap: end it at its quietest recent frame and go
+        on with the frames after that as a new utterance."""
+        utt = self._utterance
+        assert utt is not None
+        n = len(utt.pcm)
+        window = range(max(1, n - self._cap_search), n)
+        energies = [_frame_energy(utt.pcm[i]) for i in window]
+        cut = window[int(np.argmin(energies))] + 1  # keep the quiet frame in the first part
+        rest_pcm, rest_flags = utt.pcm[cut:], utt.speech_flags[cut:]
+        rest_seq = utt.audio_seq + cut
+        utt.pcm, utt.speech_flags = utt.pcm[:cut], utt.speech_flags[:cut]
+        out = self._finish_utterance(cut_seq=rest_seq)
+        # The rest starts the next utterance at once: speech is going on.
+        nxt = self._utterance = _Utterance(rest_seq, [])
+        for k, (frame, flag) in enumerate(zip(rest_pcm, rest_flags)):
+            nxt.add(rest_seq + k, frame, flag)
+        nxt.first_speech_seq = rest_seq
+        return out
+
+    # -- transcription -------------------------------------------------------------
+
+    def _finish_utterance(self, cut_seq: int | None = None) -> list[TranscriptSegment]:
+        utt, self._utterance = self._utterance, None
+        if utt is None:
+            return []
+        # What follows the utterance's end is the pre-roll of the next one.
+        tail = utt.pcm[-self._pre_roll.maxlen:] if self._pre_roll.maxlen else []
+        self._pre_roll.clear()
+        if cut_seq is None:
+            self._pre_roll.extend(tail)
+        if utt.speech_frames < self._min_speech:
+            self.skipped_short += 1
+            return []
+        prompt = self._previous_text if self.prompt_with_previous else None
+        text = self._transcribe(utt.samples(), prompt)
+        if not text:
+            return []
+        start = utt.first_speech_seq * FRAME_S
+        end = (cut_seq if cut_seq is not None else utt.last_speech_seq + 1) * FRAME_S
+        seg = TranscriptSegment(
+            id=self.next_id, start_s=start, end_s=end, text=text, final=True,
+            minor=is_minor(text, min_words=self.min_words),
+        )
+        self.next_id += 1
+        self._previous_text = text
+        return [seg]
+
+    def _partial_if_due(self) -> TranscriptSegment | None:
+        utt = self._utterance
+        if utt is None or len(utt.pcm) - utt.partial_at_frames < self._partial_frames:
+            return None
+        if utt.speech_frames < self._min_speech:
+            return None
+        utt.partial_at_frames = len(utt.pcm)
+        self.partial_calls += 1
+        prompt = self._previous_text if self.prompt_with_previous else None
+        hypothesis = self._transcribe(utt.samples(), prompt).split()
+        _agree(utt, hypothesis)
+        if not utt.committed:
+            return None
+        text = " ".join(utt.committed)
+        return TranscriptSegment(
+            id=self.next_id, start_s=utt.first_speech_seq * FRAME_S,
+            end_s=utt.end_seq * FRAME_S, text=text, final=False,
+            minor=is_minor(text, min_words=self.min_words),
+        )
+
+    def _transcribe(self, samples: np.ndarray, prompt: str | None) -> str:
+        self.engine_calls += 1
+        segments = self.engine.transcribe(samples, prompt=prompt)
+        return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+
+def _agree(utt: _Utterance, hypothesis: list[str]) -> None:
+    """LocalAgreement-2: extend the committed words by those on which this hypothesis and
+    the previous one agree, following what is committed already; never retract."""
+    previous, utt.hypothesis = utt.hypothesis, hypothesis
+    done = len(utt.committed)
+    if len(hypothesis) <= done or _norm(hypothesis[:done]) != _norm(utt.committed):
+        return  # the new hypothesis contradicts what is shown; wait for it to settle
+    agreed = done
+    limit = min(len(previous), len(hypothesis))
+    while agreed < limit and _norm([previous[agreed]]) == _norm([hypothesis[agreed]]):
+        agreed += 1
+    utt.committed.extend(hypothesis[done:agreed])
+
+
+def _norm(ws: list[str]) -> list[str]:
+    return words(" ".join(ws))
+
+
+def _frame_energy(frame: bytes) -> float:
+    x = np.frombuffer(frame, dtype="<i2").astype(np.float32)
+    return float(np.dot(x, x)) if len(x) == FRAME_SAMPLES else 0.0
