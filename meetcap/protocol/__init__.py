@@ -31,6 +31,8 @@ from meetcap.protocol.messages import (
     Error,
     GoingAway,
     Hello,
+    Transcript,
+    TranscriptStatus,
     Welcome,
     decode_message,
     encode_message,
@@ -45,6 +47,7 @@ __all__ = [
     "AUDIO_MESSAGE_BYTES", "HEADER_BYTES", "MAX_MESSAGE_BYTES", "PROTOCOL_VERSION", "STREAM_PATH",
     "Ack", "AudioMessage", "ClientConnection", "CloseCode", "DuplicateReceived", "End", "Ended",
     "EndReceived", "Error", "FrameReceived", "GoingAway", "Hello", "HelloReceived",
-    "MessageReceived", "ProtocolViolation", "ServerConnection", "Welcome", "decode_audio",
+    "MessageReceived", "ProtocolViolation", "ServerConnection", "Transcript", "TranscriptStatus",
+    "Welcome", "decode_audio",
     "decode_message", "encode_audio", "encode_message", "is_retryable", "is_retryable_http",
 ]

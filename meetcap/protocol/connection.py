@@ -23,6 +23,8 @@ from meetcap.protocol.messages import (
     GoingAway,
     Hello,
     Message,
+    Transcript,
+    TranscriptStatus,
     Welcome,
     decode_message,
     encode_message,
@@ -252,13 +254,20 @@ class ClientConnection:
         resume_token: str | None,
         started_at: float,
         client: str = "meetcap",
+        *,
+        transcript: bool = False,
+        transcript_from: int = 0,
     ) -> str:
+        """The hello text; ``transcript`` asks for transcript messages from final id
+        ``transcript_from`` on (an extension older servers ignore)."""
         return encode_message(
             Hello(
                 session_id=session_id,
                 resume_token=resume_token,
                 started_at=started_at,
                 client=client,
+                transcript=transcript,
+                transcript_from=transcript_from,
             )
         )
 
@@ -294,6 +303,8 @@ class ClientConnection:
             self.acked = max(self.acked, message.seq)
         elif isinstance(message, (Ended, Error, GoingAway)):
             self.state = ClientState.CLOSED
+        elif isinstance(message, (Transcript, TranscriptStatus)):
+            pass  # the transcript extension: may come in any state, even after ended
         else:
             return [self._violate(_bad(f"a server may not send {type(message).__name__.lower()}"))]
         return [MessageReceived(message)]

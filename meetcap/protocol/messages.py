@@ -47,6 +47,10 @@ class Hello:
     client: str = ""
     version: int = PROTOCOL_VERSION
     format: dict = None  # type: ignore[assignment]
+    # Transcript extension (docs/protocol.md 3.3): ask for transcript messages, and the
+    # id of the first final segment this client has not seen yet (older ones are skipped).
+    transcript: bool = False
+    transcript_from: int = 0
 
     def __post_init__(self) -> None:
         if self.format is None:
@@ -119,7 +123,38 @@ class Error:
         """The numeric close code that goes with ``code`` (bad_message if unknown)."""
         return int(CODES_BY_NAME.get(self.code, CloseCode.BAD_MESSAGE))
 
-Message = Hello | Welcome | Ack | End | Ended | GoingAway | Error
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Server -> client (transcript extension): one segment of the session's transcript.
+
+    ``start``/``end`` are seconds from the session's first frame; ``final`` False is a
+    partial hypothesis carrying the id its final will take. Sent only to a client that
+    asked for it in hello.
+    """
+
+    id: int
+    start: float
+    end: float
+    text: str
+    final: bool
+    speaker: str | None = None
+    minor: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptStatus:
+    """Server -> client (transcript extension): how far transcription is behind the
+    stored audio (``lag_s``), the next final id, and ``complete`` once the ended
+    session's transcript is whole."""
+
+    lag_s: float
+    next_id: int
+    complete: bool = False
+
+
+Message = (
+    Hello | Welcome | Ack | End | Ended | GoingAway | Error | Transcript | TranscriptStatus
+)
 
 _TYPES: dict[str, type] = {
     "hello": Hello,
@@ -129,6 +164,8 @@ _TYPES: dict[str, type] = {
     "ended": Ended,
     "going_away": GoingAway,
     "error": Error,
+    "transcript": Transcript,
+    "transcript_status": TranscriptStatus,
 }
 _NAMES: dict[type, str] = {cls: name for name, cls in _TYPES.items()}
 
@@ -171,6 +208,23 @@ def _check_str(
     return value
 
 
+def _check_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _bad(f"field {name!r} must be a number of seconds, got {_shown(value)}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or seconds < 0:
+        raise _bad(f"field {name!r} must be a finite number >= 0, got {_shown(value)}")
+    return seconds
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _bad(f"field {name!r} must be true or false, got {_shown(value)}")
+
+
 def _validate(message: Message) -> None:
     """Field checks beyond JSON types: ranges, id and token shapes, the audio format."""
     if isinstance(message, Hello):
@@ -202,6 +256,21 @@ def _validate(message: Message) -> None:
         _check_str("client", message.client)
         if message.format != AUDIO_FORMAT:
             raise _bad(f"audio format must be {AUDIO_FORMAT}, got {_shown(message.format)}")
+        _check_bool("transcript", message.transcript)
+        _check_int("transcript_from", message.transcript_from, 0)
+    elif isinstance(message, Transcript):
+        _check_int("id", message.id, 0)
+        object.__setattr__(message, "start", _check_seconds("start", message.start))
+        object.__setattr__(message, "end", _check_seconds("end", message.end))
+        _check_str("text", message.text)
+        _check_bool("final", message.final)
+        if message.speaker is not None:
+            _check_str("speaker", message.speaker)
+        _check_bool("minor", message.minor)
+    elif isinstance(message, TranscriptStatus):
+        object.__setattr__(message, "lag_s", _check_seconds("lag_s", message.lag_s))
+        _check_int("next_id", message.next_id, 0)
+        _check_bool("complete", message.complete)
     elif isinstance(message, Welcome):
         _check_str("session_id", message.session_id, _ID_PATTERN)
         _check_str("resume_token", message.resume_token, _TOKEN_PATTERN, secret=True)
