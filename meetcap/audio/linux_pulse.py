@@ -371,8 +371,20 @@ def stream_slot(device: AudioDevice) -> Iterator[int]:
         _open_streams += 1
 
 
+@contextmanager
+def output_slot() -> Iterator[None]:
+    """Hold while opening a PortAudio output stream (playback of a stored session). If
+    the body returns, the stream counts as open until :func:`release_stream`, so no
+    device re-scan terminates PortAudio under it."""
+    global _open_streams
+    with _lock:
+        _rescan_if_idle()
+        yield
+        _open_streams += 1
+
+
 def release_stream() -> None:
-    """A stream opened under :func:`stream_slot` was closed."""
+    """A stream opened under :func:`stream_slot` or :func:`output_slot` was closed."""
     global _open_streams
     with _lock:
         _open_streams -= 1
