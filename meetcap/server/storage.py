@@ -127,7 +127,6 @@ class SessionWriter:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _speech_synced_at: float = 0.0
     _meta_written_at: float = 0.0
-    _unwritten_flags: bytearray = field(default_factory=bytearray)
     _flags_written: int = 0  # speech flags in the file (== durable_frames at open)
     _close_task: asyncio.Future[None] | None = None
     finalised: Finalised | None = None
@@ -243,22 +242,23 @@ class SessionWriter:
         handing it to a thread would cost a GIL round trip. The WAV header and the speech
         flags are written at most once a second (_META_INTERVAL_S): after a crash the
         header may describe up to a second less audio than the file holds (still a valid
-        WAV; reopening recomputes it) and the newest flags may read as "no speech".
+        WAV; reopening recomputes it). The speech flags are written with the audio (one
+        byte a frame at offset ``seq``), so a kill -9 loses none; they are fsynced at
+        most once a second (a power cut may lose the newest second of them).
         """
         batch.data = batch.pcm[0] if len(batch.pcm) == 1 else b"".join(batch.pcm)
         pwrite_all(self.wav_fd, batch.data, wavfile.pcm_offset(batch.first_seq))
-        self._unwritten_flags += batch.flags
+        # The flags go to their file with the audio, every round: the transcriber reads
+        # them from disk with the frames the sink announced (docs/server.md).
+        pwrite_all(self.speech_fd, bytes(batch.flags), batch.first_seq)
+        self._flags_written = batch.first_seq + batch.frames
         now = time.monotonic()
         if now - self._meta_written_at >= _META_INTERVAL_S:
             self._write_meta(batch.first_seq + batch.frames)
             self._meta_written_at = now
 
     def _write_meta(self, frames: int) -> None:
-        """Write the pending speech flags and the header for ``frames`` frames."""
-        if self._unwritten_flags:
-            pwrite_all(self.speech_fd, bytes(self._unwritten_flags), self._flags_written)
-            self._flags_written += len(self._unwritten_flags)
-            self._unwritten_flags.clear()
+        """Write the WAV header's sizes for ``frames`` frames."""
         wavfile.write_sizes(self.wav_fd, frames * FRAME_BYTES)
 
     def sync(self) -> None:
