@@ -56,8 +56,9 @@ _CLOSE_REASONS: dict[int, str] = {
     CloseCode.GAP: "frames went missing in transit",
     CloseCode.HELLO_REQUIRED: "the server says this client skipped its hello (a bug)",
     CloseCode.UNKNOWN_SESSION: (
-        "the server no longer knows session {session} (expired or deleted); its unsent "
-        "audio stays in the spool"
+        "the server no longer knows session {session} (it holds no audio for it); its "
+        "unsent audio stays in the spool: send it to the right server with `meetcap spool "
+        "deliver <id> --url URL`, or discard it (`meetcap spool list` shows the id)"
     ),
     CloseCode.BAD_RESUME_TOKEN: (
         "the server refused the resume token of session {session}; its unsent audio stays "

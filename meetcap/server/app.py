@@ -236,10 +236,17 @@ class MeetcapServer:
             return
         epochs = await self.store.current_epochs(attached)
         for session_id, handler in attached.items():
-            current = self.attachments.get(session_id) is handler
-            if epochs.get(session_id) != handler.epoch and current:
-                log.info("session %s was resumed on another instance", session_id)
-                await handler.take_over()
+            if self.attachments.get(session_id) is not handler or handler.record is None:
+                continue
+            epoch = epochs.get(session_id)
+            if epoch is None:
+                # The record is gone (Redis lost its data): no takeover, write it back.
+                if await handler.reinstate_if_lost():
+                    continue
+            elif epoch == handler.epoch:
+                continue
+            log.info("session %s was resumed on another instance", session_id)
+            await handler.take_over()
 
     async def _refresh_leases(self) -> None:
         by_user: dict[str, list[str]] = collections.defaultdict(list)

@@ -37,14 +37,17 @@ from meetcap.protocol.codes import ERROR_NAMES
 from meetcap.protocol.connection import Event
 from meetcap.server.ratelimit import AudioClock, Pacer
 from meetcap.server.refusals import ANSWERED, Answer, answer_for
-from meetcap.server.sidecar import SessionMeta
+from meetcap.server.sidecar import SessionMeta, read_sidecar
 from meetcap.server.sink import SessionSummary, call_sink
 from meetcap.server.state import (
+    LostRecord,
+    Refusal,
     SessionRecord,
     hash_token,
     new_session_id,
     new_token,
 )
+from meetcap.server.state.base import refusal_for
 from meetcap.server.storage import SessionWriter
 
 if TYPE_CHECKING:
@@ -80,6 +83,7 @@ class ConnectionHandler:
         self._ended = False
         self._acked_sent = -1
         self._token = ""  # the resume token the welcome carries
+        self._proved_hash = ""  # hash of the token this connection resumed with
         self._slot_released = False
         self._refusal = Answer(CloseCode.INTERNAL_ERROR, "")
 
@@ -243,10 +247,15 @@ class ConnectionHandler:
                 )
             else:
                 assert hello.resume_token is not None
-                record = await store.resume(
-                    self.user, session_id, hash_token(hello.resume_token),
-                    hash_token(self._token), now_s,
-                )
+                self._proved_hash = hash_token(hello.resume_token)
+                try:
+                    record = await store.resume(
+                        self.user, session_id, self._proved_hash, hash_token(self._token), now_s,
+                    )
+                except Refusal as refusal:
+                    if refusal.code != CloseCode.UNKNOWN_SESSION:
+                        raise
+                    record = await self._recover(session_id, refusal, now_s)
                 previous = server.attachments.get(session_id)
                 if previous is not None:
                     await previous.take_over()
@@ -254,7 +263,8 @@ class ConnectionHandler:
 
             async def superseded() -> bool:
                 epochs = await store.current_epochs([session_id])
-                return epochs.get(session_id) != record.epoch
+                # None: the store lost the record (see _recover); that is no newer resume.
+                return epochs.get(session_id) not in (record.epoch, None)
 
             try:
                 self.writer = await server.storage.open(
@@ -270,6 +280,59 @@ class ConnectionHandler:
             record.created_at_s, record.started_at_s, self.config.offline_grace_s,
             self.config.realtime_slack_s,
         )
+
+    async def _recover(self, session_id: str, refusal: Refusal, now_s: float) -> SessionRecord:
+        """The store does not know the session. If this server holds its files, the store
+        lost it (Redis restarted without persistence, flushed, or evicted the key): the
+        sidecar names its owner and whether it ended, the WAV holds its frames, so the
+        session is written back and resumed. The resume token cannot be checked any more;
+        the sidecar's user must be the authenticated one. Else ``refusal`` (4005) stands."""
+        paths = self.server.storage.paths(session_id)
+        stored = await asyncio.to_thread(read_sidecar, paths.sidecar)
+        if stored is None or not await asyncio.to_thread(paths.wav.exists):
+            raise refusal
+        if stored.meta.user != self.user:
+            raise refusal_for("forbidden", session_id)
+        if stored.finished:
+            raise refusal_for("session_ended", session_id)
+        log.warning(
+            "session %s of %s: the state store had lost it (Redis restarted without "
+            "persistence, flushed, or evicted its key: see docs/server.md); recovered from "
+            "its files", session_id, self.user,
+        )
+        lost = LostRecord(
+            self._proved_hash, hash_token(self._token), stored.meta.created_at_s,
+            stored.meta.started_at_s,
+        )
+        return await self.server.store.recover(self.user, session_id, lost, now_s)
+
+    def lost_record(self) -> LostRecord:
+        """What the store needs to write this attached session's record again."""
+        assert self.record is not None
+        return LostRecord(
+            self._proved_hash, hash_token(self._token), self.record.created_at_s,
+            self.record.started_at_s,
+        )
+
+    async def _record_lost(self) -> bool:
+        assert self.record is not None
+        current = await self.server.store.current_epochs([self.record.session_id])
+        return current.get(self.record.session_id) is None
+
+    async def reinstate_if_lost(self) -> bool:
+        """The store has no record of this attached session: write it back. True when
+        this connection still owns the session afterwards."""
+        record = self.record
+        assert record is not None
+        epoch = await self.server.store.reinstate(record, self.lost_record(), time.time())
+        if epoch == record.epoch:
+            log.warning(
+                "session %s of %s: the state store had lost it (Redis restarted without "
+                "persistence, flushed, or evicted its key: see docs/server.md); written back",
+                record.session_id, self.user,
+            )
+            return True
+        return False
 
     # ------------------------------------------------------------------ acks
 
@@ -316,6 +379,9 @@ class ConnectionHandler:
             return
         try:
             marked = await self.server.store.mark_ended(record.session_id, record.epoch)
+            if not marked and await self._record_lost() and await self.reinstate_if_lost():
+                # The store had lost the record (no newer resume): written back, end it.
+                marked = await self.server.store.mark_ended(record.session_id, record.epoch)
         except ANSWERED as exc:  # the state could not be written: the client retries the end
             code, message, retry_after_ms = answer_for(exc)
             await self._refuse(code, f"cannot finish the session: {message}", retry_after_ms)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meetcap.constants import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
-from meetcap.durable import atomic_write_json
+from meetcap.durable import atomic_write_json, read_json
 
 SIDECAR_VERSION = 1
 
@@ -72,3 +72,32 @@ def write_sidecar(
             "sha256": sha256,
         },
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """What a sidecar says about its session (read to recover a lost state record)."""
+
+    meta: SessionMeta
+    finished: bool
+
+
+def read_sidecar(path: Path) -> StoredSession | None:
+    """The sidecar at ``path``; None when it is missing or not of the shape write_sidecar
+    gives (a damaged sidecar proves nothing about who owns the audio). Blocks."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    user, session_id = data.get("user"), data.get("session_id")
+    created, started = data.get("created_at"), data.get("started_at")
+    finished = data.get("finished")
+    numbers_ok = all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in (created, started)
+    )
+    if not (isinstance(user, str) and isinstance(session_id, str) and numbers_ok
+            and isinstance(finished, bool)):
+        return None
+    return StoredSession(SessionMeta(user, session_id, float(created), float(started)), finished)

@@ -11,6 +11,7 @@ Use :func:`open_store` to get the one the configuration asks for.
 from __future__ import annotations
 
 from meetcap.server.state.base import (
+    LostRecord,
     Refusal,
     SessionRecord,
     StateStore,
@@ -44,6 +45,6 @@ def open_store(
 
 
 __all__ = [
-    "Refusal", "SessionRecord", "StateStore", "hash_token", "new_session_id", "new_token",
-    "open_store",
+    "LostRecord", "Refusal", "SessionRecord", "StateStore", "hash_token", "new_session_id",
+    "new_token", "open_store",
 ]

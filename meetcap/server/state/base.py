@@ -50,6 +50,25 @@ class SessionRecord:
     started_at_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class LostRecord:
+    """What is needed to write a lost session record again (from the attached connection
+    or from the session's sidecar): the token hashes the client may hold, and the times."""
+
+    confirmed: str  # hash of the token the client proved it holds ("" after a create)
+    issued: str  # hash of the newest token sent in a welcome
+    created_at_s: float
+    started_at_s: float
+
+
+def recovered_epoch(now_s: float) -> int:
+    """The epoch of a session recovered from its files. The lost epoch is unknown, and a
+    connection elsewhere may still hold it: a millisecond clock reading is above any
+    epoch counted up from 0 by resumes, so the recovered one differs from (and is newer
+    than) every epoch in use, and the older connection sees itself taken over."""
+    return int(now_s * 1000)
+
+
 class Refusal(MeetcapError):
     """The store refuses a create or resume; the handler sends ``code`` to the client.
 
@@ -152,6 +171,23 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     async def current_epochs(self, session_ids: Iterable[str]) -> dict[str, int | None]:
         """The current epoch of each session (None for an unknown one)."""
+
+    @abc.abstractmethod
+    async def reinstate(self, record: SessionRecord, lost: LostRecord, now_s: float) -> int | None:
+        """The store lost ``record`` while it is attached here (Redis restarted without
+        persistence, flushed, or evicted the key): put it back as it was, unless it exists
+        again. Returns the epoch current afterwards (another one: a newer resume won)."""
+
+    @abc.abstractmethod
+    async def recover(
+        self, user: str, session_id: str, lost: LostRecord, now_s: float
+    ) -> SessionRecord:
+        """A resume of a session the store does not know but whose files this server holds
+        (its sidecar names ``user`` and no end): create the record again with
+        ``lost.confirmed`` (the hash of the token the client presented), ``lost.issued``
+        (the hash of the fresh token) and :func:`recovered_epoch`,
+        counting the connected cap. If the record exists again by now, this is a plain
+        :meth:`resume`. Raises :class:`Refusal`."""
 
     async def refresh_leases(  # noqa: B027 - only a shared store has leases
         self, attached: Mapping[str, Iterable[str]]

@@ -22,9 +22,11 @@ from meetcap.errors import StorageError
 from meetcap.server.keyedlocks import KeyedLocks
 from meetcap.server.state.base import (
     NEW_SESSION_WINDOW_S,
+    LostRecord,
     SessionRecord,
     StateStore,
     check_resume,
+    recovered_epoch,
     refusal_for,
 )
 
@@ -165,6 +167,35 @@ class EmbeddedStore(StateStore):
                 return False
             await self._save(session_id, dict(record, ended=True, ended_at=time.time()))
             return True
+
+    async def reinstate(self, record: SessionRecord, lost: LostRecord, now_s: float) -> int | None:
+        async with self._locks.hold(record.session_id):
+            stored = await self._load(record.session_id)
+            if stored is not None:
+                return int(stored["epoch"])
+            await self._save(record.session_id, self._lost_record(record.user, record.epoch, lost))
+            return record.epoch
+
+    async def recover(
+        self, user: str, session_id: str, lost: LostRecord, now_s: float
+    ) -> SessionRecord:
+        async with self._locks.hold(session_id):
+            exists = await self._load(session_id) is not None
+            if not exists:
+                self._check_connected(user, session_id)
+                record = self._lost_record(user, recovered_epoch(now_s), lost)
+                await self._save(session_id, record)
+                self._connected[user].add(session_id)
+                return self._as_record(session_id, record)
+        return await self.resume(user, session_id, lost.confirmed, lost.issued, now_s)
+
+    @staticmethod
+    def _lost_record(user: str, epoch: int, lost: LostRecord) -> dict[str, Any]:
+        return {
+            "user": user, "confirmed": lost.confirmed or None, "issued": lost.issued,
+            "epoch": epoch, "created_at": lost.created_at_s, "started_at": lost.started_at_s,
+            "ended": False,
+        }
 
     async def current_epochs(self, session_ids: Iterable[str]) -> dict[str, int | None]:
         result: dict[str, int | None] = {}

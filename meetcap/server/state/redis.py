@@ -26,8 +26,10 @@ from meetcap.errors import ConfigError
 from meetcap.redact import redact_text
 from meetcap.server.state.base import (
     NEW_SESSION_WINDOW_S,
+    LostRecord,
     SessionRecord,
     StateStore,
+    recovered_epoch,
     refusal_for,
 )
 
@@ -118,6 +120,72 @@ return 1
 """
 
 
+# The record vanished while a connection here holds the session: write it back as it was.
+# KEYS: session, connected. ARGV: user, confirmed, issued, epoch, created_at, started_at,
+# ttl_s, lease_until, session_id. Returns the epoch current afterwards.
+_REINSTATE = """
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch then
+  return epoch
+end
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'confirmed', ARGV[2], 'issued', ARGV[3],
+           'epoch', ARGV[4], 'created_at', ARGV[5], 'started_at', ARGV[6], 'ended', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return ARGV[4]
+"""
+
+# A resume of a session whose record is gone but whose files this server holds.
+# KEYS: session, connected. ARGV: user, confirmed, issued, epoch, created_at, started_at,
+# ttl_s, lease_until, session_id, now, max_connected
+_RECOVER = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {'exists'}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tonumber(ARGV[10]))
+if not redis.call('ZSCORE', KEYS[2], ARGV[9]) and
+   redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[11]) then
+  return {'too_many_concurrent'}
+end
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'confirmed', ARGV[2], 'issued', ARGV[3],
+           'epoch', ARGV[4], 'created_at', ARGV[5], 'started_at', ARGV[6], 'ended', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+return {'ok', ARGV[4], ARGV[5], ARGV[6]}
+"""
+
+
+def config_warnings(settings: Mapping[str, str]) -> list[str]:
+    """What is unsafe in Redis's settings (CONFIG GET appendonly, save, maxmemory,
+    maxmemory-policy) for meetcap's keys, in words. meetcap survives a loss (a session is
+    recovered from its files), but the resume tokens and the caps are lost with it."""
+    warnings = []
+    appendonly = settings.get("appendonly", "").lower()
+    save = settings.get("save", "").strip()
+    if appendonly == "no" and not save:
+        warnings.append(
+            "Redis keeps nothing on disk (appendonly no, save \"\"): a Redis restart forgets "
+            "every session's state; meetcap recovers open sessions from their files, but set "
+            "appendonly yes (docs/server.md)"
+        )
+    elif appendonly == "no":
+        warnings.append(
+            f"Redis only saves snapshots (save {save!r}, appendonly no): a Redis restart "
+            "loses the session state changed since the last one; set appendonly yes "
+            "(docs/server.md)"
+        )
+    policy = settings.get("maxmemory-policy", "noeviction")
+    if settings.get("maxmemory", "0") not in ("", "0") and policy != "noeviction":
+        warnings.append(
+            f"Redis may evict meetcap's keys when full (maxmemory {settings['maxmemory']}, "
+            f"maxmemory-policy {policy}; meetcap's keys have expiry times, so volatile-* "
+            "policies evict them too): set maxmemory-policy noeviction (docs/server.md)"
+        )
+    return warnings
+
+
 def _session_key(session_id: str) -> str:
     return f"{PREFIX}s:{session_id}"
 
@@ -162,6 +230,8 @@ class RedisStore(StateStore):
         self._resume = self._redis.register_script(_RESUME)
         self._release = self._redis.register_script(_RELEASE)
         self._end = self._redis.register_script(_END)
+        self._reinstate = self._redis.register_script(_REINSTATE)
+        self._recover = self._redis.register_script(_RECOVER)
 
     async def start(self) -> None:
         import redis.exceptions
@@ -172,6 +242,25 @@ class RedisStore(StateStore):
             raise ConfigError(
                 f"cannot reach Redis at {redact_text(self.url)}: {redact_text(str(exc))}"
             ) from exc
+        await self._check_config()
+
+    async def _check_config(self) -> None:
+        """Warn in words when Redis may lose meetcap's keys (docs/server.md, "Redis")."""
+        import redis.exceptions
+
+        settings: dict[str, str] = {}
+        try:
+            for name in ("appendonly", "save", "maxmemory", "maxmemory-policy"):
+                settings.update(await self._redis.config_get(name))
+        except redis.exceptions.RedisError as exc:  # CONFIG disabled (managed Redis, ACLs)
+            log.warning(
+                "cannot read Redis's configuration (%s): make sure it keeps its data "
+                "(appendonly yes) and never evicts meetcap's keys (maxmemory-policy "
+                "noeviction); see docs/server.md", redact_text(str(exc)),
+            )
+            return
+        for warning in config_warnings(settings):
+            log.warning("%s", warning)
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -235,6 +324,33 @@ class RedisStore(StateStore):
                 pipe.hget(_session_key(session_id), "epoch")
             values = await pipe.execute()
         return {sid: (None if v is None else int(v)) for sid, v in zip(ids, values, strict=True)}
+
+    async def reinstate(self, record: SessionRecord, lost: LostRecord, now_s: float) -> int | None:
+        reply = await self._reinstate(
+            keys=[_session_key(record.session_id), _connected_key(record.user)],
+            args=[
+                record.user, lost.confirmed, lost.issued, record.epoch, repr(lost.created_at_s),
+                repr(lost.started_at_s), self._ttl_s, repr(now_s + LEASE_S), record.session_id,
+            ],
+        )
+        return int(reply)
+
+    async def recover(
+        self, user: str, session_id: str, lost: LostRecord, now_s: float
+    ) -> SessionRecord:
+        reply = await self._recover(
+            keys=[_session_key(session_id), _connected_key(user)],
+            args=[
+                user, lost.confirmed, lost.issued, recovered_epoch(now_s),
+                repr(lost.created_at_s), repr(lost.started_at_s), self._ttl_s,
+                repr(now_s + LEASE_S), session_id, repr(now_s), self._max_connected,
+            ],
+        )
+        if reply[0] == "exists":  # written back meanwhile (another instance): a plain resume
+            return await self.resume(user, session_id, lost.confirmed, lost.issued, now_s)
+        if reply[0] != "ok":
+            raise refusal_for(reply[0], session_id)
+        return self._record(session_id, user, reply)
 
     async def refresh_leases(self, attached: Mapping[str, Iterable[str]]) -> None:
         import time

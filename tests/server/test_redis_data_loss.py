@@ -1,0 +1,186 @@
+"""Redis that loses its data (FLUSHALL, a restart without persistence, an evicted key)
+is no takeover: the server writes a live session's record back, recovers a resumed one
+from its files, and the client carries on without losing a frame or hearing an untrue
+reason (issue 11). Real redis-server, real meetcap-server, real client."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+
+from meetcap.client import Streamer
+from meetcap.protocol import CloseCode
+from meetcap.server.state.redis import config_warnings
+from tests.client.conftest import fast_config, wait_until
+from tests.client.delivery import FramePump, assert_delivered_exactly
+from tests.server.conftest import FAST
+from tests.server.wire import Recording, run
+from tests.support.redis_server import RedisServer, start_redis
+from tests.support.server_proc import OTHER_TOKEN, TOKEN
+
+RATE_HZ = 200  # frames a second submitted: 20x real time (the server's limits are opened)
+UNTRUE = ("running twice", "no longer knows", "took over", "internal error")
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis of this test's own (it gets restarted), without persistence."""
+    directory = tmp_path / "redis-files"
+    directory.mkdir()
+    server = start_redis(directory)
+    yield server
+    server.stop()
+
+
+def restart_without_persistence(server: RedisServer) -> None:
+    """Stop redis-server and start a fresh one on the same port: it comes back empty."""
+    server.stop()
+    server.proc = subprocess.Popen(
+        ["redis-server", "--port", str(server.port), "--bind", "127.0.0.1", "--dir",
+         str(server.dir), "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    wait_until(lambda: _pings(server), 10)
+
+
+def _pings(server: RedisServer) -> bool:
+    try:
+        return server.cli("PING") == "PONG"
+    except subprocess.CalledProcessError:
+        return False
+
+
+def _stream_through(server, tmp_path, break_redis, *, then=None):
+    """A real client streams; ``break_redis()`` runs mid-session (and ``then()`` after
+    it); returns the finish result, the submit log and every status reason shown."""
+    reasons: list[str] = []
+    streamer = Streamer(
+        fast_config(server.url, tmp_path / "spool", token=TOKEN),
+        on_status=lambda s: reasons.append(s.reason or ""),
+    )
+    streamer.start()
+    pump = FramePump(streamer, RATE_HZ).start()
+    try:
+        wait_until(lambda: streamer.status().frames_acked >= 60, 30)
+        break_redis()
+        if then is not None:
+            then()
+        acked = streamer.status().frames_acked
+        wait_until(lambda: streamer.status().frames_acked >= acked + 100, 30)
+    finally:
+        log = pump.stop()
+    result = streamer.finish(60)
+    return streamer, result, log, reasons
+
+
+def test_flushall_mid_session_keeps_the_connection_and_every_frame(
+    meetcap_server_factory, private_redis, tmp_path
+):
+    server = meetcap_server_factory(redis=private_redis.url, **FAST)
+    streamer, result, log, reasons = _stream_through(server, tmp_path, private_redis.flush)
+    assert_delivered_exactly(result, log, server.data_dir)
+    assert streamer.status().reconnects == 0  # the healthy connection was never closed
+    assert not [r for r in reasons if any(word in r for word in UNTRUE)], reasons
+    text = server.log_text()
+    assert "written back" in text and "taken_over" not in text
+
+
+def test_redis_restarted_without_persistence_mid_session_loses_nothing(
+    meetcap_server_factory, private_redis, tmp_path
+):
+    server = meetcap_server_factory(redis=private_redis.url, **FAST)
+    streamer, result, log, reasons = _stream_through(
+        server, tmp_path, lambda: restart_without_persistence(private_redis)
+    )
+    assert_delivered_exactly(result, log, server.data_dir)
+    assert not [r for r in reasons if any(word in r for word in UNTRUE)], reasons
+    assert "taken_over" not in server.log_text()
+
+
+def test_flushall_then_a_server_kill_the_resume_is_recovered_from_the_files(
+    meetcap_server_factory, private_redis, tmp_path
+):
+    """The client must resume a session Redis forgot: it used to get 4005 and its
+    unsent frames stayed in the spool forever."""
+    server = meetcap_server_factory(redis=private_redis.url, **FAST)
+    streamer, result, log, reasons = _stream_through(
+        server, tmp_path, private_redis.flush, then=lambda: server.restart(kill=True)
+    )
+    assert_delivered_exactly(result, log, server.data_dir)
+    assert streamer.status().reconnects >= 1
+    assert not [r for r in reasons if any(word in r for word in UNTRUE)], reasons
+    assert "recovered from its files" in server.log_text()
+
+
+def test_a_forgotten_session_is_recovered_only_for_its_owner_and_only_while_open(
+    meetcap_server_factory, private_redis
+):
+    server = meetcap_server_factory(redis=private_redis.url, **FAST)
+    open_rec, ended_rec, bob = Recording(seed=3), Recording(seed=4), Recording(seed=5)
+    for rec in (open_rec, ended_rec, bob):
+        rec.extend(30)
+
+    async def scenario():
+        outcomes = {}
+        wire = await open_rec.open(server.url)
+        await open_rec.send_from_ack(wire, upto=20)
+        await wire.wait_acked(19)
+        await wire.__aexit__()
+        wire = await ended_rec.open(server.url)
+        await ended_rec.send_from_ack(wire)
+        await wire.end(29)
+        await wire.__aexit__()
+        await asyncio.to_thread(private_redis.flush)
+        # Another user presenting the session's id and token: forbidden, as before the loss.
+        bob.session_id, bob.token = open_rec.session_id, open_rec.token
+        try:
+            await bob.open(server.url, OTHER_TOKEN)
+        except ConnectionError as exc:
+            outcomes["bob"] = str(exc)
+        # The ended session stays ended (the client takes 4012 as success).
+        try:
+            await ended_rec.open(server.url)
+        except ConnectionError as exc:
+            outcomes["ended"] = str(exc)
+        # A session this server has no files for: still unknown.
+        stranger = Recording(session_id="NoSuchSession0123456789", token="T" * 22)
+        try:
+            await stranger.open(server.url)
+        except ConnectionError as exc:
+            outcomes["stranger"] = str(exc)
+        # The owner resumes where the files end and finishes it.
+        wire = await open_rec.open(server.url)
+        outcomes["acked"] = wire.welcome.acked
+        await open_rec.send_from_ack(wire)
+        outcomes["ended_open"] = await wire.end(29)
+        await wire.__aexit__()
+        return outcomes
+
+    outcomes = run(scenario())
+    assert f"code={int(CloseCode.FORBIDDEN)}," in outcomes["bob"]
+    assert f"code={int(CloseCode.SESSION_ENDED)}," in outcomes["ended"]
+    assert f"code={int(CloseCode.UNKNOWN_SESSION)}," in outcomes["stranger"]
+    assert outcomes["acked"] == 19
+    assert outcomes["ended_open"].frames == 30
+    assert outcomes["ended_open"].sha256 == open_rec.sha256()
+
+
+def test_the_server_warns_in_words_when_redis_keeps_nothing(
+    meetcap_server_factory, private_redis
+):
+    server = meetcap_server_factory(redis=private_redis.url, **FAST)
+    assert "Redis keeps nothing on disk (appendonly no" in server.log_text()
+
+
+def test_redis_settings_that_can_lose_keys_are_named():
+    safe = {"appendonly": "yes", "save": "", "maxmemory": "0", "maxmemory-policy": "noeviction"}
+    assert config_warnings(safe) == []
+    assert config_warnings(dict(safe, maxmemory="100mb")) == []
+    snapshots = config_warnings(dict(safe, appendonly="no", save="3600 1"))
+    assert len(snapshots) == 1 and "only saves snapshots" in snapshots[0]
+    evicting = config_warnings(
+        dict(safe, maxmemory="1048576", **{"maxmemory-policy": "volatile-lru"})
+    )
+    assert len(evicting) == 1 and "maxmemory-policy noeviction" in evicting[0]
