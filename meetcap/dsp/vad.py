@@ -28,6 +28,12 @@ import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.dsp.fifo import SampleFifo
+from meetcap.dsp.vad_gate import (
+    LOOKAHEAD_WINDOWS,
+    REPLAY_WINDOWS,
+    RESYNC_AFTER_WINDOWS,
+    VadGate,
+)
 from meetcap.errors import ModelError
 
 MODEL_ENV_VAR = "MEETCAP_VAD_MODEL"
@@ -193,6 +199,14 @@ class VadStream:
     ``batch_windows`` > 1 runs the model only once that many windows wait, then on all of
     them back to back: more latency, fewer cache misses (see :mod:`meetcap.dsp.chain`).
 
+    ``gate=True`` calls windows that cannot hold speech (digital silence, steady noise
+    far below speech; :mod:`meetcap.dsp.vad_gate`) no speech while none is under way,
+    restarts the model's state after a long run of them, and (``skip=True``) does not
+    run the model inside such runs; ``skip=False`` runs it there and gets the same
+    verdicts (the reference tests/dsp/test_vad_gate.py compares with). It holds the last
+    ``LOOKAHEAD_WINDOWS`` windows back (128 ms more latency) to see what follows them.
+    ``windows_skipped`` counts the skips.
+
     Call :meth:`flush` when the stream ends or the VAD is switched off (it decides what is
     held back), :meth:`reset` to start a new stream. The model loads on first use, or
     earlier with :meth:`load` (which raises :class:`ModelError` at once if it is broken).
@@ -207,6 +221,8 @@ class VadStream:
         start_ms: float = DEFAULT_START_MS,
         stop_ms: float = DEFAULT_STOP_MS,
         batch_windows: int = 1,
+        gate: bool = False,
+        skip: bool = True,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"the VAD threshold is a probability in (0, 1), got {threshold}")
@@ -225,6 +241,13 @@ class VadStream:
         self._samples = SampleFifo(np.float32, capacity=4 * WINDOW_SAMPLES)
         self.last_probability = 0.0
         self.windows_run = 0
+        self.windows_skipped = 0
+        self._gate = VadGate() if gate else None
+        # With the gate, a batch starts only when the look-ahead is there as well.
+        self._run_at = self._batch_samples + (LOOKAHEAD_WINDOWS * WINDOW_SAMPLES if gate else 0)
+        self._quiet: list[bool] = []  # gate flags of the complete windows in _samples
+        self._skip = skip
+        self._recent = np.zeros((REPLAY_WINDOWS, WINDOW_SAMPLES), dtype=np.float32)
         self.reset()
 
     @property
@@ -248,6 +271,12 @@ class VadStream:
         self._feeds: dict[str, Any] | None = None  # built on the next run, with a zero state
         self._input[:] = 0.0
         self._samples.clear()
+        if self._gate is not None:
+            self._gate.reset()
+            self._quiet.clear()
+            self._recent[:] = 0.0
+        self._recent_next = 0
+        self._idle_run = 0  # consecutive idle windows (quiet, no speech under way)
         self._speaking = False
         self._pending = 0  # windows above threshold, not yet enough to start speech
         self._below = 0  # consecutive windows below neg_threshold while speaking
@@ -260,11 +289,14 @@ class VadStream:
         if samples.ndim != 1:
             raise ValueError(f"the VAD takes a 1-D 16 kHz stream, got shape {samples.shape}")
         self._samples.push(samples)
-        if len(self._samples) >= self._batch_samples:
+        if len(self._samples) >= self._run_at:
             self._run_complete_windows()
         return self._take_decided()
 
-    def _run_complete_windows(self) -> None:
+    def _run_complete_windows(self, final: bool = False) -> None:
+        if self._gate is not None:
+            self._run_gated(final)
+            return
         count = len(self._samples) // WINDOW_SAMPLES
         if not count:
             return
@@ -283,13 +315,88 @@ class VadStream:
         self.last_probability = probability
         self.windows_run += count
 
+    def _run_gated(self, final: bool) -> None:
+        """The loop of _run_complete_windows with the gate (see :mod:`meetcap.dsp.vad_gate`).
+
+        An *idle* window is a quiet one while no speech segment or start is under way: its
+        verdict is no speech. When a window that is not idle follows an idle run of at
+        least RESYNC_AFTER_WINDOWS, the model restarts from a zero state on the last
+        REPLAY_WINDOWS windows before it (their probabilities unused): from then on its
+        state no longer depends on anything before the run. So the model's work inside
+        such a run changes nothing, and with ``skip`` it is not done; without ``skip``
+        (the reference the tests compare with) it is. Either way: the same verdicts.
+        """
+        total = len(self._samples) // WINDOW_SAMPLES
+        if total > len(self._quiet):
+            fresh = self._samples.peek(total * WINDOW_SAMPLES)[len(self._quiet) * WINDOW_SAMPLES :]
+            self._quiet.extend(self._gate.quiet(fresh.reshape(-1, WINDOW_SAMPLES)).tolist())
+        count = total if final else total - LOOKAHEAD_WINDOWS
+        if count <= 0:
+            return
+        windows = self._samples.pop(count * WINDOW_SAMPLES).reshape(count, WINDOW_SAMPLES)
+        quiet = self._quiet
+        # quiet_ahead[i]: how many windows right after i are quiet (up to the look-ahead).
+        quiet_ahead = [0] * count
+        run = 0
+        for i in range(total - 1, -1, -1):
+            if i < count:
+                quiet_ahead[i] = run
+            run = run + 1 if quiet[i] else 0
+        flags = quiet[:count]
+        del quiet[:count]
+        model = self._model or self.model
+        if self._feeds is None:
+            self._feeds = _new_feeds(model, self._input, _zero_state())
+        feeds, window_in, step, decided = self._feeds, self._input[0], self._step, self._decided
+        recent, skip = self._recent, self._skip
+        probability = self.last_probability
+        ran = skipped = 0
+        for i, window in enumerate(windows):
+            if flags[i] and not self._speaking and not self._pending:
+                decided.append(False)
+                self._idle_run += 1
+                # Skip only inside a run that will be long enough to end in a resync (or
+                # that nothing follows): the work would be thrown away.
+                if skip and (final or self._idle_run + quiet_ahead[i] >= RESYNC_AFTER_WINDOWS):
+                    skipped += 1
+                else:
+                    window_in[CONTEXT_SAMPLES:] = window
+                    probability, feeds["state"] = _run_feeds(model, feeds)
+                    ran += 1
+            else:
+                if self._idle_run >= RESYNC_AFTER_WINDOWS:
+                    ran += self._resync(model, feeds)
+                self._idle_run = 0
+                window_in[CONTEXT_SAMPLES:] = window
+                probability, feeds["state"] = _run_feeds(model, feeds)
+                step(probability)
+                ran += 1
+            window_in[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
+            recent[self._recent_next] = window
+            self._recent_next = (self._recent_next + 1) % REPLAY_WINDOWS
+        self.last_probability = probability
+        self.windows_run += ran
+        self.windows_skipped += skipped
+
+    def _resync(self, model: SileroModel, feeds: dict[str, Any]) -> int:
+        """Zero state and context, then the last REPLAY_WINDOWS windows; returns the runs."""
+        window_in = self._input[0]
+        window_in[:CONTEXT_SAMPLES] = 0.0
+        feeds["state"] = _zero_state()
+        for k in range(REPLAY_WINDOWS):
+            window = self._recent[(self._recent_next + k) % REPLAY_WINDOWS]
+            window_in[CONTEXT_SAMPLES:] = window
+            _, feeds["state"] = _run_feeds(model, feeds)
+            window_in[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
+        return REPLAY_WINDOWS
+
     def flush(self) -> np.ndarray:
         """Decide everything held back and end the stream (then :meth:`reset` runs).
 
         Windows waiting for a speech start count as no speech (too short to be sure); the
         last partial window keeps the current state.
         """
-        self._run_complete_windows()
+        self._run_complete_windows(final=True)
         self._decided.extend([False] * self._pending)
         self._pending = 0
         decided = self._take_decided()
