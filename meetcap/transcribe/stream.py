@@ -262,7 +262,10 @@ class StreamingTranscriber:
         utt.partial_at_frames = len(utt.pcm)
         self.partial_calls += 1
         prompt = self._previous_text if self.prompt_with_previous else None
-        hypothesis = self._transcribe(utt.samples(), prompt).split()
+        # Continue from the words shown already: they are never taken back anyway.
+        hypothesis = self._transcribe(
+            utt.samples(), prompt, draft=True, prefix=" ".join(utt.committed) or None
+        ).split()
         _agree(utt, hypothesis)
         if not utt.committed:
             return None
@@ -273,9 +276,15 @@ class StreamingTranscriber:
             minor=is_minor(text, min_words=self.min_words),
         )
 
-    def _transcribe(self, samples: np.ndarray, prompt: str | None) -> str:
+    def _transcribe(
+        self, samples: np.ndarray, prompt: str | None, draft: bool = False,
+        prefix: str | None = None,
+    ) -> str:
         self.engine_calls += 1
-        segments = self.engine.transcribe(samples, prompt=prompt)
+        if draft:
+            segments = self.engine.transcribe(samples, prompt=prompt, draft=True, prefix=prefix)
+        else:
+            segments = self.engine.transcribe(samples, prompt=prompt)
         return " ".join(s.text.strip() for s in segments if s.text.strip())
 
 
