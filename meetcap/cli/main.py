@@ -17,7 +17,7 @@ _OWN_OPTIONS = ("-h", "--help", "--version")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from meetcap.cli import devices, record, spool
+    from meetcap.cli import devices, record, spool, transcribe
 
     parser = argparse.ArgumentParser(
         prog="meetcap",
@@ -27,10 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
                "--data-dir DIR, --smoke-test[=SECONDS] (open the window, then quit).",
     )
     parser.add_argument("--version", action="version", version=f"meetcap {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{devices,record,spool}")
+    sub = parser.add_subparsers(dest="command", metavar="{devices,record,spool,transcribe}")
     devices.add_parser(sub)
     record.add_parser(sub)
     spool.add_parser(sub)
+    transcribe.add_parser(sub)
     return parser
 
 
