@@ -43,10 +43,10 @@ def read_audio(path: str | os.PathLike[str]) -> FileAudio:
     words if it cannot be read."""
     import soundfile as sf
 
+    if not os.path.isfile(path):
+        raise ConfigError(f"the audio file {os.fspath(path)!r} does not exist")
     try:
         info = sf.info(os.fspath(path))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"the audio file {os.fspath(path)!r} does not exist") from exc
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise ConfigError(
             f"{os.fspath(path)!r} is not an audio file meetcap can read (WAV or FLAC): {exc}"
