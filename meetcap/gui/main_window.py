@@ -34,6 +34,7 @@ from meetcap.gui.status_text import (
     source_warnings,
     stream_warnings,
 )
+from meetcap.gui.transcript_pane import TranscriptPane
 from meetcap.levels import SourceLevels
 from meetcap.session import Phase, SessionInfo
 from meetcap.session.text import as_sentence
@@ -91,6 +92,8 @@ class MainWindow(QMainWindow):
         }
         self.mix_strip = MixStrip(self)
         self.connection = ConnectionPanel(self)
+        self.transcript = TranscriptPane(self)
+        self.transcript.set_sessions_folder(self._builtin_folder())
         central = QWidget(self)
         layout = QVBoxLayout(central)
         layout.setContentsMargins(18, 16, 18, 18)
@@ -101,7 +104,7 @@ class MainWindow(QMainWindow):
             layout.addWidget(strip)
         layout.addWidget(self.mix_strip)
         layout.addWidget(self.connection)
-        layout.addStretch(1)
+        layout.addWidget(self.transcript, 1)
         self.setCentralWidget(central)
         self.resize(760, self.minimumSizeHint().height())
 
@@ -157,6 +160,8 @@ class MainWindow(QMainWindow):
         c.session_finished.connect(self._on_session_finished)
         c.problem.connect(self._on_problem)
         c.stream_status_changed.connect(self._on_stream_status)
+        c.transcript_segment.connect(self.transcript.add_live_segment)
+        self.transcript.problem.connect(self._on_problem)
         # The watcher may have listed the devices before we connected (its signal then
         # reached nobody, and it only signals changes): take the list it holds.
         if c.watcher.devices:
@@ -245,6 +250,7 @@ class MainWindow(QMainWindow):
 
     def _on_phase(self, phase: Phase) -> None:
         self.session_panel.set_phase(phase)
+        self.transcript.set_recording(phase is not Phase.IDLE)
         self.connection.settings_button.setEnabled(phase is Phase.IDLE)
         if phase is not Phase.IDLE:
             self.display_timer.start()
@@ -279,6 +285,7 @@ class MainWindow(QMainWindow):
     def _on_session_started(self, info: SessionInfo) -> None:
         for _, strip in self._meter_strips:
             strip.meter.reset()
+        self.transcript.start_live()
         self._event_warnings.pop("problem", None)
         self.refresh_text()
 
@@ -300,6 +307,8 @@ class MainWindow(QMainWindow):
     def _on_stream_status(self, status: StreamStatus) -> None:
         # State changes are rare (connected, reconnecting, failed): show them, and any
         # warning they bring, at once rather than at the next text tick.
+        if status.session_id:
+            self.transcript.live_id = status.session_id  # names an exported transcript
         self.refresh_text()
 
     # -- refresh
@@ -412,5 +421,6 @@ class MainWindow(QMainWindow):
             return
         self.save_timer.stop()
         self.save_settings()
+        self.transcript.stop_playback()
         event.accept()
 

@@ -31,6 +31,7 @@ from meetcap.errors import MeetcapError
 from meetcap.session import Phase, Recorder, RecorderListener, SessionSettings
 from meetcap.session.recorder import DEFAULT_FINISH_TIMEOUT_S
 from meetcap.session.text import as_sentence
+from meetcap.transcribe.segments import TranscriptSegment
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ class _Relay(RecorderListener):
     def on_capture_ended(self, message: str | None) -> None:
         self.c._capture_ended.emit(message or "")
 
+    def on_transcript(self, segment: TranscriptSegment) -> None:
+        self.c.transcript_segment.emit(segment)
+
 
 class SessionController(QObject):
     """See the module docstring. Create on the GUI thread; call :meth:`shutdown` at exit.
@@ -69,6 +73,7 @@ class SessionController(QObject):
     session_started = Signal(object)  # SessionInfo
     session_finished = Signal(object)  # FinishResult
     problem = Signal(str)  # a sentence to show: a start failed, capture stopped, a bug...
+    transcript_segment = Signal(object)  # TranscriptSegment, final or partial
 
     # Internal relays: emitted on worker threads, delivered (queued) on the GUI thread.
     _started = Signal(object)
