@@ -1,0 +1,83 @@
+"""The engine and the streaming path on real speech (espeak-ng) with the real packaged
+Whisper tiny.en; WER with jiwer."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from meetcap.errors import ModelError
+from meetcap.transcribe.engine import load_engine, packaged_model_dir
+from tests.support.transcript_corpus import wer
+
+
+def test_streaming_wer_matches_faster_whisper_transcribe_on_the_same_file(
+    engine, corpus, live_run
+):
+    finals, _ = live_run
+    streamed = " ".join(s.text for s in finals)
+    # faster-whisper's own transcribe() on the whole clean file, same model, same decoding.
+    direct_segments, _ = engine.model.transcribe(
+        corpus.samples, language="en", beam_size=engine.beam_size
+    )
+    direct = " ".join(s.text for s in direct_segments)
+    streamed_wer, direct_wer = wer(corpus.text, streamed), wer(corpus.text, direct)
+    print(f"\nWER streaming {streamed_wer:.1%}, faster-whisper transcribe() {direct_wer:.1%}")
+    assert streamed_wer <= direct_wer + 0.03, (streamed, direct)
+    assert streamed_wer <= 0.12, streamed
+
+
+def test_each_sentence_is_one_final_segment_timed_on_the_frames(corpus, live_run):
+    finals, _ = live_run
+    assert [s.id for s in finals] == list(range(len(corpus.utterances)))
+    for seg, said in zip(finals, corpus.utterances):
+        # Onset dated back by the VAD, end padded by its 300 ms hangover (+ a frame).
+        assert said.start_s - 0.35 <= seg.start_s <= said.start_s + 0.25, (seg, said)
+        assert said.end_s <= seg.end_s <= said.end_s + 0.65, (seg, said)
+        assert wer(said.text, seg.text) <= 0.35, (seg.text, said.text)
+        assert seg.final and seg.speaker is None and not seg.minor
+
+
+def test_offline_without_partials_gives_the_same_finals_as_live(engine, corpus_frames, live_run):
+    from meetcap.transcribe.offline import transcribe_frames
+    from meetcap.transcribe.stream import StreamingTranscriber
+
+    offline = transcribe_frames(StreamingTranscriber(engine, partials=False), corpus_frames)
+    assert offline == live_run[0]
+
+
+def test_missing_model_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_engine(str(tmp_path / "no-such-model"))
+
+
+def test_a_name_that_would_need_a_download_is_refused():
+    with pytest.raises(ModelError, match="never downloads"):
+        load_engine("large-v3")
+
+
+def test_a_directory_without_model_files_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="model.bin"):
+        load_engine(str(tmp_path))
+
+
+def test_a_broken_model_file_is_a_clear_error_at_load(tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(packaged_model_dir(), broken)
+    with open(broken / "model.bin", "r+b") as f:  # a model.bin cut short: a failed copy
+        f.truncate(1_000_000)
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        load_engine(str(broken))
+
+
+def test_an_english_only_model_refuses_another_language():
+    with pytest.raises(ModelError, match="English-only"):
+        load_engine(language="de")
+
+
+def test_the_engine_hears_silence_as_nothing(engine):
+    rng = np.random.default_rng(1)
+    quiet = (1e-3 * rng.standard_normal(3 * 16_000)).astype(np.float32)
+    assert " ".join(s.text for s in engine.transcribe(quiet)).strip(" .") == ""
