@@ -6,6 +6,15 @@ from dataclasses import dataclass
 
 from meetcap.constants import FRAME_BYTES
 
+# Who spoke in a frame (meetcap.dsp.speakers): two bits, "you" the mic lane, "others" the
+# system lane; both set is double talk, neither is nobody.
+SPEAKER_NOBODY = 0
+SPEAKER_YOU = 1
+SPEAKER_OTHERS = 2
+SPEAKER_BOTH = SPEAKER_YOU | SPEAKER_OTHERS
+SPEAKER_NAMES = {SPEAKER_NOBODY: "nobody", SPEAKER_YOU: "you", SPEAKER_OTHERS: "others",
+                 SPEAKER_BOTH: "both"}
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -20,9 +29,12 @@ class Frame:
     pcm: bytes
     capture_time: float
     speech: bool = False
+    speaker: int | None = None  # SPEAKER_*; None when nobody decided (no per-lane VAD ran)
 
     def __post_init__(self) -> None:
         if len(self.pcm) != FRAME_BYTES:
             raise ValueError(f"a frame holds exactly {FRAME_BYTES} bytes, got {len(self.pcm)}")
         if self.seq < 0:
             raise ValueError(f"frame sequence numbers start at 0, got {self.seq}")
+        if self.speaker is not None and self.speaker not in SPEAKER_NAMES:
+            raise ValueError(f"speaker is one of {sorted(SPEAKER_NAMES)} or None, got {self.speaker}")
