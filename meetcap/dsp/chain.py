@@ -32,6 +32,7 @@ from meetcap.dsp.meter import CLIP_LEVEL, LevelMeter, count_clips
 from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, Mixer
 from meetcap.dsp.normalize import Normalizer
 from meetcap.dsp.resample import Resampler, check_block
+from meetcap.dsp.speakers import SpeakerDetector
 from meetcap.dsp.vad import WINDOW_MS as VAD_WINDOW_MS
 from meetcap.dsp.vad import VadStream
 from meetcap.errors import ModelError
@@ -73,6 +74,7 @@ class MixChain:
         silent_after_s: float = DEFAULT_SILENT_AFTER_S,
         target_latency_ms: float = DEFAULT_TARGET_LATENCY_MS,
         vad_batch_ms: float = DEFAULT_VAD_BATCH_MS,
+        who_spoke: bool = False,
     ) -> None:
         if not math.isfinite(start_time):
             raise ValueError(f"start_time must be a wall-clock epoch time, got {start_time!r}")
@@ -84,8 +86,16 @@ class MixChain:
         for name in CAPTURE_SOURCES:
             self._source_state(name)
         self._normalizer = Normalizer(enabled=normalize)
-        self._vad = VadStream(
-            vad_model_path, batch_windows=max(1, round(vad_batch_ms / VAD_WINDOW_MS))
+        batch_windows = max(1, round(vad_batch_ms / VAD_WINDOW_MS))
+        # The gate skips the model on silence and low room noise, same verdicts (vad_gate).
+        self._vad = VadStream(vad_model_path, batch_windows=batch_windows, gate=True)
+        # who_spoke: a VAD per lane instead of the mix's, and who spoke on every frame.
+        self._speakers = (
+            SpeakerDetector(
+                vad_model_path, batch_windows=batch_windows,
+                delay_samples=self._normalizer.latency_samples,
+            )
+            if who_spoke else None
         )
         self._vad_enabled = False
         self._framer = Framer(start_time)
@@ -218,12 +228,13 @@ class MixChain:
         once if it cannot; the chain then stays without VAD.
         """
         self._levels = None
+        vad = self._speakers or self._vad
         if enabled and not self._vad_enabled:
-            self._vad.load()
-            self._vad.reset()
+            vad.load()
+            vad.reset()
             self._vad_enabled = True
         elif not enabled and self._vad_enabled:
-            self._framer.push_speech(self._vad.flush())
+            self._framer.push_speech(vad.flush())
             self._vad_enabled = False
 
     @property
@@ -282,7 +293,10 @@ class MixChain:
         self._framer.push_audio(out)
         if self._vad_enabled:
             try:
-                verdicts = self._vad.process(out)
+                if self._speakers is not None:
+                    verdicts = self._speakers.process(*self._lanes(block, n))
+                else:
+                    verdicts = self._vad.process(out)
             except ModelError:
                 self._vad_failed()
                 raise
@@ -290,14 +304,25 @@ class MixChain:
         else:
             self._framer.push_no_speech(n)
         frames = self._framer.pop_frames()
+        if self._speakers is not None:
+            frames = self._speakers.label(frames)
         if self._framer.clip_count > self._mix_clips_seen:
             self._mix_tracker.note_clips(self._framer.clip_count - self._mix_clips_seen)
             self._mix_clips_seen = self._framer.clip_count
         return frames
 
+    @staticmethod
+    def _lanes(block, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The mic and system lanes as they enter the sum (zeros for one not there)."""
+        lanes = []
+        for name in CAPTURE_SOURCES:
+            part = block.parts.get(name)
+            lanes.append(part.gained if part is not None else np.zeros(n, np.float32))
+        return lanes[0], lanes[1]
+
     def _vad_failed(self) -> None:
         self._vad_enabled = False
-        self._vad.reset()
+        (self._speakers or self._vad).reset()
         # Every sample pushed to the framer gets a verdict, so its frames can still go out.
         self._framer.push_no_speech(self._framer.samples_awaiting_speech)
 
@@ -316,7 +341,8 @@ class MixChain:
         frames += self._process(-self._mixer.samples_rendered % FRAME_SAMPLES)
         self._clock = self._mixer.samples_rendered
         self.set_vad(False)
-        frames += self._framer.pop_frames()
+        last = self._framer.pop_frames()
+        frames += self._speakers.label(last) if self._speakers is not None else last
         return frames
 
     # --- levels ---------------------------------------------------------------------
