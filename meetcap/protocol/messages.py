@@ -225,11 +225,24 @@ def _check_bool(name: str, value: Any) -> None:
         raise _bad(f"field {name!r} must be true or false, got {_shown(value)}")
 
 
+def _same_json(value: Any, expected: dict[str, Any]) -> bool:
+    """``value`` is ``expected`` exactly as JSON: the same keys, and each value of the same
+    JSON type (16000.0 == 16000 and true == 1 in Python, not in the spec)."""
+    return (
+        type(value) is dict
+        and value.keys() == expected.keys()
+        and all(type(value[k]) is type(v) and value[k] == v for k, v in expected.items())
+    )
+
+
 def _validate(message: Message) -> None:
     """Field checks beyond JSON types: ranges, id and token shapes, the audio format."""
     if isinstance(message, Hello):
-        # type(): a JSON true or 1.0 equals 1 in Python, but is not the integer 1.
-        if type(message.version) is not int or message.version != PROTOCOL_VERSION:
+        # A JSON true or 1.0 equals 1 in Python, but is not the integer 1: a mistyped
+        # field (4000), while another integer is another version (4001).
+        if type(message.version) is not int:
+            raise _bad(f"field 'version' must be the integer 1, got {_shown(message.version)}")
+        if message.version != PROTOCOL_VERSION:
             raise ProtocolError(
                 int(CloseCode.UNSUPPORTED_VERSION),
                 "unsupported_version",
@@ -254,7 +267,7 @@ def _validate(message: Message) -> None:
             raise _bad("field 'started_at' must be a number >= 0 (seconds since the epoch)")
         object.__setattr__(message, "started_at", seconds)  # a float from here on
         _check_str("client", message.client)
-        if message.format != AUDIO_FORMAT:
+        if not _same_json(message.format, AUDIO_FORMAT):
             raise _bad(f"audio format must be {AUDIO_FORMAT}, got {_shown(message.format)}")
         _check_bool("transcript", message.transcript)
         _check_int("transcript_from", message.transcript_from, 0)

@@ -52,6 +52,7 @@ from meetcap.server.storage import SessionWriter
 
 if TYPE_CHECKING:
     from meetcap.server.app import MeetcapServer
+    from meetcap.server.transcription.feed import TranscriptFeed
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,11 @@ class ConnectionHandler:
         self._token = ""  # the resume token the welcome carries
         self._proved_hash = ""  # hash of the token this connection resumed with
         self._slot_released = False
+        self._end_task: asyncio.Task[None] | None = None
+        self._ended_sent = False  # `ended` went out: what arrives now crossed it
+        self._refused_after_end = False
         self._refusal = Answer(CloseCode.INTERNAL_ERROR, "")
+        self.transcript: TranscriptFeed | None = None  # when the client asked for one
 
     @property
     def session_id(self) -> str | None:
@@ -106,6 +111,8 @@ class ConnectionHandler:
         except ConnectionClosed:
             pass
         finally:
+            if self._end_task is not None:  # a finalise is never cut short
+                await asyncio.gather(self._end_task, return_exceptions=True)
             if acker is not None:
                 acker.cancel()
                 await asyncio.gather(acker, return_exceptions=True)
@@ -120,6 +127,8 @@ class ConnectionHandler:
             message = await ws.recv()
             self.last_receive_s = time.monotonic()
             if self._closing:
+                if self._end_task is not None and not self._ended_sent:
+                    await self._refuse_after_end(message)
                 continue  # the close under way will end recv() soon
             if isinstance(message, bytes):
                 events = conn.receive_binary(message)
@@ -179,7 +188,10 @@ class ConnectionHandler:
             assert self.writer is not None
             await self._send_ack(self.writer.durable_frames - 1, force=True)
         elif isinstance(event, EndReceived):
-            await self._end()
+            # Ending takes a write round and a hash: read on meanwhile, so that anything
+            # sent after end is refused (4000) as the spec says, instead of ignored.
+            self._closing = True
+            self._end_task = asyncio.create_task(self._end())
         elif isinstance(event, ProtocolViolation):
             await self._close_with(event.error_text, event.close_code, str(event.error))
         else:  # HelloReceived after the attach cannot happen: ServerConnection refuses it
@@ -227,6 +239,8 @@ class ConnectionHandler:
             Welcome(self.record.session_id, self._token, acked=acked, epoch=self.record.epoch)
         )
         await self.ws.send(text)
+        if self.server.transcription is not None:
+            self.transcript = self.server.transcription.attach(self, event.hello)
         log.info(
             "session %s of %s attached (epoch %d, %d frames stored)",
             self.record.session_id, self.user, self.record.epoch, acked + 1,
@@ -401,10 +415,15 @@ class ConnectionHandler:
             ),
         )
         await self._send_ack(done.frames - 1)
+        if self._refused_after_end:  # answered 4000; a resume learns it ended (4012)
+            return
+        self._ended_sent = True
         try:
             await self.ws.send(
                 self.conn.ended(Ended(record.session_id, done.frames, duration_ms, done.sha256))
             )
+            if self.transcript is not None:  # the last finals come after the end
+                await self.transcript.finish(self.config.transcription.tail_timeout_s)
             await self.ws.close(CloseCode.NORMAL, "session ended")
         except ConnectionClosed:
             pass
@@ -466,6 +485,21 @@ class ConnectionHandler:
         except ConnectionClosed:
             pass
 
+    async def _refuse_after_end(self, message: str | bytes) -> None:
+        """A message after `end` (and before `ended`): bad_message (4000). The end goes on
+        (the audio is stored either way); only the `ended` answer is not sent."""
+        if self._refused_after_end:
+            return
+        if isinstance(message, bytes):
+            events = self.conn.receive_binary(message)
+        else:
+            events = self.conn.receive_text(message)
+        for event in events:
+            if isinstance(event, ProtocolViolation):
+                self._refused_after_end = True
+                await self._close_with(event.error_text, event.close_code, str(event.error))
+                return
+
     async def _release_slot(self) -> None:
         """Free this user's connected-session slot (once; a newer epoch keeps its own)."""
         record = self.record
@@ -481,6 +515,8 @@ class ConnectionHandler:
         """The connection is over: free the slot, let go of the files, unregister."""
         self._closing = True
         record, writer = self.record, self.writer
+        if self.transcript is not None and self.server.transcription is not None:
+            self.server.transcription.detach(self.transcript)
         if record is None:
             return
         # The slot first: a client that reconnects at once must not meet its own ghost.

@@ -122,10 +122,16 @@ def test_malformed_messages_are_bad_message(text):
     assert str(error)  # a sentence a person can read
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1"])
+@pytest.mark.parametrize("version", [0, 2, 99, 10**400])
 def test_hello_with_another_version_is_unsupported_version(version):
     error = _refused(hello(version=version))
     assert (error.code, error.name) == (CloseCode.UNSUPPORTED_VERSION, "unsupported_version")
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, True, None, [1]])
+def test_hello_version_that_is_not_a_json_integer_is_a_bad_message(version):
+    error = _refused(hello(version=version))
+    assert (error.code, error.name) == (CloseCode.BAD_MESSAGE, "bad_message")
 
 
 def test_error_close_code_follows_its_name():
