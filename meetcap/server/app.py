@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import Server
 from websockets.asyncio.server import ServerConnection as WebSocket
@@ -25,10 +26,13 @@ from meetcap.server.flusher import Flusher
 from meetcap.server.handler import ConnectionHandler
 from meetcap.server.keyedlocks import KeyedLocks
 from meetcap.server.sendlimit import BoundedConnection
-from meetcap.server.sink import LoggingSink, StoredBatch, call_sink
+from meetcap.server.sink import LoggingSink, StoredBatch, TeeSink, call_sink
 from meetcap.server.sink import log as sink_log
 from meetcap.server.state import StateStore, open_store
 from meetcap.server.storage import Batch, Storage
+
+if TYPE_CHECKING:
+    from meetcap.server.transcription.service import TranscriptionService
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,16 @@ class MeetcapServer:
         self.config = config
         self.sink = config.sink if config.sink is not None else LoggingSink()
         self._quiet_default_sink = type(self.sink) is LoggingSink
+        # Live transcription: its own worker processes, fed through the sink.
+        self.transcription: TranscriptionService | None = None
+        if config.transcription is not None:
+            from meetcap.server.transcription.service import TranscriptionService
+
+            self.transcription = TranscriptionService(
+                config.transcription, config.data_dir, log_level=config.log_level
+            )
+            self.sink = TeeSink(self.transcription, self.sink)
+            self._quiet_default_sink = False
         self.flusher = Flusher(
             config.flush_interval_ms / 1000, mode=config.fsync_mode,
             threads=config.fsync_threads, data_dir=config.data_dir, on_stored=self._on_stored,
@@ -119,6 +133,8 @@ class MeetcapServer:
             log.warning("no tokens configured: every connection will be refused with 401")
         redact.install()  # websockets logs headers and frames at debug level: no secrets
         await asyncio.to_thread(self.storage.prepare)
+        if self.transcription is not None:
+            await self.transcription.start()  # a missing or broken model fails here
         await self.store.start()
         self.flusher.start()
         self._ws_server = await ws_serve(
@@ -291,6 +307,8 @@ class MeetcapServer:
                 await asyncio.gather(self._watch_task, return_exceptions=True)
             await self.flusher.stop()
             await self.store.close()
+            if self.transcription is not None:
+                await self.transcription.stop()
             log.info("stopped")
         finally:
             self._closed.set()
@@ -313,6 +331,8 @@ async def serve(config: ServerConfig) -> MeetcapServer:
         await server.flusher.stop()
         with contextlib.suppress(Exception):
             await server.store.close()
+        if server.transcription is not None:
+            await server.transcription.stop()
         raise
     return server
 

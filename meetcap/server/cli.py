@@ -25,6 +25,7 @@ from meetcap.server.config import (
     default_data_dir,
     load_tokens,
 )
+from meetcap.server.transcription import TranscriptionConfig
 
 LISTENING_PREFIX = "meetcap-server listening on "
 
@@ -96,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--takeover-wait-s", type=float, default=d["takeover_wait_s"],
                         help="how long a resume waits for another instance to release a "
                         "session's files")
+    tr = parser.add_argument_group("transcription")
+    tr.add_argument("--transcribe", action="store_true",
+                    help="transcribe every session live (worker processes; transcripts "
+                    "stored beside each WAV as <id>.transcript.json, .vtt and .srt, and "
+                    "sent to clients that ask)")
+    tr.add_argument("--model", metavar="DIR|NAME", default=None,
+                    help="a faster-whisper model directory, or the name of a packaged "
+                    "model (default: the packaged Whisper tiny.en); never downloaded")
+    tr.add_argument("--language", default=None,
+                    help="the spoken language (e.g. en, de); default: the model's own")
+    tr.add_argument("--transcribe-workers", type=int, default=1, metavar="N",
+                    help="transcription worker processes (each loads the model once)")
+    tr.add_argument("--transcribe-threads", type=int, default=1, metavar="N",
+                    help="threads of each worker's engine")
+    tr.add_argument("--min-words", type=int, default=4, metavar="N",
+                    help="segments of fewer words (or only filler) are marked minor")
     parser.add_argument("--stats-interval-s", type=float, default=d["stats_interval_s"],
                         help="log a line of load and storage statistics this often (0: off)")
     parser.add_argument("--log-level", default=d["log_level"],
@@ -139,7 +156,21 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         going_away_max_ms=args.going_away_max_ms,
         takeover_wait_s=args.takeover_wait_s,
         stats_interval_s=args.stats_interval_s,
+        transcription=transcription_from_args(args),
         log_level=args.log_level,
+    )
+
+
+def transcription_from_args(args: argparse.Namespace) -> TranscriptionConfig | None:
+    """The transcription settings (None without --transcribe; ConfigError when an
+    option of it is given without --transcribe)."""
+    if not args.transcribe:
+        if args.model is not None or args.language is not None:
+            raise ConfigError("--model and --language need --transcribe")
+        return None
+    return TranscriptionConfig(
+        model=args.model, language=args.language, workers=args.transcribe_workers,
+        threads=args.transcribe_threads, min_words=args.min_words,
     )
 
 

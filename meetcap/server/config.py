@@ -21,6 +21,7 @@ from meetcap.errors import ConfigError
 
 if TYPE_CHECKING:
     from meetcap.server.sink import Sink
+    from meetcap.server.transcription import TranscriptionConfig
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class ServerConfig:
     send_limit_bytes: int = 128 * 1024
     stats_interval_s: float = 0.0  # log a stats line this often (0: never)
     sink: Sink | None = None
+    # Live transcription of every session (meetcap/server/transcription); None: off.
+    transcription: TranscriptionConfig | None = None
     log_level: str = "info"
 
     def __post_init__(self) -> None:

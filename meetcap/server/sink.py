@@ -75,6 +75,21 @@ class LoggingSink:
         )
 
 
+class TeeSink:
+    """Hands every call to several sinks in turn (transcription beside the configured one)."""
+
+    def __init__(self, *sinks: Sink) -> None:
+        self.sinks = sinks
+
+    def frames_stored(self, batch: StoredBatch) -> None:
+        for sink in self.sinks:
+            call_sink(sink, "frames_stored", batch)
+
+    def session_ended(self, summary: SessionSummary) -> None:
+        for sink in self.sinks:
+            call_sink(sink, "session_ended", summary)
+
+
 def call_sink(sink: Sink, method: str, arg: object) -> None:
     """Call ``sink.<method>(arg)``; a failing sink is logged, never raised (module doc)."""
     try:
