@@ -64,6 +64,9 @@ class StreamerConfig:
     # Deliver (and end) sessions that an earlier run left in the spool, alongside the new one.
     deliver_pending: bool = True
     destination: str | None = None
+    # Ask the server for the live session's transcript (docs/protocol.md, the transcript
+    # extension; a server that does not transcribe ignores it).
+    transcript: bool = False
 
     def __post_init__(self) -> None:
         self.url = validate_url(self.url)

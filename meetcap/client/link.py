@@ -45,10 +45,13 @@ from meetcap.protocol import (
     GoingAway,
     MessageReceived,
     ProtocolViolation,
+    Transcript,
+    TranscriptStatus,
     Welcome,
 )
 from meetcap.protocol.connection import ClientState
 from meetcap.protocol.messages import MAX_TEXT_BYTES
+from meetcap.transcribe.segments import TranscriptSegment
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class LinkSnapshot:
     ack_rtt_avg_ms: float | None
     reconnects: int
     quick_failures: int
+    transcript_lag_s: float | None
 
 
 class SessionLink:
@@ -92,6 +96,7 @@ class SessionLink:
         *,
         live: bool,
         on_change: Callable[[], None] | None = None,
+        on_transcript: Callable[[TranscriptSegment], None] | None = None,
     ) -> None:
         self.session = session
         self.config = config
@@ -132,6 +137,13 @@ class SessionLink:
         # reconnects; see _flood_wait_s.
         self._refused_at: tuple[float, int] | None = None  # (monotonic, excess_ms)
         self._audio_limit: tuple[float, float] | None = None
+        # The transcript extension (live session only): the next final id this client
+        # needs, asked for again in every hello, so each final is handed up once.
+        self._on_transcript = on_transcript
+        self._wants_transcript = live and config.transcript
+        self._transcript_next = 0
+        self._transcript_lag_s: float | None = None
+        self._tail = False  # `ended` came; reading the last transcript messages
 
     # -- called on the loop thread (via call_soon_threadsafe from other threads)
 
@@ -164,6 +176,7 @@ class SessionLink:
                 ack_rtt_avg_ms=self._rtt_avg_ms,
                 reconnects=self._reconnects,
                 quick_failures=self._backoff.quick_failures,
+                transcript_lag_s=self._transcript_lag_s,
             )
 
     def _set_state(self, state: State, reason: str | None = None, retry_at: float | None = None):
@@ -227,6 +240,7 @@ class SessionLink:
         self._stall_reason = None
         self._sender_failure = None
         self._end_sent = False
+        self._tail = False
         self._sent_at.clear()
         if self._state == "reconnecting":
             self._set_state("reconnecting", self._reason, None)
@@ -268,8 +282,12 @@ class SessionLink:
         meta = self.session.meta
         hello_sent_at = time.monotonic()
         await ws.send(
-            conn.hello(meta.session_id, meta.resume_token, meta.started_at, self.config.client_name)
+            conn.hello(
+                meta.session_id, meta.resume_token, meta.started_at, self.config.client_name,
+                transcript=self._wants_transcript, transcript_from=self._transcript_next,
+            )
         )
+        ended: Outcome | None = None
         sender: asyncio.Task[None] | None = None
         watchdog = asyncio.create_task(self._watchdog(ws, conn, hello_sent_at))
         try:
@@ -297,7 +315,18 @@ class SessionLink:
                     elif isinstance(msg, Ack):
                         self._on_ack(msg.seq)
                     elif isinstance(msg, Ended):
-                        return await self._on_ended(msg)
+                        ended = await self._on_ended(msg)
+                        if not self._wants_transcript:
+                            return ended
+                        # The session's last finals follow `ended`; the server closes
+                        # (1000) once they are out. The audio is done either way.
+                        self.outcome = ended
+                        self._tail = True
+                    elif isinstance(msg, Transcript):
+                        self._on_segment(msg)
+                    elif isinstance(msg, TranscriptStatus):
+                        with self._lock:
+                            self._transcript_lag_s = msg.lag_s
                     elif isinstance(msg, Error):
                         self._error = msg  # the close that follows carries its code
                         if msg.code == "rate_limited" and msg.retry_after_ms is not None:
@@ -310,10 +339,13 @@ class SessionLink:
             await ws.close(CloseCode.GOING_AWAY, "client stopped")
             raise
         finally:
+            self._tail = False
             for task in (sender, watchdog):
                 if task is not None:
                     task.cancel()
             await asyncio.gather(*(t for t in (sender, watchdog) if t), return_exceptions=True)
+        if ended is not None:
+            return ended
         # The sender's own failure, kept before it closed the socket: the 1011 it sent
         # is not the server's internal error, and the sender may be cancelled above
         # before its exception is read.
@@ -387,6 +419,29 @@ class SessionLink:
             welcome.session_id, welcome.epoch, welcome.acked, self.session.last_seq,
         )
         return None
+
+    def _on_segment(self, msg: Transcript) -> None:
+        """A transcript segment: finals handed up exactly once (by id), partials of the
+        utterance not yet final as they come."""
+        if msg.final:
+            if msg.id < self._transcript_next:
+                return  # seen before (a replay the server could not know we had)
+            if msg.id > self._transcript_next:
+                log.warning("session %s: transcript segments %d-%d never arrived",
+                            self._label(), self._transcript_next, msg.id - 1)
+            self._transcript_next = msg.id + 1
+        elif msg.id < self._transcript_next:
+            return  # a partial of an utterance whose final we have
+        if self._on_transcript is None:
+            return
+        segment = TranscriptSegment(
+            id=msg.id, start_s=msg.start, end_s=msg.end, text=msg.text, final=msg.final,
+            speaker=msg.speaker, minor=msg.minor,
+        )
+        try:
+            self._on_transcript(segment)
+        except Exception:
+            log.exception("the transcript callback failed")
 
     def _on_ack(self, seq: int) -> None:
         now = time.monotonic()
@@ -484,6 +539,8 @@ class SessionLink:
         while True:
             await asyncio.sleep(period)
             now = time.monotonic()
+            if self._tail:
+                continue  # after `ended`: nothing is outstanding, the server closes
             if not self._welcomed:
                 if now - hello_sent_at > cfg.open_timeout_s:
                     limit = f"{cfg.open_timeout_s:g} s"

@@ -25,6 +25,8 @@ class StreamStatus:
     frame to the ack covering it (includes the server's ack batching, ~200-500 ms);
     ``ack_rtt_avg_ms`` its moving average. ``earlier_sessions`` / ``earlier_frames_spooled``
     describe sessions left in the spool by an earlier run that are being delivered.
+    ``transcript_lag_s`` is how far the server's transcript is behind the stored audio
+    (None: no transcript asked for, or no word from the server yet).
     ``spool_problems`` says, one sentence each, what is damaged or odd in the spool:
     frames lost or damaged on disk (sent as silence) in the sessions being delivered,
     and session folders left alone because they cannot be used (each names its folder).
@@ -42,6 +44,7 @@ class StreamStatus:
     ack_rtt_avg_ms: float | None = None
     reconnects: int = 0
     quick_failures: int = 0
+    transcript_lag_s: float | None = None
     earlier_sessions: int = 0
     earlier_frames_spooled: int = 0
     spool_problems: tuple[str, ...] = ()

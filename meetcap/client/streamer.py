@@ -32,6 +32,7 @@ from meetcap.client.status import FinishResult, State, StreamStatus
 from meetcap.constants import FRAME_MS
 from meetcap.errors import FatalError, StorageError, UsageError
 from meetcap.frames import Frame
+from meetcap.transcribe.segments import TranscriptSegment
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class Streamer:
     counts them in ``earlier_sessions`` and finish() reports them in ``result.earlier``.
     Sessions recorded for another destination stay in the spool, untouched and unlocked.
 
+    With ``config.transcript``, the live session asks the server for its transcript:
+    ``on_transcript`` gets each final segment exactly once (across reconnects) and the
+    partials as they come, on the streamer's thread (hand them over, do not block);
+    finish() also waits for the finals that follow the server's ``ended``.
+
     ``capture`` False starts no new session (only the earlier ones are delivered);
     ``pending_ids`` (local ids) limits which earlier sessions are taken.
     """
@@ -67,9 +73,11 @@ class Streamer:
         *,
         capture: bool = True,
         pending_ids: Collection[str] | None = None,
+        on_transcript: Callable[[TranscriptSegment], None] | None = None,
     ) -> None:
         self.config = config
         self._on_status = on_status
+        self._on_transcript = on_transcript
         self._capture = capture
         self._pending_ids = None if pending_ids is None else frozenset(pending_ids)
         self._spool: Spool | None = None
@@ -124,7 +132,8 @@ class Streamer:
                 account=self.config.account(),
             )
             self._live_link = SessionLink(
-                self._live, self.config, live=True, on_change=self._notify
+                self._live, self.config, live=True, on_change=self._notify,
+                on_transcript=self._on_transcript,
             )
             self._accepting = True
         self._thread = threading.Thread(target=self._run, name="meetcap-streamer", daemon=True)
