@@ -51,6 +51,9 @@ class Hello:
     # id of the first final segment this client has not seen yet (older ones are skipped).
     transcript: bool = False
     transcript_from: int = 0
+    # Speakers extension (docs/protocol.md 3.1): the version of the who-spoke frame flags
+    # (bits 1-2) the client would send; None: none. An older server ignores it.
+    speakers: int | None = None
 
     def __post_init__(self) -> None:
         if self.format is None:
@@ -71,6 +74,9 @@ class Welcome:
     acked: int
     epoch: int
     version: int = PROTOCOL_VERSION
+    # Speakers extension: the version the server accepts for this connection (only in
+    # answer to a hello that offered it); None: frames keep bits 1-2 at 0.
+    speakers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +277,8 @@ def _validate(message: Message) -> None:
             raise _bad(f"audio format must be {AUDIO_FORMAT}, got {_shown(message.format)}")
         _check_bool("transcript", message.transcript)
         _check_int("transcript_from", message.transcript_from, 0)
+        if message.speakers is not None:
+            _check_int("speakers", message.speakers, 0)
     elif isinstance(message, Transcript):
         _check_int("id", message.id, 0)
         object.__setattr__(message, "start", _check_seconds("start", message.start))
@@ -289,6 +297,8 @@ def _validate(message: Message) -> None:
         _check_str("resume_token", message.resume_token, _TOKEN_PATTERN, secret=True)
         _check_int("acked", message.acked, -1)
         _check_int("epoch", message.epoch, 0)
+        if message.speakers is not None:
+            _check_int("speakers", message.speakers, 0)
     elif isinstance(message, Ack):
         _check_int("seq", message.seq, -1)
     elif isinstance(message, End):

@@ -61,6 +61,7 @@ class _Utterance:
         self.last_speech_seq = first_seq
         self.pause_frames = 0
         self.partial_at_frames = 0  # len(pcm) when the last partial was computed
+        self.hypothesis_count = 0
         self.hypothesis: list[str] = []  # the previous partial hypothesis (its words)
         self.committed: list[str] = []  # words shown in partials so far (never retracted)
 
@@ -255,11 +256,14 @@ class StreamingTranscriber:
 
     def _partial_if_due(self) -> TranscriptSegment | None:
         utt = self._utterance
-        if utt is None or len(utt.pcm) - utt.partial_at_frames < self._partial_frames:
+        if utt is None or utt.speech_frames < self._min_speech:
             return None
-        if utt.speech_frames < self._min_speech:
+        # The first hypothesis as soon as there is enough speech, so that two can agree
+        # (and a partial show) about a second later; then one every interval.
+        if utt.hypothesis_count and len(utt.pcm) - utt.partial_at_frames < self._partial_frames:
             return None
         utt.partial_at_frames = len(utt.pcm)
+        utt.hypothesis_count += 1
         self.partial_calls += 1
         prompt = self._previous_text if self.prompt_with_previous else None
         # Continue from the words shown already: they are never taken back anyway.

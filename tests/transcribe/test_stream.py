@@ -1,0 +1,145 @@
+"""StreamingTranscriber behaviour with the real engine: partial stability and cadence,
+the filters, the length cap, and resuming after a restart."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from meetcap.constants import FRAME_BYTES
+from meetcap.transcribe.offline import frames_with_speech, transcribe_frames
+from meetcap.transcribe.segments import is_minor
+from meetcap.transcribe.stream import StreamingTranscriber
+from tests.support.transcript_corpus import RATE_HZ, say
+
+
+class CountingEngine:
+    """The real engine, counting what it is asked to transcribe."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.calls: list[float] = []  # seconds of audio per call
+
+    def transcribe(self, samples, **kwargs):
+        self.calls.append(len(samples) / RATE_HZ)
+        return self.engine.transcribe(samples, **kwargs)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def test_partials_never_take_back_a_word_and_come_about_once_a_second(corpus, live_run):
+    _, seen = live_run
+    partials_by_id: dict[int, list] = {}
+    for seg in seen:
+        if not seg.final:
+            partials_by_id.setdefault(seg.id, []).append(seg)
+    assert set(partials_by_id) == {s.id for s in seen if s.final}, "no partials for some utterance"
+    for seg_id, partials in partials_by_id.items():
+        for earlier, later in zip(partials, partials[1:]):
+            # Each partial extends the previous one's words: nothing flickers.
+            assert _words(later.text)[: len(_words(earlier.text))] == _words(earlier.text)
+            # One second of audio between partials (one per second of speech, live).
+            assert abs((later.end_s - earlier.end_s) - 1.0) < 1e-6, (earlier, later)
+        said = corpus.utterances[seg_id]
+        # The first partial within 3.5 s of the voice starting: after 0.5 s of speech a
+        # first hypothesis, then one a second; a word shows once two agree (usually the
+        # 2nd, here at worst the 3rd; one-second batches add up to 0.9 s). Then partials
+        # come every second until the utterance ends.
+        assert partials[0].end_s - said.start_s <= 3.5, (partials[0], said)
+        assert said.end_s - partials[-1].end_s <= 1.0, (partials[-1], said)
+
+
+def test_partial_words_agree_with_the_final(live_run):
+    finals, seen = live_run
+    by_id = {s.id: s for s in finals}
+    for seg in seen:
+        if not seg.final:
+            final_words = _words(by_id[seg.id].text.lower())
+            partial_words = _words(seg.text.lower())
+            shared = sum(a == b for a, b in zip(partial_words, final_words))
+            assert shared >= 0.6 * len(partial_words), (seg.text, by_id[seg.id].text)
+
+
+def test_minor_rule_fewer_than_four_words_or_filler_only():
+    assert is_minor("Okay, thanks.")
+    assert is_minor("Yes.")
+    assert is_minor("um, uh, you know, yeah")
+    assert is_minor("[BLANK_AUDIO]")
+    assert not is_minor("We ship on Friday.")
+    assert not is_minor("Let us start now.")
+    assert is_minor("We ship Friday.", min_words=4)
+    assert not is_minor("Ship it.", min_words=2)
+
+
+def test_a_short_reply_is_transcribed_and_marked_minor(engine):
+    voiced = say("Okay, thanks.", "en-us", 160, 50)
+    gap = np.zeros(RATE_HZ, np.float32)
+    frames = frames_with_speech(np.concatenate([gap, voiced, gap]))
+    finals = transcribe_frames(StreamingTranscriber(engine, partials=False), frames)
+    assert len(finals) == 1 and finals[0].minor, finals
+    assert "thank" in finals[0].text.lower()
+
+
+def test_a_click_too_short_for_speech_never_reaches_the_engine(engine):
+    counting = CountingEngine(engine)
+    transcriber = StreamingTranscriber(counting)
+    click = np.zeros(1600 * 30, np.int16)
+    click[1600 * 10:1600 * 10 + 400] = 20000  # 25 ms of loud click at frame 10
+    flags = [False] * 30
+    flags[10:14] = [True] * 4  # the VAD flagged 0.4 s around it: under 0.5 s of speech
+    out = transcriber.feed(0, click.tobytes(), flags) + transcriber.flush()
+    assert out == [] and counting.calls == [] and transcriber.skipped_short == 1
+
+
+def test_continuous_speech_is_cut_at_the_cap_with_nothing_lost(engine, corpus):
+    counting = CountingEngine(engine)
+    # About 27 s of speech with only short pauses, all flagged as speech.
+    voiced = corpus.samples[int(corpus.utterances[0].start_s * RATE_HZ):
+                            int(corpus.utterances[-1].end_s * RATE_HZ)]
+    pcm = (np.clip(voiced, -1, 1) * 32767).astype("<i2")
+    pcm = pcm[: len(pcm) // 1600 * 1600]
+    frames = len(pcm) // 1600
+    transcriber = StreamingTranscriber(counting, partials=False, max_utterance_s=12.0)
+    out = []
+    for first in range(0, frames, 10):
+        n = min(10, frames - first)
+        out += transcriber.feed(first, pcm[first * 1600:(first + n) * 1600].tobytes(), [True] * n)
+    out += transcriber.flush()
+    assert max(counting.calls) <= 12.0 + 0.2 + 1e-6
+    assert len(out) >= 3
+    # The pieces tile the timeline: each starts where the previous ended.
+    for a, b in zip(out, out[1:]):
+        assert abs(b.start_s - a.end_s) < 1e-6, (a, b)
+    assert out[0].start_s == 0.0 and abs(out[-1].end_s - frames * 0.1) < 1e-6
+    assert [s.id for s in out] == list(range(len(out)))
+
+
+def test_a_restarted_worker_resumes_with_no_segment_lost_or_doubled(engine, corpus_frames):
+    whole = transcribe_frames(StreamingTranscriber(engine, partials=False), corpus_frames)
+    # A worker that stops after the third final (killed) ...
+    first = StreamingTranscriber(engine, partials=False)
+    got, stored_resume = [], None
+    for i in range(0, len(corpus_frames), 10):
+        batch = corpus_frames[i:i + 10]
+        finals = [s for s in first.feed(batch[0].seq, b"".join(f.pcm for f in batch),
+                                        [f.speech for f in batch]) if s.final]
+        got += finals
+        if finals:  # what a server stores beside each final
+            stored_resume = (first.resume_seq, first.next_id)
+        if len(got) >= 3:
+            break
+    # ... and a new one fed again from the stored resume point (frames before it too).
+    second = StreamingTranscriber(engine, partials=False)
+    second.resume_from(*stored_resume)
+    rest = transcribe_frames(second, corpus_frames[max(0, stored_resume[0] - 25):])
+    assert got + rest == whole
+
+
+def test_feed_refuses_audio_that_does_not_match_the_flags(engine):
+    import pytest
+
+    from meetcap.errors import UsageError
+
+    with pytest.raises(UsageError, match="speech flags"):
+        StreamingTranscriber(engine).feed(0, b"\0" * (FRAME_BYTES - 2), [False])
