@@ -5,7 +5,8 @@ Layout, network byte order for the header (the PCM itself is int16 little-endian
     offset size field
     0      2    magic     b"MC"
     2      1    version   1
-    3      1    flags     bit 0: speech; bits 1-7 must be 0
+    3      1    flags     bit 0: speech; bits 1-2: who spoke (only with the speakers
+                          extension, negotiated in hello; else 0); bits 3-7 must be 0
     4      8    seq       unsigned, 0 for the first frame of a session
     12     4    crc32     zlib.crc32 of bytes 0-11 followed by the PCM
     16     3200 pcm       1,600 samples, int16 little-endian, 16 kHz mono
@@ -28,7 +29,15 @@ from meetcap.protocol.codes import ERROR_NAMES, CloseCode
 MAGIC = b"MC"
 AUDIO_VERSION = 1
 FLAG_SPEECH = 0x01
+# The speakers extension (docs/protocol.md 3.1, hello.speakers = 1): bit 1 "you" (the mic
+# lane speaks), bit 2 "others" (the system lane speaks); both: double talk; none: nobody.
+# meetcap.frames.SPEAKER_* are the same two bits, shifted down by one.
+SPEAKER_SHIFT = 1
+FLAG_YOU = 0x02
+FLAG_OTHERS = 0x04
+SPEAKERS_VERSION = 1
 _KNOWN_FLAGS = FLAG_SPEECH
+_KNOWN_FLAGS_WITH_SPEAKERS = FLAG_SPEECH | FLAG_YOU | FLAG_OTHERS
 
 _PREFIX = struct.Struct("!2sBBQ")  # the part the checksum covers before the PCM
 _CRC = struct.Struct("!I")
@@ -39,30 +48,50 @@ MAX_SEQ = 2**64 - 1
 
 @dataclass(frozen=True, slots=True)
 class AudioMessage:
-    """One decoded audio frame as it travels: its number, speech flag and PCM."""
+    """One decoded audio frame as it travels: its number, speech flag and PCM, and who
+    spoke (meetcap.frames.SPEAKER_*) when the speakers extension is on, else None."""
 
     seq: int
     pcm: bytes
     speech: bool = False
+    speaker: int | None = None
+
+    @property
+    def flags(self) -> int:
+        """The header's flags byte as stored (bit 0 speech, bits 1-2 who spoke)."""
+        return int(self.speech) | ((self.speaker or 0) << SPEAKER_SHIFT)
 
 
 def _refuse(code: CloseCode, message: str) -> ProtocolError:
     return ProtocolError(int(code), ERROR_NAMES[code], message)
 
 
-def encode_audio(seq: int, pcm: bytes, speech: bool = False) -> bytes:
-    """Build the binary message for frame ``seq``. ``pcm`` must be exactly 3,200 bytes."""
+def encode_audio(seq: int, pcm: bytes, speech: bool = False, speaker: int | None = None) -> bytes:
+    """Build the binary message for frame ``seq``. ``pcm`` must be exactly 3,200 bytes.
+
+    ``speaker`` (0-3, meetcap.frames.SPEAKER_*) sets bits 1-2: only on a connection whose
+    welcome accepted the speakers extension (and in the client's own spool); None leaves
+    them 0, as every version-1 peer expects.
+    """
     if len(pcm) != FRAME_BYTES:
         raise ValueError(f"an audio frame carries exactly {FRAME_BYTES} bytes, got {len(pcm)}")
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence number out of range: {seq}")
-    prefix = _PREFIX.pack(MAGIC, AUDIO_VERSION, FLAG_SPEECH if speech else 0, seq)
+    flags = FLAG_SPEECH if speech else 0
+    if speaker is not None:
+        if not 0 <= speaker <= 3:
+            raise ValueError(f"speaker is 0-3 (two bits), got {speaker}")
+        flags |= speaker << SPEAKER_SHIFT
+    prefix = _PREFIX.pack(MAGIC, AUDIO_VERSION, flags, seq)
     crc = zlib.crc32(pcm, zlib.crc32(prefix))
     return b"".join((prefix, _CRC.pack(crc), pcm))
 
 
-def decode_audio(data: bytes) -> AudioMessage:
+def decode_audio(data: bytes, *, speakers: bool = False) -> AudioMessage:
     """Parse and verify one binary message.
+
+    ``speakers``: the speakers extension is on for this connection (bits 1-2 allowed and
+    decoded into ``speaker``); without it they are unknown flags, as in version 1.
 
     Raises :class:`~meetcap.errors.ProtocolError` with the close code the receiver must
     answer with: ``bad_message`` for a wrong size, magic or flags,
@@ -83,10 +112,16 @@ def decode_audio(data: bytes) -> AudioMessage:
             CloseCode.UNSUPPORTED_VERSION,
             f"audio frame version {version} is not supported (this server speaks {AUDIO_VERSION})",
         )
-    if flags & ~_KNOWN_FLAGS:
-        raise _refuse(CloseCode.BAD_MESSAGE, f"unknown audio flags 0x{flags:02x}")
+    if flags & ~(_KNOWN_FLAGS_WITH_SPEAKERS if speakers else _KNOWN_FLAGS):
+        hint = "" if speakers or flags & ~_KNOWN_FLAGS_WITH_SPEAKERS else (
+            " (who-spoke bits without the speakers extension in hello)"
+        )
+        raise _refuse(CloseCode.BAD_MESSAGE, f"unknown audio flags 0x{flags:02x}{hint}")
     (crc,) = _CRC.unpack_from(view, _PREFIX.size)
     pcm = bytes(view[HEADER_BYTES:])
     if zlib.crc32(pcm, zlib.crc32(view[: _PREFIX.size])) != crc:
         raise _refuse(CloseCode.BAD_CHECKSUM, f"frame {seq} failed its CRC32 check")
-    return AudioMessage(seq=seq, pcm=pcm, speech=bool(flags & FLAG_SPEECH))
+    return AudioMessage(
+        seq=seq, pcm=pcm, speech=bool(flags & FLAG_SPEECH),
+        speaker=(flags >> SPEAKER_SHIFT) & 3 if speakers else None,
+    )

@@ -122,6 +122,7 @@ class ServerConnection:
     def __init__(self) -> None:
         self.state = ServerState.AWAIT_HELLO
         self.next_seq = 0  # the next sequence number this connection must send
+        self.speakers = False  # the welcome accepted the speakers extension (bits 1-2)
 
     # -- input
 
@@ -169,7 +170,7 @@ class ServerConnection:
                 return [self._violation(CloseCode.BAD_MESSAGE, "no frames may follow end")]
             return [self._violation(CloseCode.HELLO_REQUIRED, "the first message must be hello")]
         try:
-            frame = decode_audio(data)
+            frame = decode_audio(data, speakers=self.speakers)
         except ProtocolError as exc:
             return [self._violate(exc)]
         if frame.seq < self.next_seq:
@@ -193,6 +194,7 @@ class ServerConnection:
             raise RuntimeError(f"accept() needs a pending hello, state is {self.state.value}")
         self.state = ServerState.STREAMING
         self.next_seq = welcome.acked + 1
+        self.speakers = bool(welcome.speakers)
         return encode_message(welcome)
 
     def ack(self, seq: int) -> str:
@@ -247,6 +249,7 @@ class ClientConnection:
         self.state = ClientState.CONNECTING
         self.acked = -1
         self.highest_sent = -1
+        self.speakers = False  # the server accepted the who-spoke flags on this connection
 
     def hello(
         self,
@@ -257,6 +260,7 @@ class ClientConnection:
         *,
         transcript: bool = False,
         transcript_from: int = 0,
+        speakers: int | None = None,
     ) -> str:
         """The hello text; ``transcript`` asks for transcript messages from final id
         ``transcript_from`` on (an extension older servers ignore)."""
@@ -268,15 +272,19 @@ class ClientConnection:
                 client=client,
                 transcript=transcript,
                 transcript_from=transcript_from,
+                speakers=speakers,
             )
         )
 
-    def frame(self, seq: int, pcm: bytes, speech: bool = False) -> bytes:
-        """Bytes of frame ``seq``; valid only after the welcome."""
+    def frame(
+        self, seq: int, pcm: bytes, speech: bool = False, speaker: int | None = None
+    ) -> bytes:
+        """Bytes of frame ``seq``; valid only after the welcome. ``speaker`` goes into
+        bits 1-2 only if the welcome accepted the speakers extension."""
         if self.state is not ClientState.STREAMING:
             raise RuntimeError(f"frames may be sent only while streaming, state is {self.state}")
         self.highest_sent = max(self.highest_sent, seq)
-        return encode_audio(seq, pcm, speech)
+        return encode_audio(seq, pcm, speech, speaker if self.speakers else None)
 
     def end(self, last_seq: int) -> str:
         self.state = ClientState.ENDING
@@ -293,6 +301,7 @@ class ClientConnection:
             self.state = ClientState.STREAMING
             self.acked = message.acked
             self.highest_sent = message.acked
+            self.speakers = bool(message.speakers)
         elif isinstance(message, Ack):
             if message.seq > self.highest_sent:
                 return [
