@@ -1,0 +1,188 @@
+"""Echo cancellation of the mic lane, with the system lane as the far-end reference.
+
+::
+
+    system lane --> delay line (bulk delay from the EchoPathEstimator) --+
+                                                                         v
+    mic lane ------------------------------------> LinearEchoCanceller --> [noise suppressor] --> out
+    both lanes --> EchoPathEstimator --> EchoScore (delay, level, verdict)
+
+Why this design (bench/echo.py measures it, docs/figures.md has the figures): WebRTC's
+AEC3 (pywebrtc-audio, livekit's AudioProcessingModule, aec-audio-processing) removes
+50+ dB of echo on the rig but also cuts the person's own voice during double talk
+(correlation with the clean voice 0.64-0.86, -2.6 to -5.0 dB), and none of the three
+lets its suppressor be turned down. A linear adaptive filter removes only what the
+system audio explains, so the voice passes untouched; to converge within a second it
+must be short, so the reference is first delayed by the echo delay the score's
+cross-correlation measured. Noise suppression (optional) is WebRTC's, from
+pywebrtc-audio, run after the canceller.
+
+The chain calls :meth:`MicEchoCanceller.process` with both lanes of every rendered
+block. With cancellation off, only the score runs (it is cheap: one correlation every
+0.5 s).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp.echo_score import MAX_DELAY_MS, EchoPathEstimator, EchoScore
+from meetcap.dsp.linear_aec import BLOCK, LinearEchoCanceller
+
+# The filter starts this much before the measured echo delay (the estimate may be a few
+# ms late, and the room's first reflection may come before the loudest) ...
+PRE_DELAY_MS = 20.0
+# ... and spans this much: 80 ms of the echo and its tail. Short converges fast; the
+# bulk delay is taken out by the delay line.
+FILTER_PARTITIONS = 8
+_SPAN = FILTER_PARTITIONS * BLOCK
+# AEC3 keeps more than this share of the microphone's power: the person is talking.
+# (With only the far end playing it keeps ~-50 dB; with a voice, within a few dB of it.)
+TALK_POWER_RATIO = 0.01
+HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
+
+
+@functools.cache
+def aec3_latency_samples() -> int:
+    """How late WebRTC's AEC3 delivers (measured once: a noise burst through a fresh
+    instance with a silent reference; 127-128 samples at 16 kHz with pywebrtc-audio 0.2)."""
+    from pywebrtc_audio import EchoCanceller
+
+    probe = np.random.default_rng(7).standard_normal(BLOCK * 40).astype(np.float32) * 0.1
+    canceller = EchoCanceller(SAMPLE_RATE_HZ, 1, 0)
+    silent = np.zeros(BLOCK, np.float32)
+    out = np.concatenate([canceller.process(probe[i : i + BLOCK], silent)
+                          for i in range(0, len(probe), BLOCK)])
+    lags = range(0, 4 * BLOCK)
+    return max(lags, key=lambda lag: float(np.dot(out[lag:], probe[: len(probe) - lag])))
+
+
+class MicEchoCanceller:
+    """The mic lane's echo stage: always scores the echo path; cancels when ``enabled``.
+
+    ``noise_suppression``: WebRTC's noise suppressor after the canceller. Both are
+    pywebrtc-audio's, imported when first turned on.
+    """
+
+    def __init__(self, *, enabled: bool = False, noise_suppression: bool = False) -> None:
+        self.estimator = EchoPathEstimator()
+        self.latency_samples = aec3_latency_samples()
+        self._max_delay = int(MAX_DELAY_MS * SAMPLE_RATE_HZ / 1000)
+        self._far_history = np.zeros(self._max_delay + BLOCK, np.float32)
+        self._bulk = 0  # samples the linear filter's reference is delayed by
+        self._pre = int(PRE_DELAY_MS * SAMPLE_RATE_HZ / 1000)
+        # The lane out, delayed by AEC3's latency (also with cancellation off).
+        self._mic_delay = np.zeros(self.latency_samples, np.float32)
+        self._linear_delay = np.zeros(self.latency_samples, np.float32)
+        self._linear = LinearEchoCanceller(FILTER_PARTITIONS)
+        self._aec3 = None
+        self._suppressor = None
+        self._hold = 0
+        self._weight = 1.0  # of the linear output in the last block
+        self.enabled = False
+        self.set_enabled(enabled)
+        self.set_noise_suppression(noise_suppression)
+
+    @property
+    def score(self) -> EchoScore:
+        return self.estimator.score
+
+    @property
+    def noise_suppression(self) -> bool:
+        return self._suppressor is not None
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Cancel from now on (the filters start fresh), or stop cancelling."""
+        if enabled and not self.enabled:
+            from pywebrtc_audio import EchoCanceller
+
+            self._aec3 = EchoCanceller(SAMPLE_RATE_HZ, 1, 0)
+            self._linear.reset()
+            self._linear_delay[:] = 0.0
+            self._bulk = 0
+        elif not enabled:
+            self._aec3 = None
+        self.enabled = enabled
+
+    def set_noise_suppression(self, enabled: bool) -> None:
+        if enabled and self._suppressor is None:
+            from pywebrtc_audio import NoiseSuppressor
+
+            self._suppressor = NoiseSuppressor(SAMPLE_RATE_HZ, 1, 1)
+        elif not enabled:
+            self._suppressor = None
+
+    def process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """Both lanes of one rendered block (same length); returns the mic lane to mix,
+        ``latency_samples`` late."""
+        self.estimator.process(mic, far)
+        if not self.enabled:
+            self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
+            joined = np.concatenate((self._mic_delay, mic))
+            self._mic_delay = joined[len(mic):]
+            out = joined[: len(mic)]
+            if self._suppressor is not None:
+                out = self._suppress(out)
+            return out
+        self._follow_delay()
+        out = np.empty(len(mic), np.float32)
+        for start in range(0, len(mic), BLOCK):
+            near = mic[start : start + BLOCK]
+            ref = far[start : start + BLOCK]
+            short = BLOCK - len(near)
+            if short:  # the last piece of a session: pad (the state no longer matters)
+                near = np.concatenate((near, np.zeros(short, np.float32)))
+                ref = np.concatenate((ref, np.zeros(short, np.float32)))
+            block = self._cancel(np.ascontiguousarray(near, np.float32),
+                                 np.ascontiguousarray(ref, np.float32))
+            if self._suppressor is not None:
+                block = self._suppressor.process(block)
+            out[start : start + BLOCK - short] = block[: BLOCK - short]
+        return out
+
+    def _cancel(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        self._far_history = np.concatenate((self._far_history[BLOCK:], far))
+        end = len(self._far_history) - self._bulk
+        linear = self._linear.process(near, self._far_history[end - BLOCK : end])
+        deep = self._aec3.process(near, far)
+        # Bring the linear output to AEC3's (later) timing.
+        joined = np.concatenate((self._linear_delay, linear))
+        self._linear_delay = joined[BLOCK:]
+        linear = joined[:BLOCK]
+        talking = float(np.dot(deep, deep)) > TALK_POWER_RATIO * float(np.dot(near, near)) + 1e-7
+        if talking:
+            self._hold = HOLD_BLOCKS
+        elif self._hold > 0:
+            self._hold -= 1
+        weight = 1.0 if self._hold > 0 else 0.0
+        if weight == self._weight:
+            mixed = linear if weight else deep
+        else:
+            ramp = np.linspace(self._weight, weight, BLOCK, dtype=np.float32)
+            mixed = ramp * linear + (1.0 - ramp) * deep
+        self._weight = weight
+        return mixed.astype(np.float32, copy=False)
+
+    def _suppress(self, samples: np.ndarray) -> np.ndarray:
+        out = samples.copy()
+        whole = len(out) - len(out) % BLOCK
+        for start in range(0, whole, BLOCK):
+            out[start : start + BLOCK] = self._suppressor.process(
+                np.ascontiguousarray(out[start : start + BLOCK]))
+        return out
+
+    def _follow_delay(self) -> None:
+        score = self.estimator.score
+        if not score.reaches_mic:
+            return
+        delay = int(score.delay_ms * SAMPLE_RATE_HZ / 1000)
+        position = delay - self._bulk  # where the echo sits inside the linear filter
+        if self._pre // 2 <= position <= _SPAN - 2 * self._pre:
+            return
+        bulk = max(0, min(self._max_delay, delay - self._pre))
+        if bulk != self._bulk:
+            self._bulk = bulk
+            self._linear.reset()
