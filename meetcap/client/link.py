@@ -285,6 +285,7 @@ class SessionLink:
             conn.hello(
                 meta.session_id, meta.resume_token, meta.started_at, self.config.client_name,
                 transcript=self._wants_transcript, transcript_from=self._transcript_next,
+                speakers=SPEAKERS_VERSION,  # who spoke rides in frame flags if accepted
             )
         )
         ended: Outcome | None = None
@@ -499,7 +500,7 @@ class SessionLink:
                     now = time.monotonic()
                     if conn.highest_sent <= conn.acked:
                         self._outstanding_since = now  # the ack clock starts now
-                    data = conn.frame(message.seq, message.pcm, message.speech)
+                    data = conn.frame(message.seq, message.pcm, message.speech, message.speaker)
                     self._sent_at.append((message.seq, now))
                     await ws.send(data)
                     cursor += 1

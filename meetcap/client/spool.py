@@ -438,7 +438,7 @@ class SpoolSession:
         Raises :class:`SpoolFullError` at the byte cap and :class:`StorageError` when the
         disk refuses the write; in both cases nothing was stored.
         """
-        data = encode_audio(frame.seq, frame.pcm, frame.speech)
+        data = encode_audio(frame.seq, frame.pcm, frame.speech, frame.speaker)
         with self._lock:
             if self._closed:
                 raise UsageError("the spool session is closed")
@@ -586,7 +586,9 @@ class SpoolSession:
         for i in range(whole):
             n = seq + i
             try:
-                message = decode_audio(blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES])
+                message = decode_audio(
+                    blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES], speakers=True
+                )
             except ProtocolError:
                 message = None
             if message is None or message.seq != n:
@@ -851,7 +853,9 @@ class SpoolSession:
         intact = []
         for i in range(len(blob) // RECORD_BYTES):
             try:
-                message = decode_audio(blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES])
+                message = decode_audio(
+                    blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES], speakers=True
+                )
             except ProtocolError:
                 intact.append(False)
                 continue
