@@ -49,6 +49,7 @@ from meetcap.protocol import (
     TranscriptStatus,
     Welcome,
 )
+from meetcap.protocol.audio import SPEAKERS_VERSION
 from meetcap.protocol.connection import ClientState
 from meetcap.protocol.messages import MAX_TEXT_BYTES
 from meetcap.transcribe.segments import TranscriptSegment
