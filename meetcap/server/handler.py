@@ -33,6 +33,7 @@ from meetcap.protocol import (
     ServerConnection,
     Welcome,
 )
+from meetcap.protocol.audio import SPEAKERS_VERSION
 from meetcap.protocol.codes import ERROR_NAMES
 from meetcap.protocol.connection import Event
 from meetcap.server.ratelimit import AudioClock, Pacer
@@ -166,7 +167,7 @@ class ConnectionHandler:
             )
             return False
         try:
-            writer.append(frame.pcm, frame.speech)
+            writer.append(frame.pcm, frame.flags)  # speech, and who spoke if negotiated
         except ANSWERED as exc:  # the storage failed, or the session is full
             self._refusal = answer_for(exc)
             return False
@@ -236,7 +237,11 @@ class ConnectionHandler:
         acked = self.writer.durable_frames - 1
         self._acked_sent = acked
         text = self.conn.accept(
-            Welcome(self.record.session_id, self._token, acked=acked, epoch=self.record.epoch)
+            Welcome(
+                self.record.session_id, self._token, acked=acked, epoch=self.record.epoch,
+                # The speakers extension: accepted whenever offered (docs/protocol.md 3.1).
+                speakers=SPEAKERS_VERSION if event.hello.speakers else None,
+            )
         )
         await self.ws.send(text)
         if self.server.transcription is not None:

@@ -3,7 +3,7 @@
 Files of session ``<id>`` in the data directory:
 
 * ``<id>.wav`` - the audio, frames in sequence order, header sizes kept valid (wavfile).
-* ``<id>.speech`` - one byte per frame (1 = speech) while the session is open; folded
+* ``<id>.speech`` - one byte per frame (the frame's flags: bit 0 speech, bits 1-2 who spoke) while the session is open; folded
   into the sidecar's speech segments and removed when the session ends.
 * ``<id>.json`` - the sidecar (sidecar.py).
 
@@ -155,9 +155,10 @@ class SessionWriter:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    def append(self, pcm: bytes, speech: bool) -> None:
+    def append(self, pcm: bytes, flags: int | bool) -> None:
         """Queue the next frame for the next write round. Raises the storage failure,
-        or SessionFull."""
+        or SessionFull. ``flags``: the frame's header flags (bit 0 speech, bits 1-2 who
+        spoke, meetcap.protocol.audio); a bool is the speech flag alone."""
         if self.failed is not None:
             raise self.failed
         if self.closed:
@@ -168,7 +169,7 @@ class SessionWriter:
                 "one WAV file holds (about 37 hours): end it and start a new session"
             )
         self._pending.append(pcm)
-        self._pending_flags.append(1 if speech else 0)
+        self._pending_flags.append(int(flags))
         self.storage.flusher.mark_dirty(self)
 
     async def wait_durable(self, frames: int) -> None:
