@@ -161,7 +161,6 @@ class MainWindow(QMainWindow):
         c.problem.connect(self._on_problem)
         c.stream_status_changed.connect(self._on_stream_status)
         c.transcript_segment.connect(self.transcript.add_live_segment)
-        self.transcript.problem.connect(self._on_problem)
         # The watcher may have listed the devices before we connected (its signal then
         # reached nobody, and it only signals changes): take the list it holds.
         if c.watcher.devices:

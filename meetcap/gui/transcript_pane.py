@@ -49,7 +49,8 @@ LIVE_PLACEHOLDER = "The words appear here as people speak."
 
 
 class TranscriptPane(Card):
-    """See the module docstring. ``problem(str)`` carries a sentence for the window."""
+    """See the module docstring. A problem (a damaged transcript, a failed playback)
+    is a sentence on the pane's message line, and ``problem(str)`` says it too."""
 
     problem = Signal(str)
     _playback_ended = Signal(object)  # str | None, from the player's thread
@@ -90,6 +91,11 @@ class TranscriptPane(Card):
         self.lag_label.setStyleSheet(f"color: {theme.WARNING};")
         self.lag_label.setVisible(False)
         self.body.addWidget(self.lag_label)
+        self.message_label = QLabel("", self)
+        self.message_label.setWordWrap(True)
+        self.message_label.setStyleSheet(f"color: {theme.ERROR};")
+        self.message_label.setVisible(False)
+        self.body.addWidget(self.message_label)
         self.playback_label = QLabel("", self)
         self.playback_label.setObjectName("dim")
         self.stop_button = QPushButton("Stop", self)
@@ -121,6 +127,7 @@ class TranscriptPane(Card):
         self.live_button.clicked.connect(self.show_live)
         self.stop_button.clicked.connect(self.stop_playback)
         self._playback_ended.connect(self._on_playback_ended)
+        self.problem.connect(self._say)
         self._update_controls()
 
     # -- live
@@ -204,6 +211,7 @@ class TranscriptPane(Card):
             self.problem.emit(as_sentence(str(exc)))
             return False
         self.stop_playback()
+        self._say("")
         self.session = session
         self.view.clickable = True
         self.view.set_segments(segments)
@@ -222,6 +230,7 @@ class TranscriptPane(Card):
         except MeetcapError as exc:
             self.problem.emit(as_sentence(str(exc)))
             return False
+        self._say("")
         self.playback_label.setText(f"Playing from {format_elapsed(segment.start_s)}")
         self._update_controls()
         return True
@@ -271,6 +280,10 @@ class TranscriptPane(Card):
         return path
 
     # -- looks
+
+    def _say(self, message: str) -> None:
+        self.message_label.setText(message)
+        self.message_label.setVisible(bool(message))
 
     def _show_matches(self, current: int, total: int) -> None:
         if not self.search_box.text():
