@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from meetcap.errors import ConfigError
 from meetcap.protocol import STREAM_PATH
+from meetcap.redact import REDACTED, redact_text
 
 _URL_EXAMPLE = f"ws://localhost:8765{STREAM_PATH}"
 # A bearer token goes into an HTTP header: no whitespace or control characters, or a
@@ -90,6 +91,20 @@ class StreamerConfig:
                 f"destination must be None or a non-empty key, got {self.destination!r}"
             )
 
+    def __repr__(self) -> str:
+        # A config lands in logs and tracebacks: never the token, nor a URL's password
+        # or secret query parameters (meetcap.redact).
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "token":
+                shown.append(f"token={REDACTED!r}")
+            elif f.name == "url":
+                shown.append(f"url={redact_text(value)!r}")
+            else:
+                shown.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def resolved_spool_dir(self) -> Path:
         """The spool root this configuration uses."""
         if self.spool_dir is not None:
@@ -162,27 +177,28 @@ def validate_url(url: str) -> str:
         raise ConfigError(f"the server URL is empty (example: {_URL_EXAMPLE})")
     url = url.strip()
     parts = urlsplit(url)
+    shown = redact_text(url)  # what error messages quote: no password, no secret query
     if parts.scheme not in ("ws", "wss"):
         hint = ""
         if parts.scheme in ("http", "https"):
             hint = f" (use {'wss' if parts.scheme == 'https' else 'ws'}:// for the same server)"
         raise ConfigError(
-            f"the server URL must start with ws:// or wss://, got {url!r}{hint}; "
+            f"the server URL must start with ws:// or wss://, got {shown!r}{hint}; "
             f"example: {_URL_EXAMPLE}"
         )
     try:
         port = parts.port
     except ValueError as exc:
-        raise ConfigError(f"the server URL {url!r} has an invalid port: {exc}") from exc
+        raise ConfigError(f"the server URL {shown!r} has an invalid port: {exc}") from exc
     if not parts.hostname:
-        raise ConfigError(f"the server URL {url!r} names no host; example: {_URL_EXAMPLE}")
+        raise ConfigError(f"the server URL {shown!r} names no host; example: {_URL_EXAMPLE}")
     if parts.username or parts.password:
         raise ConfigError(
-            f"the server URL {url!r} carries a user name or password; pass the token with "
+            f"the server URL {shown!r} carries a user name or password; pass the token with "
             "--token instead"
         )
     if parts.fragment:
-        raise ConfigError(f"the server URL {url!r} must not have a #fragment")
+        raise ConfigError(f"the server URL {shown!r} must not have a #fragment")
     del port  # validated above; urlsplit keeps it in netloc
     path = parts.path if parts.path not in ("", "/") else STREAM_PATH
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
