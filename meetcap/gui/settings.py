@@ -2,7 +2,7 @@
 
 Everything a person sets is saved as they change it and restored at the next start:
 devices, gains, mutes, server URL and token, VAD and normalisation, the local copy
-folder. The record itself is Qt-free (meetcap/session/settings.py, shared with the
+folder, live transcription on or off. The record itself is Qt-free (meetcap/session/settings.py, shared with the
 CLI); this module only maps it to QSettings keys. Values are stored as plain strings and
 parsed back defensively: a settings file edited by hand (or written by another version)
 gives defaults, never a crash.
@@ -91,6 +91,7 @@ class SettingsStore:
         settings.server_url = str(q.value("server/url", "") or "")
         settings.token = str(q.value("server/token", "") or "")
         settings.local_copy = str(q.value("storage/local_copy_dir", "") or "")
+        settings.transcribe = _to_bool(q.value("transcription/enabled"), True)
         return settings
 
     def save(self, settings: SessionSettings) -> None:
@@ -109,4 +110,5 @@ class SettingsStore:
         q.setValue("processing/vad", "true" if capture.vad else "false")
         q.setValue("processing/normalize", "true" if capture.normalize else "false")
         q.setValue("storage/local_copy_dir", settings.local_copy)
+        q.setValue("transcription/enabled", "true" if settings.transcribe else "false")
         q.sync()

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QFileDialog,
@@ -85,6 +86,12 @@ class SettingsDialog(QDialog):
         form.addRow("Server address", self.url_edit)
         form.addRow("Token", token_row)
         form.addRow("Local copy folder", copy_row)
+        self.transcribe_box = QCheckBox("Show a live transcript", self)
+        self.transcribe_box.setChecked(settings.transcribe)
+        self.transcribe_box.setToolTip(
+            "The built-in server transcribes on this computer (Whisper); nothing is sent "
+            "anywhere. Off: no transcription, less CPU.")
+        form.addRow("Transcription", self.transcribe_box)
         hint = QLabel(
             "Leave the server address empty to keep recordings on this computer"
             + (f" ({local_server_hint})" if local_server_hint else "") + ". "
@@ -125,6 +132,7 @@ class SettingsDialog(QDialog):
         settings.server_url = self.url_edit.text().strip()
         settings.token = self.token_edit.text().strip()
         settings.local_copy = self.copy_edit.text().strip()
+        settings.transcribe = self.transcribe_box.isChecked()
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Local copy folder",
