@@ -2,8 +2,9 @@
 
 Everything a person sets is saved as they change it and restored at the next start:
 devices, gains, mutes, server URL and token, VAD and normalisation, the local copy
-folder, live transcription on or off. The record itself is Qt-free (meetcap/session/settings.py, shared with the
-CLI); this module only maps it to QSettings keys. Values are stored as plain strings and
+folder, live transcription on or off. The record itself is Qt-free
+(meetcap/session/settings.py, shared with the CLI); this module only maps it to
+QSettings keys. Values are stored as plain strings and
 parsed back defensively: a settings file edited by hand (or written by another version)
 gives defaults, never a crash.
 
