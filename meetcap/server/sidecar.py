@@ -1,4 +1,5 @@
-"""The small JSON file next to each session's WAV: who, when, how long, where speech is.
+"""The small JSON file next to each session's WAV: who, when, how long, where speech is,
+and who spoke (speaker turns, from the speakers extension's frame flags).
 
 Written atomically (meetcap.durable) when a session is created, when a connection detaches and
 when the session ends; ``finished`` and ``sha256`` are set only by the end.
@@ -12,8 +13,11 @@ from pathlib import Path
 
 from meetcap.constants import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
 from meetcap.durable import atomic_write_json, read_json
+from meetcap.frames import SPEAKER_BOTH, SPEAKER_NAMES, SPEAKER_OTHERS, SPEAKER_YOU
+from meetcap.protocol.audio import FLAG_SPEECH, SPEAKER_SHIFT
 
 SIDECAR_VERSION = 1
+_SPEAKER_BY_NAME = {name: code for code, name in SPEAKER_NAMES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,7 @@ def speech_segments(flags: Sequence[int] | bytes) -> list[dict[str, int]]:
     segments: list[dict[str, int]] = []
     start: int | None = None
     for seq, flag in enumerate(flags):
+        flag &= FLAG_SPEECH
         if flag and start is None:
             start = seq
         elif not flag and start is not None:
@@ -39,6 +44,53 @@ def speech_segments(flags: Sequence[int] | bytes) -> list[dict[str, int]]:
     if start is not None:
         segments.append({"start_ms": start * FRAME_MS, "end_ms": len(flags) * FRAME_MS})
     return segments
+
+
+def speaker_turns(flags: Sequence[int] | bytes) -> list[dict[str, int | str]]:
+    """Runs of frames with the same speaker ("you", "others" or "both"), as
+    ``{"speaker", "start_ms", "end_ms"}`` (end exclusive); frames where nobody spoke (or
+    no who-spoke flags came: a client without the speakers extension) are in no turn."""
+    turns: list[dict[str, int | str]] = []
+    current, start = 0, 0
+    for seq, flag in enumerate([*flags, 0]):
+        code = (flag >> SPEAKER_SHIFT) & SPEAKER_BOTH
+        if code != current:
+            if current:
+                turns.append({"speaker": SPEAKER_NAMES[current], "start_ms": start * FRAME_MS,
+                              "end_ms": seq * FRAME_MS})
+            current, start = code, seq
+    return turns
+
+
+def speaker_of_frames(flags: Sequence[int] | bytes) -> str | None:
+    """Who spoke over a stretch of frames (their stored flags, e.g. the frames of one
+    transcript segment): "you", "others" or "both", or None when no frame says.
+
+    "both" when each side speaks in at least a quarter of the labelled frames (a real
+    exchange, not a stray frame of the other side); otherwise the side with more frames.
+    """
+    you = others = 0
+    for flag in flags:
+        code = (flag >> SPEAKER_SHIFT) & SPEAKER_BOTH
+        you += bool(code & SPEAKER_YOU)
+        others += bool(code & SPEAKER_OTHERS)
+    if not you and not others:
+        return None
+    if 4 * min(you, others) >= you + others:
+        return SPEAKER_NAMES[SPEAKER_BOTH]
+    return SPEAKER_NAMES[SPEAKER_YOU if you > others else SPEAKER_OTHERS]
+
+
+def speaker_in_turns(turns: Sequence[dict], start_ms: int, end_ms: int) -> str | None:
+    """:func:`speaker_of_frames` for a finished session, from its sidecar's turns."""
+    flags = bytearray(max(0, (end_ms - start_ms + FRAME_MS - 1) // FRAME_MS))
+    for turn in turns:
+        code = _SPEAKER_BY_NAME[turn["speaker"]] << SPEAKER_SHIFT
+        first = max(turn["start_ms"], start_ms) - start_ms
+        last = min(turn["end_ms"], end_ms) - start_ms
+        for i in range(first // FRAME_MS, -(-last // FRAME_MS)):
+            flags[i] = code
+    return speaker_of_frames(flags)
 
 
 def write_sidecar(
@@ -68,6 +120,7 @@ def write_sidecar(
             "frames": frames,
             "duration_ms": frames * FRAME_MS,
             "speech_segments": speech_segments(flags),
+            "speaker_turns": speaker_turns(flags),
             "finished": finished,
             "sha256": sha256,
         },
