@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Speed of meetcap's transcription (meetcap.transcribe) beside faster-whisper's own
+``transcribe()`` of the same file with the same model, in the same run.
+
+    python bench/transcribe.py [--rounds 2] [--repeats 3] [--model DIR|NAME] [--cpu N]
+
+The audio: espeak-ng sentences of known text (tests/support/transcript_corpus.py, six
+voices and speeds), ``--rounds`` times over (2: about 60 s, 80 % of it speech), 16 kHz.
+The VAD flags come from meetcap's Silero VAD run once beforehand, as the live server gets
+them with the frames; the VAD's own cost is printed apart.
+
+Measured, each on one pinned core with one CTranslate2 thread (the default engine):
+- faster-whisper alone: ``WhisperModel.transcribe()`` of the whole file (30 s windows,
+  its defaults except the engine's beam size, so the decoding matches);
+- meetcap finals only: StreamingTranscriber with partials off, frames fed in one-second
+  batches (what ``meetcap transcribe`` and a server behind on its work do);
+- meetcap with partials: the same with a partial about once a second during speech
+  (what a live session costs while the server keeps up).
+Speed is audio seconds per CPU second of this process ("x real time"), best of
+``--repeats`` runs (the machine is shared); WER (jiwer) against the known text.
+
+Live sessions: how many sessions with partials one server transcribes in real time on
+this machine, if every core runs one transcription worker: floor(cores * speed with
+partials). Meetings with more speech than this corpus (80 %) cost more.
+
+The LAST line is exactly:
+``transcribe: <N>x real time, faster-whisper alone <M>x, <S> live sessions``,
+N being meetcap's finals-only speed (the same work as faster-whisper's: each second of
+audio transcribed once); the speed with partials is on the line before.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import numpy as np  # noqa: E402
+
+from meetcap.transcribe.engine import load_engine  # noqa: E402
+from meetcap.transcribe.offline import frames_with_speech, transcribe_frames  # noqa: E402
+from meetcap.transcribe.stream import StreamingTranscriber  # noqa: E402
+from tests.support.transcript_corpus import SENTENCES, make_corpus, wer  # noqa: E402
+
+OVERHEAD_TARGET = 0.30  # meetcap's segmentation may cost at most 30 % over faster-whisper
+
+
+def _timed(run: Callable[[], str], repeats: int) -> tuple[float, float, str]:
+    """Best CPU and wall seconds of ``repeats`` runs, and the text of the last."""
+    best_cpu = best_wall = float("inf")
+    text = ""
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        text = run()
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+    return best_cpu, best_wall, text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2, help="times over the sentences")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement")
+    parser.add_argument("--model", default=None, help="model directory or packaged name")
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: "
+                        "the first one this process may use)")
+    args = parser.parse_args(argv)
+
+    if hasattr(os, "sched_setaffinity"):
+        cpu = args.cpu if args.cpu is not None else min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+    cores = os.cpu_count() or 1
+
+    sentences = SENTENCES * args.rounds
+    corpus = make_corpus(sentences)
+    reference = corpus.text
+    print(f"audio: {corpus.duration_s:.1f} s, {len(sentences)} espeak-ng sentences, "
+          f"{sum(u.end_s - u.start_s for u in corpus.utterances) / corpus.duration_s:.0%} "
+          "speech")
+
+    t = time.process_time()
+    frames = frames_with_speech(corpus.samples)
+    vad_cpu = time.process_time() - t
+    print(f"Silero VAD over the file (runs in the capture chain when live): "
+          f"{corpus.duration_s / vad_cpu:.0f}x real time")
+
+    t = time.process_time()
+    engine = load_engine(args.model, threads=1)
+    print(f"model {engine.model_dir} loaded in {time.process_time() - t:.2f} s CPU "
+          f"(beam {engine.beam_size}, int8, 1 thread, pinned to one core)")
+
+    def faster_whisper_alone() -> str:
+        segments, _ = engine.model.transcribe(
+            corpus.samples, language=engine.language, beam_size=engine.beam_size
+        )
+        return " ".join(s.text for s in segments)
+
+    counts: dict[str, tuple[int, int]] = {}
+
+    def streaming(partials: bool) -> Callable[[], str]:
+        def run() -> str:
+            transcriber = StreamingTranscriber(engine, partials=partials)
+            finals = transcribe_frames(transcriber, frames)
+            counts[str(partials)] = (transcriber.engine_calls, transcriber.partial_calls)
+            return " ".join(s.text for s in finals)
+        return run
+
+    runs = {
+        "faster-whisper alone": faster_whisper_alone,
+        "meetcap finals only": streaming(False),
+        "meetcap with partials": streaming(True),
+    }
+    speed: dict[str, float] = {}
+    for label, run in runs.items():
+        cpu_s, wall_s, text = _timed(run, args.repeats)
+        speed[label] = corpus.duration_s / cpu_s
+        print(f"{label:22s} cpu {cpu_s:6.2f} s  wall {wall_s:6.2f} s  "
+              f"{speed[label]:6.1f}x real time  WER {wer(reference, text):5.1%}")
+    calls, partial_calls = counts["True"]
+    print(f"with partials: {calls} engine calls, {partial_calls} of them partials "
+          f"(each re-transcribes the utterance so far)")
+
+    alone = speed["faster-whisper alone"]
+    for label in ("meetcap finals only", "meetcap with partials"):
+        overhead = alone / speed[label] - 1
+        verdict = "within" if overhead < OVERHEAD_TARGET else "OVER"
+        print(f"{label}: {overhead:+.0%} CPU over faster-whisper alone "
+              f"({verdict} the +{OVERHEAD_TARGET:.0%} target)")
+    sessions = int(np.floor(cores * speed["meetcap with partials"]))
+    print(f"live sessions: {cores} cores x {speed['meetcap with partials']:.1f}x real time "
+          f"with partials = {sessions} (finals only, partials dropped when behind: "
+          f"{int(np.floor(cores * speed['meetcap finals only']))})")
+    print(f"meetcap with partials: {speed['meetcap with partials']:.1f}x real time")
+    print(f"transcribe: {speed['meetcap finals only']:.0f}x real time, "
+          f"faster-whisper alone {alone:.0f}x, {sessions} live sessions")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
