@@ -64,3 +64,10 @@ class SourceLevels:
     health: Health = Health.STOPPED
     problem_for_s: float = 0.0
     speech: bool = False  # VAD verdict for the latest frame (mix only)
+    # The mic only: how strongly the system audio reaches it (meetcap/dsp/echo_score.py):
+    # "reaches the mic", "clean", "not measured yet" ("" for other sources), the echo's
+    # level relative to the system audio in dB (-inf when unknown), and whether the echo
+    # canceller runs now.
+    echo: str = ""
+    echo_db: float = float("-inf")
+    echo_cancel: bool = False

@@ -6,6 +6,9 @@
       raw block --> clip count, Resampler (16 kHz mono) --> Mixer lane (FIFO, drift)
                                                               | gain / mute per source
                                                               v
+                                   mic lane echo-cancelled, system lane the reference
+                                   (dsp/echo.py; the echo score is measured there too)
+                                                              v
                                         sum --> Normalizer (AGC + limiter) --> VadStream
                                                                            --> Framer --> [Frame]
 
@@ -21,15 +24,18 @@ worker wakes (bench/pipeline.py measures it).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
 from meetcap.constants import CAPTURE_SOURCES, FRAME_SAMPLES, SOURCE_MIX
+from meetcap.dsp.echo import DelayLine, MicEchoCanceller
 from meetcap.dsp.framer import Framer
 from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S, HealthTracker
 from meetcap.dsp.meter import CLIP_LEVEL, LevelMeter, count_clips
-from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, Mixer
+from meetcap.dsp.echo_score import EchoScore
+from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, MixBlock, Mixer
 from meetcap.dsp.normalize import Normalizer
 from meetcap.dsp.resample import Resampler, check_block
 from meetcap.dsp.speakers import SpeakerDetector
@@ -51,6 +57,9 @@ PROCESS_UNIT_SAMPLES = FRAME_SAMPLES
 # The price is latency: with the VAD on, a frame waits up to ~0.2 s more for its verdict.
 # The verdicts themselves do not depend on the batch size.
 DEFAULT_VAD_BATCH_MS = 192.0
+# Echo cancellation of the mic lane (CaptureSettings.echo_cancel, --echo-cancel).
+ECHO_AUTO, ECHO_ON, ECHO_OFF = "auto", "on", "off"
+ECHO_MODES = (ECHO_AUTO, ECHO_ON, ECHO_OFF)
 
 
 class MixChain:
@@ -75,6 +84,8 @@ class MixChain:
         target_latency_ms: float = DEFAULT_TARGET_LATENCY_MS,
         vad_batch_ms: float = DEFAULT_VAD_BATCH_MS,
         who_spoke: bool = False,
+        echo_cancel: str = ECHO_OFF,
+        noise_suppress: bool = False,
     ) -> None:
         if not math.isfinite(start_time):
             raise ValueError(f"start_time must be a wall-clock epoch time, got {start_time!r}")
@@ -106,6 +117,11 @@ class MixChain:
         self._clock = 0  # timeline samples the caller has rendered
         self._due = 0  # of which not yet processed (less than one unit)
         self._levels: dict[str, SourceLevels] | None = None  # cached until something changes
+        # The mic lane's echo canceller, the system lane its reference (dsp/echo.py).
+        self._echo = MicEchoCanceller(noise_suppression=noise_suppress)
+        self._system_delay = DelayLine(self._echo.latency_samples)
+        self._echo_mode = ECHO_AUTO
+        self.set_echo_cancel(echo_cancel)
 
     # --- sources --------------------------------------------------------------------
 
@@ -241,6 +257,62 @@ class MixChain:
     def vad_enabled(self) -> bool:
         return self._vad_enabled
 
+    def set_echo_cancel(self, mode: str) -> None:
+        """Echo cancellation of the mic lane: "on", "off", or "auto" (on while the echo
+        score says the speakers reach the mic). ValueError for anything else."""
+        if mode not in ECHO_MODES:
+            raise ValueError(f"echo cancellation is one of {', '.join(ECHO_MODES)}, not {mode!r}")
+        self._echo_mode = mode
+        self._levels = None
+        self._update_echo()
+
+    def set_noise_suppress(self, enabled: bool) -> None:
+        """WebRTC noise suppression of the mic lane (after the echo canceller)."""
+        self._echo.set_noise_suppression(enabled)
+
+    @property
+    def echo_cancelling(self) -> bool:
+        """The canceller runs now (its mode, and in "auto" the echo score, say so)."""
+        return self._echo.enabled
+
+    @property
+    def echo_score(self) -> EchoScore:
+        return self._echo.score
+
+    def _update_echo(self) -> None:
+        want = self._echo_mode == ECHO_ON or (
+            self._echo_mode == ECHO_AUTO and self._echo.score.reaches_mic)
+        if want != self._echo.enabled:
+            self._echo.set_enabled(want)
+
+    def _cancel_echo(self, block: MixBlock) -> MixBlock:
+        """The mic lane echo-cancelled with the system lane as reference, in the mix and
+        in the mic's part (``gained``: what the mix holds of it; tracks take it there)."""
+        mic = block.parts.get("mic")
+        system = block.parts.get("system")
+        silence = np.zeros(len(block.mix), np.float32)
+        self._update_echo()
+        # The canceller delays the lane by its latency (also when off): after the mic is
+        # gone it still plays out what it holds, so no captured sample is lost.
+        out = self._echo.process(
+            mic.gained if mic is not None else silence,
+            system.raw if system is not None else silence,
+            observed=mic.raw if mic is not None else None,
+        )
+        # The system lane waits as long, so the lanes stay aligned.
+        system_out = self._system_delay.process(
+            system.gained if system is not None else silence)
+        mix = out + system_out
+        parts = dict(block.parts)
+        for name, part in block.parts.items():
+            if name not in ("mic", "system"):
+                mix += part.gained
+        if mic is not None:
+            parts["mic"] = dataclasses.replace(mic, gained=out)
+        if system is not None:
+            parts["system"] = dataclasses.replace(system, gained=system_out)
+        return dataclasses.replace(block, mix=mix, parts=parts)
+
     # --- the clock ------------------------------------------------------------------
 
     @property
@@ -284,6 +356,9 @@ class MixChain:
                 self._meters[name].process(part.gained)
             else:
                 tracker.idle(n)
+        # After the meters: the mic meter shows what the microphone hears (the echo
+        # score beside it says how much of that is the speakers).
+        block = self._cancel_echo(block)
         out = self._normalizer.process(block.mix)
         mean_squares = self._mix_meter.process(out)
         if self._mix_tracker.active:
@@ -337,7 +412,8 @@ class MixChain:
         for name in list(self._resamplers):
             self.remove_source(name)
         queued = max((self._mixer.lane(s).level for s in self._mixer.sources), default=0)
-        frames += self._process(queued + self._normalizer.latency_samples)
+        frames += self._process(
+            queued + self._echo.latency_samples + self._normalizer.latency_samples)
         frames += self._process(-self._mixer.samples_rendered % FRAME_SAMPLES)
         self._clock = self._mixer.samples_rendered
         self.set_vad(False)
@@ -359,6 +435,12 @@ class MixChain:
             name: tracker.snapshot(self._meters[name].peak_dbfs, self._meters[name].rms_dbfs)
             for name, tracker in self._trackers.items()
         }
+        if "mic" in result:
+            score = self._echo.score
+            result["mic"] = dataclasses.replace(
+                result["mic"], echo=score.verdict, echo_db=score.level_db,
+                echo_cancel=self._echo.enabled,
+            )
         result[SOURCE_MIX] = self._mix_tracker.snapshot(
             self._mix_meter.peak_dbfs,
             self._mix_meter.rms_dbfs,

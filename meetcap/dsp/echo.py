@@ -45,6 +45,19 @@ TALK_POWER_RATIO = 0.01
 HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
 
 
+class DelayLine:
+    """Delays a stream by a fixed number of samples (the other lanes keep step with the
+    canceller's latency, so the lanes stay aligned in the mix and in tracks)."""
+
+    def __init__(self, samples: int) -> None:
+        self._held = np.zeros(samples, np.float32)
+
+    def process(self, samples: np.ndarray) -> np.ndarray:
+        joined = np.concatenate((self._held, samples))
+        self._held = joined[len(samples):]
+        return joined[: len(samples)]
+
+
 @functools.cache
 def aec3_latency_samples() -> int:
     """How late WebRTC's AEC3 delivers (measured once: a noise burst through a fresh
@@ -75,8 +88,8 @@ class MicEchoCanceller:
         self._bulk = 0  # samples the linear filter's reference is delayed by
         self._pre = int(PRE_DELAY_MS * SAMPLE_RATE_HZ / 1000)
         # The lane out, delayed by AEC3's latency (also with cancellation off).
-        self._mic_delay = np.zeros(self.latency_samples, np.float32)
-        self._linear_delay = np.zeros(self.latency_samples, np.float32)
+        self._mic_delay = DelayLine(self.latency_samples)
+        self._linear_delay = DelayLine(self.latency_samples)
         self._linear = LinearEchoCanceller(FILTER_PARTITIONS)
         self._aec3 = None
         self._suppressor = None
@@ -101,10 +114,14 @@ class MicEchoCanceller:
 
             self._aec3 = EchoCanceller(SAMPLE_RATE_HZ, 1, 0)
             self._linear.reset()
-            self._linear_delay[:] = 0.0
+            # What the off state still held in its delay comes out first (no sample lost).
+            self._linear_delay = self._mic_delay
+            self._mic_delay = DelayLine(self.latency_samples)
             self._bulk = 0
-        elif not enabled:
+        elif not enabled and self.enabled:
             self._aec3 = None
+            self._mic_delay = self._linear_delay
+            self._linear_delay = DelayLine(self.latency_samples)
         self.enabled = enabled
 
     def set_noise_suppression(self, enabled: bool) -> None:
@@ -115,15 +132,17 @@ class MicEchoCanceller:
         elif not enabled:
             self._suppressor = None
 
-    def process(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+    def process(self, mic: np.ndarray, far: np.ndarray,
+                observed: np.ndarray | None = None) -> np.ndarray:
         """Both lanes of one rendered block (same length); returns the mic lane to mix,
-        ``latency_samples`` late."""
-        self.estimator.process(mic, far)
+        ``latency_samples`` late. ``observed``: the mic as the device gave it, for the
+        score (the chain cancels the lane after its gain; a muted mic still scores);
+        None while there is no mic (the lane then only plays out what it holds)."""
+        if observed is not None:
+            self.estimator.process(observed, far)
         if not self.enabled:
             self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
-            joined = np.concatenate((self._mic_delay, mic))
-            self._mic_delay = joined[len(mic):]
-            out = joined[: len(mic)]
+            out = self._mic_delay.process(mic)
             if self._suppressor is not None:
                 out = self._suppress(out)
             return out
@@ -149,9 +168,7 @@ class MicEchoCanceller:
         linear = self._linear.process(near, self._far_history[end - BLOCK : end])
         deep = self._aec3.process(near, far)
         # Bring the linear output to AEC3's (later) timing.
-        joined = np.concatenate((self._linear_delay, linear))
-        self._linear_delay = joined[BLOCK:]
-        linear = joined[:BLOCK]
+        linear = self._linear_delay.process(linear)
         talking = float(np.dot(deep, deep)) > TALK_POWER_RATIO * float(np.dot(near, near)) + 1e-7
         if talking:
             self._hold = HOLD_BLOCKS
