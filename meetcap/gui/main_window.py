@@ -343,6 +343,8 @@ class MainWindow(QMainWindow):
                                     recording=recording)
         status = r.stream_status()
         self.connection.show_status(status)
+        self.transcript.set_lag(status.transcript_lag_s
+                                if status is not None and c.phase is not Phase.IDLE else None)
         self.connection.set_address(self._address_text())
         warnings += stream_warnings(status) if c.phase is not Phase.IDLE else []
         warnings += self._event_warnings.values()

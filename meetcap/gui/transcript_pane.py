@@ -159,9 +159,12 @@ class TranscriptPane(Card):
         show = lag_s is not None and lag_s >= LAG_SHOWN_S and self.session is None
         if show:
             assert lag_s is not None
-            self.lag_label.setText(f"The transcript is {lag_s:.0f} s behind the audio; "
-                                   "it catches up from the stored audio.")
-        self.lag_label.setVisible(show)
+            text = (f"The transcript is {lag_s:.0f} s behind the audio; "
+                    "it catches up from the stored audio.")
+            if text != self.lag_label.text():  # called twice a second: repaint on change
+                self.lag_label.setText(text)
+        if show != self.lag_label.isVisibleTo(self):
+            self.lag_label.setVisible(show)
 
     def set_recording(self, recording: bool) -> None:
         """While recording nothing plays and no past session opens (see the docstring)."""

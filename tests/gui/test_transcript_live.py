@@ -1,0 +1,57 @@
+"""The whole chain in the window: speech played into the real PulseAudio sinks, the app's
+capture, its built-in server transcribing live (the packaged Whisper model), the
+transcript messages back over the WebSocket, the pane. Then the pane's exports of that
+session match the files the server stored, byte for byte."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meetcap.session import Phase
+from meetcap.transcribe import formats
+from tests.gui.helpers import app_settings
+from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_speech_into_the_sinks_appears_in_the_pane_and_exports_match_the_stored_files(
+    pulse, make_window, qtbot, speech_files, tmp_path
+):
+    window, controller, _ = make_window(app_settings(
+        mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=False,
+        transcribe=True))
+    pane = window.transcript
+    window.session_panel.button.click()
+    qtbot.waitUntil(lambda: controller.phase is Phase.RECORDING, timeout=30_000)
+    qtbot.waitUntil(lambda: controller.recorder.frames_recorded > 0, timeout=10_000)
+    pulse.play(speech_files["mic"].path, MIC_SINK).wait(timeout=30)
+    qtbot.waitUntil(lambda: "budget" in pane.view.toPlainText().lower(), timeout=30_000)
+    pulse.play(speech_files["system"].path, SPEAKER_SINK).wait(timeout=30)
+    qtbot.waitUntil(lambda: "release" in pane.view.toPlainText().lower(), timeout=30_000)
+    shown = pane.view.toPlainText()
+    print("the pane shows:\n" + shown)
+    assert "hiring" in shown.lower() and "friday" in shown.lower()
+    assert shown.split("\n")[0][:5] <= "00:02", "times run from the session's start"
+    with qtbot.waitSignal(controller.session_finished, timeout=60_000) as finished:
+        window.session_panel.button.click()
+    result = finished.args[0]
+    assert result.ok, result.message
+    # The stored transcript holds exactly the finals the pane shows.
+    folder = window._builtin_folder()
+    stored_json = folder / f"{result.session_id}.transcript.json"
+    qtbot.waitUntil(stored_json.exists, timeout=10_000)
+    stored = formats.from_json(json.loads(stored_json.read_text(encoding="utf-8")))
+    assert [(s.id, s.text) for s in stored] == [(s.id, s.text) for s in pane.segments]
+    for key, suffix in (("srt", ".srt"), ("vtt", ".vtt")):
+        exported = pane.export_to(key, tmp_path / f"export{suffix}")
+        assert exported.read_bytes() == (folder / f"{result.session_id}{suffix}").read_bytes()
+    # The same session, opened from the list, shows the same lines, read-only.
+    live_text = pane.view.toPlainText()
+    dialog = pane.open_sessions()
+    assert dialog is not None and dialog.sessions[0].session_id == result.session_id
+    assert dialog.row_texts(0)[2] == "yes"
+    dialog.open_row(0)
+    assert pane.session is not None and pane.view.toPlainText() == live_text
