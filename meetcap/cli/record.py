@@ -21,6 +21,7 @@ from meetcap.errors import ConfigError
 from meetcap.levels import SourceLevels
 from meetcap.session import Recorder, RecorderListener, SessionSettings
 from meetcap.session.recorder import DEFAULT_FINISH_TIMEOUT_S
+from meetcap.transcribe.segments import TranscriptSegment
 
 EXIT_OK = 0
 EXIT_FAILED = 2  # the recording stopped early (disk full, spool full): what was kept is whole
@@ -58,6 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", metavar="DIR",
                    help="where the spool of unconfirmed audio lives (default: the user's "
                         "data folder, or $MEETCAP_DATA_DIR)")
+    p.add_argument("--transcript", action="store_true",
+                   help="with --url: print the server's live transcript, final segments as "
+                        "they arrive (the server must run with --transcribe; turns on --vad, "
+                        "which marks the speech the server transcribes)")
     p.add_argument("--finish-timeout", type=float, default=DEFAULT_FINISH_TIMEOUT_S, metavar="S",
                    help="how long to wait at the end for the server to acknowledge everything")
     p.set_defaults(run=run)
@@ -70,6 +75,8 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
         raise ConfigError("say where the audio goes: --out FILE and/or --url ws://... --token ...")
     if args.url and not args.token:
         raise ConfigError("--url needs --token (the bearer token the server gave you)")
+    if args.transcript and not args.url:
+        raise ConfigError("--transcript needs --url (the server makes the transcript)")
     if args.seconds is not None and args.seconds <= 0:
         raise ConfigError(f"--seconds must be more than 0, got {args.seconds:g}")
     devices = list_devices()
@@ -87,7 +94,7 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
         system_device_id=pick(args.system, args.no_system, "loopback"),
         gain_db={"mic": args.gain_mic, "system": args.gain_system},
         normalize=not args.no_normalize,
-        vad=args.vad,
+        vad=args.vad or args.transcript,
         vad_model_path=args.vad_model,
     )
     if not any(capture.device_ids()[s] for s in CAPTURE_SOURCES):
@@ -96,7 +103,8 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
             "(run `meetcap devices` to see what there is)"
         )
     settings = SessionSettings(capture=capture, server_url=args.url or "",
-                               token=args.token or "", local_copy=args.out or "")
+                               token=args.token or "", local_copy=args.out or "",
+                               transcribe=args.transcript)
     return settings.validate()
 
 
@@ -134,6 +142,20 @@ class _Printer(RecorderListener):
     def on_capture_ended(self, message: str | None) -> None:
         if message is not None:
             _say(f"meetcap: {message}")
+
+    def on_transcript(self, segment: TranscriptSegment) -> None:
+        if segment.final:  # partials would scroll the levels away
+            print(f"\n{format_segment(segment)}", flush=True)
+
+
+def format_segment(segment: TranscriptSegment) -> str:
+    """``[mm:ss.s - mm:ss.s] text`` on the session's timeline (minor ones marked)."""
+    def clock(seconds: float) -> str:
+        minutes, rest = divmod(seconds, 60)
+        return f"{int(minutes):02d}:{rest:04.1f}"
+
+    minor = " (minor)" if segment.minor else ""
+    return f"[{clock(segment.start_s)} - {clock(segment.end_s)}]{minor} {segment.text}"
 
 
 def _say(line: str) -> None:

@@ -52,6 +52,7 @@ class LocalServer:
         self.port = port
         self.token = secrets.token_urlsafe(24)
         self._server: EmbeddedServer | None = None
+        self._transcribing = False  # the running server transcribes
         self._lock = threading.Lock()
 
     @property
@@ -67,31 +68,58 @@ class LocalServer:
             raise UsageError("the built-in server has not been started yet")
         return f"ws://{self.host}:{self.port}/v1/stream"
 
-    def start(self) -> str:
-        """Start (if not running) and return the URL. Raises StorageError (data folder
-        not writable) or OSError (the port is taken by someone else)."""
-        from meetcap.server import EmbeddedServer, ServerConfig
+    @property
+    def transcribing(self) -> bool:
+        """The running server transcribes its sessions (issue 9)."""
+        return self._server is not None and self._transcribing
 
+    def start(self, *, transcribe: bool = False) -> str:
+        """Start (if not running) and return the URL. Raises StorageError (data folder
+        not writable) or OSError (the port is taken by someone else).
+
+        ``transcribe``: the server transcribes every session live (the packaged model);
+        a running server started with the other choice is restarted. A model that cannot
+        load does not stop recording: the server starts without transcription and
+        ``on_failure`` says why."""
         with self._lock:
+            if self._server is not None and self._transcribing != transcribe:
+                server, self._server = self._server, None
+                server.stop()
             if self._server is not None:
                 return self._server.url
-            last_error: OSError | None = None
-            for _ in range(_REBIND_ATTEMPTS if self.port else 1):
-                config = ServerConfig(
-                    tokens={self.token: LOCAL_USER}, host=self.host, port=self.port,
-                    data_dir=self.data_dir, flush_interval_ms=FLUSH_INTERVAL_MS,
-                )
+            if transcribe:
+                from meetcap.errors import ConfigError
+
                 try:
-                    server = EmbeddedServer(config, on_failure=self.on_failure).start()
-                except OSError as exc:
-                    last_error = exc
-                    time.sleep(_REBIND_WAIT_S)
-                    continue
-                self._server = server
-                self.port = server.port
-                return server.url
-            assert last_error is not None
-            raise last_error
+                    return self._start_locked(transcribe=True)
+                except ConfigError as exc:
+                    if self.on_failure is not None:
+                        self.on_failure(f"live transcription is off: {exc}")
+            return self._start_locked(transcribe=False)
+
+    def _start_locked(self, *, transcribe: bool) -> str:
+        from meetcap.server import EmbeddedServer, ServerConfig
+        from meetcap.server.transcription import TranscriptionConfig
+
+        last_error: OSError | None = None
+        for _ in range(_REBIND_ATTEMPTS if self.port else 1):
+            config = ServerConfig(
+                tokens={self.token: LOCAL_USER}, host=self.host, port=self.port,
+                data_dir=self.data_dir, flush_interval_ms=FLUSH_INTERVAL_MS,
+                transcription=TranscriptionConfig() if transcribe else None,
+            )
+            try:
+                server = EmbeddedServer(config, on_failure=self.on_failure).start()
+            except OSError as exc:
+                last_error = exc
+                time.sleep(_REBIND_WAIT_S)
+                continue
+            self._server = server
+            self._transcribing = transcribe
+            self.port = server.port
+            return server.url
+        assert last_error is not None
+        raise last_error
 
     def stop(self) -> None:
         """Stop gracefully (clients are told to come back later); idempotent."""

@@ -52,6 +52,7 @@ from meetcap.levels import SourceLevels
 from meetcap.session.local_server import LocalServer
 from meetcap.session.settings import SessionSettings
 from meetcap.session.text import as_sentence
+from meetcap.transcribe.segments import TranscriptSegment
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,12 @@ class RecorderListener:
 
     def on_problem(self, message: str) -> None:
         """Something the person must read, while recording goes on (a sentence)."""
+
+    def on_transcript(self, segment: TranscriptSegment) -> None:
+        """A segment of the live transcript (when the settings ask for it and the server
+        transcribes): each final exactly once, in id order, even across reconnects;
+        partials (``segment.final`` False, the id their final will take) as they come,
+        each replacing the previous one. Runs on the streamer's thread."""
 
     def on_capture_ended(self, message: str | None) -> None:
         """Capture stopped by itself: ``message`` says why (the recording could not be
@@ -304,15 +311,17 @@ class Recorder:
             token = self.settings.token.strip()
         elif self.local_server is not None:
             try:
-                url = self.local_server.start()
+                url = self.local_server.start(transcribe=self.settings.transcribe)
             except OSError as exc:
                 raise FatalError(f"the built-in server cannot start: {exc}") from exc
             token, destination = self.local_server.token, BUILTIN_DESTINATION
         else:
             return None, None, False
+        options = {"transcript": self.settings.transcribe, **self.streamer_options}
         config = StreamerConfig(url=url, token=token, spool_dir=paths.spool_dir(self.data_root),
-                                destination=destination, **self.streamer_options)
-        streamer = Streamer(config, on_status=self._on_stream_status)
+                                destination=destination, **options)
+        streamer = Streamer(config, on_status=self._on_stream_status,
+                            on_transcript=self._on_transcript)
         streamer.start()
         return streamer, config.url, destination == BUILTIN_DESTINATION
 
@@ -371,6 +380,9 @@ class Recorder:
 
     def _on_stream_status(self, status: StreamStatus) -> None:
         self.listener.on_stream_status(status)
+
+    def _on_transcript(self, segment: TranscriptSegment) -> None:
+        self.listener.on_transcript(segment)
 
 
 def _describe(exc: BaseException) -> str:

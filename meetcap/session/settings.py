@@ -36,13 +36,17 @@ class SessionSettings:
     front end picks the system default once devices are listed); ``""`` = none, on
     purpose. ``server_url`` empty = the built-in server (app) or no server (CLI).
     ``local_copy`` empty = none; a ``.wav``/``.flac`` path is that file, anything else a
-    folder that gets ``meetcap-<start time>.wav`` per session.
+    folder that gets ``meetcap-<start time>.wav`` per session. ``transcribe``: ask for
+    the live transcript (and have the built-in server make it).
     """
 
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     server_url: str = ""
     token: str = ""
     local_copy: str = ""
+    # Live transcript (issue 9): the built-in server transcribes each session, and the
+    # recorder asks whichever server it streams to for the transcript.
+    transcribe: bool = True
 
     # -- the capture part, by source name (what the strips and the store use)
 
