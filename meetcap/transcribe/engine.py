@@ -84,7 +84,7 @@ def packaged_model_dir(name: str = DEFAULT_MODEL) -> str:
             f"{package.replace('_', '-')!r} is missing). Reinstall meetcap, or pass "
             "--model DIR with a faster-whisper model directory."
         ) from exc
-    return os.fspath(root.joinpath(folder))
+    return str(root.joinpath(folder))  # a real folder: the package is installed unzipped
 
 
 def resolve_model_dir(model: str | os.PathLike[str] | None) -> str:

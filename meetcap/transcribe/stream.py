@@ -221,7 +221,7 @@ class StreamingTranscriber:
         out = self._finish_utterance(cut_seq=rest_seq)
         # The rest starts the next utterance at once: speech is going on.
         nxt = self._utterance = _Utterance(rest_seq, [])
-        for k, (frame, flag) in enumerate(zip(rest_pcm, rest_flags)):
+        for k, (frame, flag) in enumerate(zip(rest_pcm, rest_flags, strict=True)):
             nxt.add(rest_seq + k, frame, flag)
         nxt.first_speech_seq = rest_seq
         return out

@@ -58,14 +58,14 @@ def _check(fmt: str, out: str, corpus) -> None:
         # Whole seconds of each segment's start (the VAD dates it back up to 0.35 s).
         starts = [int(line[6:8]) for line in lines]
         assert len(starts) == len(said)
-        for start, u in zip(starts, said):
+        for start, u in zip(starts, said, strict=True):
             assert int(u.start_s - 0.35) <= start <= int(u.start_s + 0.25), lines
         spans = None
         text = " ".join(line.split("** ", 1)[1] for line in lines)
     assert wer(corpus.text, text) <= 0.15, text
     if spans is not None:
         assert len(spans) == len(said)
-        for (start, end), u in zip(spans, said):
+        for (start, end), u in zip(spans, said, strict=True):
             assert u.start_s - 0.35 <= start <= u.start_s + 0.25
             assert u.end_s <= end <= u.end_s + 0.65
 

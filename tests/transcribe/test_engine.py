@@ -32,7 +32,7 @@ def test_streaming_wer_matches_faster_whisper_transcribe_on_the_same_file(
 def test_each_sentence_is_one_final_segment_timed_on_the_frames(corpus, live_run):
     finals, _ = live_run
     assert [s.id for s in finals] == list(range(len(corpus.utterances)))
-    for seg, said in zip(finals, corpus.utterances):
+    for seg, said in zip(finals, corpus.utterances, strict=True):
         # Onset dated back by the VAD, end padded by its 300 ms hangover (+ a frame).
         assert said.start_s - 0.35 <= seg.start_s <= said.start_s + 0.25, (seg, said)
         assert said.end_s <= seg.end_s <= said.end_s + 0.65, (seg, said)

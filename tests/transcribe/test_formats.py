@@ -9,7 +9,12 @@ import pytest
 
 from meetcap.errors import UsageError
 from meetcap.transcribe.formats import (
-    from_json, to_json, to_markdown, to_srt, to_text, to_vtt,
+    from_json,
+    to_json,
+    to_markdown,
+    to_srt,
+    to_text,
+    to_vtt,
 )
 from meetcap.transcribe.segments import TranscriptSegment
 

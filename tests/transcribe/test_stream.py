@@ -36,7 +36,7 @@ def test_partials_never_take_back_a_word_and_come_about_once_a_second(corpus, li
             partials_by_id.setdefault(seg.id, []).append(seg)
     assert set(partials_by_id) == {s.id for s in seen if s.final}, "no partials for some utterance"
     for seg_id, partials in partials_by_id.items():
-        for earlier, later in zip(partials, partials[1:]):
+        for earlier, later in zip(partials, partials[1:], strict=False):
             # Each partial extends the previous one's words: nothing flickers.
             assert _words(later.text)[: len(_words(earlier.text))] == _words(earlier.text)
             # One second of audio between partials (one per second of speech, live).
@@ -57,7 +57,7 @@ def test_partial_words_agree_with_the_final(live_run):
         if not seg.final:
             final_words = _words(by_id[seg.id].text.lower())
             partial_words = _words(seg.text.lower())
-            shared = sum(a == b for a, b in zip(partial_words, final_words))
+            shared = sum(a == b for a, b in zip(partial_words, final_words, strict=False))
             assert shared >= 0.6 * len(partial_words), (seg.text, by_id[seg.id].text)
 
 
@@ -109,7 +109,7 @@ def test_continuous_speech_is_cut_at_the_cap_with_nothing_lost(engine, corpus):
     assert max(counting.calls) <= 12.0 + 0.2 + 1e-6
     assert len(out) >= 3
     # The pieces tile the timeline: each starts where the previous ended.
-    for a, b in zip(out, out[1:]):
+    for a, b in zip(out, out[1:], strict=False):
         assert abs(b.start_s - a.end_s) < 1e-6, (a, b)
     assert out[0].start_s == 0.0 and abs(out[-1].end_s - frames * 0.1) < 1e-6
     assert [s.id for s in out] == list(range(len(out)))
