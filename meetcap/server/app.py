@@ -24,6 +24,7 @@ from meetcap.server.auth import Authenticator, handshake_checker
 from meetcap.server.config import ServerConfig
 from meetcap.server.flusher import Flusher
 from meetcap.server.handler import ConnectionHandler
+from meetcap.server.iplimits import PerIpLimits
 from meetcap.server.keyedlocks import KeyedLocks
 from meetcap.server.sendlimit import BoundedConnection
 from meetcap.server.sink import LoggingSink, StoredBatch, TeeSink, call_sink
@@ -114,6 +115,11 @@ class MeetcapServer:
         self.handlers: set[ConnectionHandler] = set()
         self.attachments: dict[str, ConnectionHandler] = {}
         self._attach_locks = KeyedLocks()
+        self.ip_limits = PerIpLimits(
+            max_connections=config.max_connections_per_ip,
+            handshakes_per_s=config.handshakes_per_ip_per_s,
+            handshake_burst=config.handshake_burst_per_ip, exempt=config.ip_limits_exempt,
+        )
         self.closing = False
         self._ws_server: Server | None = None
         self._watch_task: asyncio.Task[None] | None = None
@@ -142,7 +148,7 @@ class MeetcapServer:
             self.config.host,
             self.config.port,
             process_request=handshake_checker(
-                self.auth, self.config.allowed_origins, lambda: self.closing
+                self.auth, self.config.allowed_origins, lambda: self.closing, self.ip_limits
             ),
             compression=None,  # audio does not compress; deflate costs memory per link
             max_size=MAX_MESSAGE_BYTES,
@@ -155,7 +161,8 @@ class MeetcapServer:
             # than send_limit_bytes (a ping flood it never reads) is closed with 4013.
             write_limit=32 * 1024,
             create_connection=functools.partial(  # type: ignore[arg-type]
-                BoundedConnection, send_limit_bytes=self.config.send_limit_bytes
+                BoundedConnection, send_limit_bytes=self.config.send_limit_bytes,
+                ip_limits=self.ip_limits,
             ),
         )
         self.port = self._ws_server.sockets[0].getsockname()[1]

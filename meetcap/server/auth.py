@@ -17,6 +17,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from meetcap.protocol import STREAM_PATH
+from meetcap.server.iplimits import PerIpLimits
 
 # Headers this module reads that a request may carry once only (a repeated one made
 # websockets' Headers.get raise: HTTP 500 and a traceback, before any token check).
@@ -53,6 +54,7 @@ def handshake_checker(
     auth: Authenticator,
     allowed_origins: tuple[str, ...],
     is_closing: Callable[[], bool],
+    ip_limits: PerIpLimits | None = None,
 ) -> Callable[[ServerConnection, Request], Response | None]:
     """The ``process_request`` hook for websockets' ``serve``: None lets the upgrade go on."""
 
@@ -67,6 +69,14 @@ def handshake_checker(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, "the server is shutting down; retry soon\n"
             )
             response.headers["Retry-After"] = "1"
+            return response
+        peer = getattr(connection, "peer_ip", None)
+        refusal = ip_limits.check_handshake(peer) if ip_limits and peer else None
+        if refusal is not None:
+            response = connection.respond(
+                http.HTTPStatus.TOO_MANY_REQUESTS, f"{refusal.message}; retry later\n"
+            )
+            response.headers["Retry-After"] = str(refusal.retry_after_s)
             return response
         repeated = [name for name in _SINGLE_HEADERS if len(request.headers.get_all(name)) > 1]
         if repeated:

@@ -94,6 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "when no pong comes in as long")
     limits.add_argument("--going-away-max-ms", type=int, default=d["going_away_max_ms"],
                         help="on shutdown, clients are told to wait a random 0..this ms")
+    limits.add_argument("--max-connections-per-ip", type=int,
+                        default=d["max_connections_per_ip"],
+                        help="connections one address may hold at once, loopback exempt "
+                        "(HTTP 429 beyond; 0: no limit)")
+    limits.add_argument("--handshakes-per-ip-per-s", type=float,
+                        default=d["handshakes_per_ip_per_s"],
+                        help="connection attempts a second one address may make, loopback "
+                        "exempt (HTTP 429 beyond; 0: no limit)")
+    limits.add_argument("--handshake-burst-per-ip", type=int,
+                        default=d["handshake_burst_per_ip"],
+                        help="connection attempts one address may make at once before "
+                        "--handshakes-per-ip-per-s applies")
     limits.add_argument("--takeover-wait-s", type=float, default=d["takeover_wait_s"],
                         help="how long a resume waits for another instance to release a "
                         "session's files")
@@ -155,6 +167,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout_s,
         going_away_max_ms=args.going_away_max_ms,
         takeover_wait_s=args.takeover_wait_s,
+        max_connections_per_ip=args.max_connections_per_ip,
+        handshakes_per_ip_per_s=args.handshakes_per_ip_per_s,
+        handshake_burst_per_ip=args.handshake_burst_per_ip,
         stats_interval_s=args.stats_interval_s,
         transcription=transcription_from_args(args),
         log_level=args.log_level,

@@ -7,6 +7,7 @@ an operator may tune is a field here with its unit in the name.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -82,6 +83,13 @@ class ServerConfig:
     # not_reading (4013). What it sends is small (acks of ~25 bytes, pongs): reaching
     # this needs the kernel's socket buffers full too, a peer that stopped reading.
     send_limit_bytes: int = 128 * 1024
+    # Per peer address (iplimits.py; 0 turns a limit off): connections open at once, and
+    # upgrade requests a second with bursts; beyond either HTTP 429. Exempt networks
+    # (loopback: a TLS proxy on this host, the desktop app) are not limited.
+    max_connections_per_ip: int = 64
+    handshakes_per_ip_per_s: float = 5.0
+    handshake_burst_per_ip: int = 30
+    ip_limits_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     stats_interval_s: float = 0.0  # log a stats line this often (0: never)
     sink: Sink | None = None
     # Live transcription of every session (meetcap/server/transcription); None: off.
@@ -91,6 +99,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser()
         self.allowed_origins = tuple(self.allowed_origins)
+        self.ip_limits_exempt = tuple(self.ip_limits_exempt)
         self.tokens = dict(self.tokens)
         checks = [
             (0 <= self.port <= 65535, "port must be 0-65535 (0 picks a free port)"),
@@ -107,12 +116,22 @@ class ServerConfig:
             (self.going_away_max_ms >= 0, "going_away_max_ms must be >= 0"),
             (self.max_pending_frames >= 1, "max_pending_frames must be >= 1"),
             (self.send_limit_bytes >= 16 * 1024, "send_limit_bytes must be >= 16384"),
+            (self.max_connections_per_ip >= 0, "max_connections_per_ip must be >= 0 (0: off)"),
+            (self.handshakes_per_ip_per_s >= 0, "handshakes_per_ip_per_s must be >= 0 (0: off)"),
+            (self.handshake_burst_per_ip >= 0, "handshake_burst_per_ip must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
         for token, user in self.tokens.items():
             check_token_pair(user, token, "the token list")
+        for network in self.ip_limits_exempt:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"ip_limits_exempt: {network!r} is not a network (example: 10.0.0.0/8)"
+                ) from exc
 
 
 def check_token_pair(user: str, token: str, where: str) -> None:

@@ -21,6 +21,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import OPEN
 
 from meetcap.protocol import CloseCode, Error, encode_message
+from meetcap.server.iplimits import PerIpLimits
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,15 @@ DROP_AFTER_S = 5.0
 class BoundedConnection(ServerConnection):
     """websockets' server connection, closing peers that leave too much unread."""
 
-    def __init__(self, *args: Any, send_limit_bytes: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, send_limit_bytes: int, ip_limits: PerIpLimits | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.send_limit_bytes = send_limit_bytes
+        # Counts this connection against its address from accept to close (iplimits.py).
+        self.ip_limits = ip_limits
+        self.peer_ip: str | None = None
         self.not_reading = False  # over the limit: the peer is being closed
         # Who this peer is, for the log line (the server names the session once known).
         self.describe: Callable[[], str] = lambda: f"connection from {_peer(self)}"
@@ -75,9 +82,19 @@ class BoundedConnection(ServerConnection):
             self.close_deadline = self.loop.time() + DROP_AFTER_S
         self._drop = self.loop.call_later(DROP_AFTER_S, self.transport.abort)
 
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        if self.ip_limits is not None and isinstance(peer, tuple):
+            self.peer_ip = str(peer[0])
+            self.ip_limits.opened(self.peer_ip)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._drop is not None:
             self._drop.cancel()
+        if self.ip_limits is not None and self.peer_ip is not None:
+            self.ip_limits.closed(self.peer_ip)
+            self.peer_ip = None
         super().connection_lost(exc)
 
 
