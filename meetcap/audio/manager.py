@@ -28,7 +28,7 @@ from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
 from meetcap.audio.pipeline import CaptureWorker, stopped_levels
 from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
-from meetcap.dsp.chain import MixChain
+from meetcap.dsp.chain import ECHO_AUTO, ECHO_MODES, MixChain
 from meetcap.dsp.gain import check_gain_db
 from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S
 from meetcap.errors import ConfigError, ModelError
@@ -56,7 +56,9 @@ T = TypeVar("T")
 class CaptureSettings:
     """What to capture and how. The manager keeps this object and updates it when a
     setter is called, so it always says what the running capture does. ``vad``: mark
-    speech in every frame (Silero VAD), for every subscriber."""
+    speech in every frame (Silero VAD), for every subscriber. ``echo_cancel``: the mic
+    lane's echo cancellation, "auto" (on while the echo score says the speakers reach the
+    mic), "on" or "off"; ``noise_suppress``: WebRTC noise suppression of the mic lane."""
 
     mic_device_id: str | None = None
     system_device_id: str | None = None
@@ -66,6 +68,8 @@ class CaptureSettings:
     vad: bool = False
     vad_model_path: str | None = None
     silent_after_s: float = DEFAULT_SILENT_AFTER_S
+    echo_cancel: str = ECHO_AUTO
+    noise_suppress: bool = False
 
     def device_ids(self) -> dict[str, str | None]:
         return {"mic": self.mic_device_id, "system": self.system_device_id}
@@ -268,6 +272,20 @@ class AudioManager:
         self._settings.vad = enabled
         self._on_chain(lambda chain: chain.set_vad(enabled))
 
+    def set_echo_cancel(self, mode: str) -> None:
+        """Echo cancellation of the mic lane: "auto", "on" or "off" (ConfigError
+        otherwise), at once in a running session."""
+        if mode not in ECHO_MODES:
+            raise ConfigError(
+                f"echo cancellation is one of {', '.join(ECHO_MODES)}, not {mode!r}")
+        self._settings.echo_cancel = mode
+        self._on_chain(lambda chain: chain.set_echo_cancel(mode))
+
+    def set_noise_suppress(self, enabled: bool) -> None:
+        """WebRTC noise suppression of the mic lane on or off, at once."""
+        self._settings.noise_suppress = enabled
+        self._on_chain(lambda chain: chain.set_noise_suppress(enabled))
+
     def set_device(self, source: str, device_id: str | None) -> None:
         """Switch "mic" or "system" to another device (or none) without stopping the
         session. A failure to open arrives as an "error" event; the device is then
@@ -310,6 +328,9 @@ class AudioManager:
             normalize=settings.normalize,
             vad_model_path=settings.vad_model_path,
             silent_after_s=settings.silent_after_s,
+            echo_cancel=settings.echo_cancel if settings.echo_cancel in ECHO_MODES
+            else ECHO_AUTO,
+            noise_suppress=settings.noise_suppress,
         )
         for source in CAPTURE_SOURCES:
             chain.set_gain_db(source, settings.gain_db.get(source, 0.0))

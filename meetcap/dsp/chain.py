@@ -120,6 +120,9 @@ class MixChain:
         # The mic lane's echo canceller, the system lane its reference (dsp/echo.py).
         self._echo = MicEchoCanceller(noise_suppression=noise_suppress)
         self._system_delay = DelayLine(self._echo.latency_samples)
+        # The latest rendered block as it enters the sum (the mic part echo-cancelled):
+        # for taps on the worker thread (tests/audio/test_echo_pulseaudio.py, tracks).
+        self.last_block: MixBlock | None = None
         self._echo_mode = ECHO_AUTO
         self.set_echo_cancel(echo_cancel)
 
@@ -359,6 +362,7 @@ class MixChain:
         # After the meters: the mic meter shows what the microphone hears (the echo
         # score beside it says how much of that is the speakers).
         block = self._cancel_echo(block)
+        self.last_block = block
         out = self._normalizer.process(block.mix)
         mean_squares = self._mix_meter.process(out)
         if self._mix_tracker.active:
