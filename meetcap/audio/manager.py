@@ -67,6 +67,8 @@ class CaptureSettings:
     normalize: bool = True
     vad: bool = False
     vad_model_path: str | None = None
+    # With the VAD: one per lane, and who spoke (you / others / both) on every frame.
+    who_spoke: bool = True
     silent_after_s: float = DEFAULT_SILENT_AFTER_S
     echo_cancel: str = ECHO_AUTO
     noise_suppress: bool = False
@@ -331,6 +333,7 @@ class AudioManager:
             echo_cancel=settings.echo_cancel if settings.echo_cancel in ECHO_MODES
             else ECHO_AUTO,
             noise_suppress=settings.noise_suppress,
+            who_spoke=settings.who_spoke,
         )
         for source in CAPTURE_SOURCES:
             chain.set_gain_db(source, settings.gain_db.get(source, 0.0))
