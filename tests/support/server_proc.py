@@ -3,7 +3,8 @@ several instances side by side.
 
 ``meetcap_server_factory(**options)`` starts one server and returns a
 :class:`ServerProcess`; every process it started is stopped after the test. Options are
-``meetcap-server`` flags in Python spelling (``catchup_x=50`` -> ``--catchup-x 50``);
+``meetcap-server`` flags in Python spelling (``catchup_x=50`` -> ``--catchup-x 50``,
+``transcribe=True`` -> ``--transcribe``);
 ``data_dir`` defaults to a fresh temporary directory, ``port`` to 0 (a free port, read
 from the "listening on" line), and two users are configured: ``alice`` (TOKEN) and
 ``bob`` (OTHER_TOKEN). ``meetcap_server`` is one such server with default options.
@@ -54,6 +55,9 @@ class ServerProcess:
                 "--data-dir", str(self.data_dir)]
         for name, value in self.options.items():
             flag = "--" + name.replace("_", "-")
+            if value is True:  # a switch: --transcribe
+                args.append(flag)
+                continue
             for item in value if isinstance(value, (list, tuple)) else [value]:
                 args += [flag, str(item)]
         return args
