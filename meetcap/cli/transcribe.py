@@ -44,19 +44,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from meetcap.transcribe.engine import load_engine
     from meetcap.transcribe.formats import render
-    from meetcap.transcribe.offline import frames_with_speech, read_audio, transcribe_frames
+    from meetcap.transcribe.offline import check_audio_file, transcribe_file
     from meetcap.transcribe.stream import StreamingTranscriber
 
-    audio = read_audio(args.file)  # ConfigError with words if unreadable
+    check_audio_file(args.file)  # ConfigError with words before the model loads
     engine = load_engine(args.model, language=args.language, threads=args.threads)
     # Partials are for a live reader; offline only the finals matter (same finals).
     transcriber = StreamingTranscriber(engine, min_words=args.min_words, partials=False)
-    segments = transcribe_frames(transcriber, frames_with_speech(audio.samples))
+    segments, duration_s = transcribe_file(args.file, transcriber)
     if args.no_minor:
         segments = [s for s in segments if not s.minor]
     text = render(
         args.format, segments, title=os.path.basename(args.file),
-        source=os.path.basename(args.file), duration_s=round(audio.duration_s, 3),
+        source=os.path.basename(args.file), duration_s=round(duration_s, 3),
         model=getattr(engine, "model_dir", None), language=getattr(engine, "language", None),
     )
     if args.out:

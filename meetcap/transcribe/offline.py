@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from meetcap.constants import FRAMES_PER_SECOND, SAMPLE_RATE_HZ
+from meetcap.constants import FRAME_SAMPLES, FRAMES_PER_SECOND, SAMPLE_RATE_HZ
 from meetcap.dsp.framer import Framer
 from meetcap.dsp.resample import Resampler
 from meetcap.dsp.vad import VadStream
@@ -24,7 +25,7 @@ from meetcap.frames import Frame
 from meetcap.transcribe.segments import TranscriptSegment
 from meetcap.transcribe.stream import StreamingTranscriber
 
-READ_BLOCK_FRAMES = 1 << 16  # file frames read at a time: bounded memory for long files
+READ_BLOCK_FRAMES = 1 << 16  # file frames read at a time (transcribe_file: bounded memory)
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,12 @@ class FileAudio:
         return len(self.samples) / SAMPLE_RATE_HZ
 
 
-def read_audio(path: str | os.PathLike[str]) -> FileAudio:
-    """A WAV/FLAC (anything libsndfile reads) as 16 kHz mono float32; ConfigError with
-    words if it cannot be read."""
+def check_audio_file(path: str | os.PathLike[str]) -> None:
+    """ConfigError with words unless ``path`` is an audio file libsndfile can open."""
+    _open_info(path)
+
+
+def _open_info(path: str | os.PathLike[str]) -> Any:  # soundfile's _SoundFileInfo
     import soundfile as sf
 
     if not os.path.isfile(path):
@@ -51,16 +55,29 @@ def read_audio(path: str | os.PathLike[str]) -> FileAudio:
         raise ConfigError(
             f"{os.fspath(path)!r} is not an audio file meetcap can read (WAV or FLAC): {exc}"
         ) from exc
+    return info
+
+
+def iter_audio(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
+    """A WAV/FLAC (anything libsndfile reads) as blocks of 16 kHz mono float32, resampled
+    by soxr as the capture chain does; ConfigError with words if it cannot be read."""
+    import soundfile as sf
+
+    info = _open_info(path)
     resampler = Resampler(info.samplerate, info.channels)
-    parts = []
     try:
         for block in sf.blocks(os.fspath(path), blocksize=READ_BLOCK_FRAMES, dtype="float32",
                                always_2d=True):
-            parts.append(resampler.process(block))
+            yield resampler.process(block)
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise ConfigError(f"{os.fspath(path)!r} cannot be read to its end: {exc}") from exc
-    parts.append(resampler.flush())
-    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    yield resampler.flush()
+
+
+def read_audio(path: str | os.PathLike[str]) -> FileAudio:
+    """The whole file as 16 kHz mono float32 (see :func:`iter_audio`)."""
+    info = _open_info(path)
+    samples = np.concatenate(list(iter_audio(path)))
     return FileAudio(samples.astype(np.float32, copy=False), info.samplerate, info.channels)
 
 
@@ -70,12 +87,61 @@ def frames_with_speech(samples: np.ndarray, vad: VadStream | None = None) -> lis
     vad = vad or VadStream()
     vad.load()
     framer = Framer(0.0)
-    remainder = (-len(samples)) % (SAMPLE_RATE_HZ // FRAMES_PER_SECOND)
+    remainder = (-len(samples)) % FRAME_SAMPLES
     samples = np.concatenate([samples, np.zeros(remainder, np.float32)])
     framer.push_audio(samples)
     framer.push_speech(vad.process(samples))
     framer.push_speech(vad.flush())
     return framer.pop_frames()
+
+
+def transcribe_file(
+    path: str | os.PathLike[str], transcriber: StreamingTranscriber, *,
+    on_segment: Callable[[TranscriptSegment], None] | None = None,
+    batch_frames: int = FRAMES_PER_SECOND, vad: VadStream | None = None,
+) -> tuple[list[TranscriptSegment], float]:
+    """A file through resampler, VAD, Framer and ``transcriber`` block by block, so a
+    long recording never sits in memory whole; returns the finals and the file's length
+    in seconds. The same frames and flags as :func:`frames_with_speech` of the whole file
+    (each stage is a stream whose output does not depend on how it is cut)."""
+    _open_info(path)  # a clear error before any audio is processed
+    vad = vad or VadStream()
+    vad.load()
+    framer = Framer(0.0)
+    finals: list[TranscriptSegment] = []
+    waiting: list[Frame] = []
+    samples_total = 0
+
+    def deliver(frames: list[Frame], *, last: bool = False) -> None:
+        waiting.extend(frames)
+        while len(waiting) >= batch_frames or (last and waiting):
+            batch, waiting[:] = waiting[:batch_frames], waiting[batch_frames:]
+            pcm = b"".join(f.pcm for f in batch)
+            for seg in transcriber.feed(batch[0].seq, pcm, [f.speech for f in batch]):
+                _collect(seg, finals, on_segment)
+
+    for block in iter_audio(path):
+        samples_total += len(block)
+        framer.push_audio(block)
+        framer.push_speech(vad.process(block))
+        deliver(framer.pop_frames())
+    pad = np.zeros((-samples_total) % FRAME_SAMPLES, np.float32)
+    framer.push_audio(pad)
+    framer.push_speech(np.concatenate([vad.process(pad), vad.flush()]))
+    deliver(framer.pop_frames(), last=True)
+    for seg in transcriber.flush():
+        _collect(seg, finals, on_segment)
+    return finals, samples_total / SAMPLE_RATE_HZ
+
+
+def _collect(
+    seg: TranscriptSegment, finals: list[TranscriptSegment],
+    on_segment: Callable[[TranscriptSegment], None] | None,
+) -> None:
+    if on_segment is not None:
+        on_segment(seg)
+    if seg.final:
+        finals.append(seg)
 
 
 def batches(frames: list[Frame], size: int = FRAMES_PER_SECOND) -> Iterator[list[Frame]]:
