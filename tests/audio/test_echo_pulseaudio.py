@@ -1,0 +1,177 @@
+"""Echo cancellation and the echo score on the real rig (issue 10): real PortAudio
+capture of a real PulseAudio server, the capture worker and the real MixChain.
+
+The rig (tests/support/echo_rig.py): the person's voice (espeak-ng) is played into the
+microphone sink, the remote voice into the speaker sink, and ``module-loopback`` from
+the speakers' monitor into the microphone sink, 100 ms late and 15 dB down, is the echo
+path of a laptop without headphones. Without the loopback it is a headset.
+
+The test taps the chain's rendered blocks (``MixChain.last_block``) on the worker thread:
+the mic lane before the canceller (``raw``) and after it (``gained``, what the mix holds),
+and the system lane, on one timeline. Figures are printed (``-s`` shows them).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from meetcap.audio.pipeline import CaptureWorker
+from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp.chain import ECHO_AUTO, ECHO_ON, MixChain
+from meetcap.dsp.echo_score import CLEAN, REACHES_MIC
+from tests.support.echo_rig import at_16k, double_talk_figures, echo_path, erle_db, locate, placed
+from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
+from tests.support.speech import make_speech
+
+WARM_UP_S = 1.5  # both PulseAudio streams deliver within this after opening
+
+
+class Tap:
+    """Builds the worker's chain and keeps, per rendered block, the lanes and the score."""
+
+    def __init__(self, echo_cancel: str) -> None:
+        self.echo_cancel = echo_cancel
+        self.chain: MixChain | None = None
+        self.mic_in: list[np.ndarray] = []
+        self.mic_out: list[np.ndarray] = []
+        self.system: list[np.ndarray] = []
+        self.verdicts: list[tuple[int, str, bool]] = []  # (timeline sample, verdict, cancelling)
+        self.errors: list[str] = []
+        self._samples = 0
+        self._last = None
+        self.lock = threading.Lock()
+
+    def make_chain(self, start_time: float) -> MixChain:
+        self.chain = MixChain(start_time=start_time, normalize=False,
+                              echo_cancel=self.echo_cancel)
+        return self.chain
+
+    def on_frames(self, frames) -> None:  # the worker thread, right after a render
+        block = self.chain.last_block
+        if block is None or block is self._last:
+            return
+        self._last = block
+        n = len(block.mix)
+        silence = np.zeros(n, np.float32)
+        with self.lock:
+            mic, system = block.parts.get("mic"), block.parts.get("system")
+            self.mic_in.append(mic.raw if mic is not None else silence)
+            self.mic_out.append(mic.gained if mic is not None else silence)
+            self.system.append(system.raw if system is not None else silence)
+            self._samples += n
+            score = self.chain.echo_score
+            self.verdicts.append((self._samples, score.verdict, self.chain.echo_cancelling))
+
+    def on_event(self, event) -> None:
+        if event.kind.value == "error":
+            self.errors.append(event.message)
+
+    def lanes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with self.lock:
+            return (np.concatenate(self.mic_in), np.concatenate(self.mic_out),
+                    np.concatenate(self.system))
+
+
+def run_rig(pulse, echo_cancel: str, plays, seconds: float) -> Tap:
+    tap = Tap(echo_cancel)
+    worker = CaptureWorker(tap.make_chain, {"mic": MIC_ID, "system": SYSTEM_ID},
+                           tap.on_frames, tap.on_event)
+    worker.open_all()
+    worker.start()
+    try:
+        time.sleep(WARM_UP_S)
+        began = time.monotonic()
+        for at_s, speech, sink in plays:
+            time.sleep(max(0.0, began + at_s - time.monotonic()))
+            pulse.play(speech.path, sink)
+        time.sleep(max(0.0, began + seconds - time.monotonic()))
+    finally:
+        worker.stop()
+    assert not tap.errors, tap.errors
+    return tap
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("echo-voices")
+    return {
+        "remote": make_speech(
+            directory, "remote", "Thanks. The remote team finished the release on Friday, "
+            "and the numbers look fine for the next quarter.", voice="en-us", pitch=75,
+            lead_s=0.0, tail_s=0.1),
+        "person": make_speech(
+            directory, "person", "Good morning everyone, let us review the budget.",
+            voice="en", pitch=40, lead_s=0.0, tail_s=0.1),
+    }
+
+
+def first_verdict_s(tap: Tap, verdict: str, after_sample: int) -> float | None:
+    for sample, said, _ in tap.verdicts:
+        if sample > after_sample and said == verdict:
+            return (sample - after_sample) / SAMPLE_RATE_HZ
+    return None
+
+
+def test_echo_is_cancelled_and_the_person_survives_double_talk(pulse, voices):
+    """Only the remote side speaks: ERLE >= 25 dB from 2 s on. Then the person talks
+    over it: their voice keeps correlation >= 0.9 with the clean voice, < 3 dB lost.
+    The echo score reads "reaches the mic" within 3 s of the remote voice starting."""
+    remote, person = voices["remote"], voices["person"]
+    with echo_path(pulse, delay_ms=100, loss_db=15.0):
+        time.sleep(0.5)
+        tap = run_rig(pulse, ECHO_ON, [(0.0, remote, SPEAKER_SINK),
+                                       (4.5, person, MIC_SINK)], seconds=9.5)
+    mic_in, mic_out, system = tap.lanes()
+    latency = tap.chain._echo.latency_samples  # the lane comes out this late (8 ms)
+    out = np.concatenate((mic_out[latency:], np.zeros(latency, np.float32)))
+    far_at = locate(at_16k(remote.samples), system)
+    person_16k = at_16k(person.samples)
+    near_at = locate(person_16k, mic_in)
+    assert near_at - far_at > 3.5 * SAMPLE_RATE_HZ, (far_at, near_at)
+    echo_only = slice(far_at + 2 * SAMPLE_RATE_HZ, near_at)
+    erle = erle_db(mic_in[echo_only], out[echo_only])
+    voiced = np.flatnonzero(np.abs(person_16k) > 0.02)
+    far_voiced_end = far_at + np.flatnonzero(np.abs(at_16k(remote.samples)) > 0.02)[-1]
+    both = slice(near_at + voiced[0], min(near_at + voiced[-1], far_voiced_end))
+    assert both.stop - both.start > SAMPLE_RATE_HZ, "at least 1 s of double talk"
+    clean = placed(person_16k, near_at, len(mic_in))
+    correlation, level_db = double_talk_figures(out[both], clean[both])
+    raw_correlation, raw_level_db = double_talk_figures(mic_in[both], clean[both])
+    score_after = first_verdict_s(tap, REACHES_MIC, far_at)
+    print(f"\nERLE {erle:.1f} dB (echo only, from 2 s after the remote voice starts); "
+          f"double talk: correlation {correlation:.3f}, level {level_db:+.1f} dB "
+          f"(raw mic {raw_correlation:.3f}, {raw_level_db:+.1f} dB, over "
+          f"{(both.stop - both.start) / SAMPLE_RATE_HZ:.1f} s); echo score "
+          f"'{REACHES_MIC}' {score_after} s after the remote voice began")
+    assert erle >= 25.0
+    assert correlation >= 0.9
+    assert level_db > -3.0
+    assert score_after is not None and score_after <= 3.0
+
+
+def test_echo_score_reads_clean_without_the_echo_path_and_auto_stays_off(pulse, voices):
+    tap = run_rig(pulse, ECHO_AUTO, [(0.0, voices["remote"], SPEAKER_SINK)], seconds=4.0)
+    _, _, system = tap.lanes()
+    far_at = locate(at_16k(voices["remote"].samples), system)
+    clean_after = first_verdict_s(tap, CLEAN, far_at)
+    print(f"\necho score '{CLEAN}' {clean_after} s after the remote voice began")
+    assert clean_after is not None and clean_after <= 3.0
+    assert all(said != REACHES_MIC for _, said, _ in tap.verdicts)
+    assert not any(cancelling for *_, cancelling in tap.verdicts), "auto stays off: no echo"
+
+
+def test_auto_turns_the_canceller_on_when_the_speakers_reach_the_mic(pulse, voices):
+    with echo_path(pulse, delay_ms=60, loss_db=20.0):
+        time.sleep(0.5)
+        tap = run_rig(pulse, ECHO_AUTO, [(0.0, voices["remote"], SPEAKER_SINK)], seconds=4.0)
+    _, _, system = tap.lanes()
+    far_at = locate(at_16k(voices["remote"].samples), system)
+    reaches_after = first_verdict_s(tap, REACHES_MIC, far_at)
+    print(f"\n60 ms, -20 dB: echo score '{REACHES_MIC}' {reaches_after} s after the remote "
+          "voice began")
+    assert reaches_after is not None and reaches_after <= 3.0
+    assert tap.verdicts[-1][2], "auto turned the canceller on"
