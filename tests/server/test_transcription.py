@@ -1,0 +1,241 @@
+"""Live transcription through the whole server (issue 9): real meetcap-server processes
+with --transcribe (worker processes, the packaged Whisper tiny.en), the real client
+Streamer over real websockets, espeak-ng speech with the real Silero VAD's flags.
+
+The reference is the same engine and segmentation run offline in this process on the
+same frames: the live transcript must hold exactly those finals (text and times), each
+once, in the stored files and at the client, whatever breaks in between.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from meetcap.client.config import StreamerConfig
+from meetcap.client.streamer import Streamer
+from meetcap.transcribe import formats
+from meetcap.transcribe.segments import TranscriptSegment
+from tests.client.fault_proxy import FaultProxy
+from tests.support.server_proc import TOKEN, TOKENS_ENV
+from tests.support.transcript_corpus import SENTENCES, have_espeak, make_corpus
+
+# Real time is not needed to test correctness: audio may run ahead of the wall clock.
+SERVER = {"transcribe": True, "realtime_slack_s": 1000}
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """Three sentences (about 17 s) as frames with the Silero VAD's flags, and the
+    finals the engine gives for them offline."""
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed (bash packaging/bootstrap.sh test installs it)")
+    from meetcap.transcribe.engine import load_engine
+    from meetcap.transcribe.offline import frames_with_speech, transcribe_frames
+    from meetcap.transcribe.stream import StreamingTranscriber
+
+    corpus = make_corpus(SENTENCES[:3])
+    frames = frames_with_speech(corpus.samples)
+    finals = transcribe_frames(StreamingTranscriber(load_engine()), frames)
+    assert len(finals) == 3, [s.text for s in finals]
+    return corpus, frames, finals
+
+
+class Heard:
+    """What the client's on_transcript callback got, in order, with arrival times."""
+
+    def __init__(self) -> None:
+        self.segments: list[TranscriptSegment] = []
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+
+    def __call__(self, segment: TranscriptSegment) -> None:
+        with self.changed:
+            self.segments.append(segment)
+            self.changed.notify_all()
+
+    @property
+    def finals(self) -> list[TranscriptSegment]:
+        with self.lock:
+            return [s for s in self.segments if s.final]
+
+    def wait_for(self, test, timeout_s: float = 60.0) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: test(self.segments), timeout_s), (
+                f"not heard in {timeout_s} s: {self.segments}"
+            )
+
+
+def streamer(url: str, tmp_path: Path, heard: Heard) -> Streamer:
+    config = StreamerConfig(
+        url=url, token=TOKEN, spool_dir=tmp_path / "spool", transcript=True,
+        backoff_base_s=0.05, backoff_cap_s=0.5,
+    )
+    s = Streamer(config, on_transcript=heard)
+    s.start()
+    return s
+
+
+def submit(s: Streamer, frames, pace_s: float = 0.0) -> None:
+    for frame in frames:
+        s.submit(frame)
+        if pace_s:
+            time.sleep(pace_s)
+
+
+def same_finals(got: list[TranscriptSegment], want: list[TranscriptSegment]) -> None:
+    assert [s.id for s in got] == list(range(len(want)))
+    assert [(s.text, s.minor) for s in got] == [(s.text, s.minor) for s in want]
+    assert [(round(s.start_s, 3), round(s.end_s, 3)) for s in got] == [
+        (round(s.start_s, 3), round(s.end_s, 3)) for s in want
+    ]
+
+
+def stored(data_dir: Path, session_id: str) -> tuple[dict, str, str]:
+    doc = json.loads((data_dir / f"{session_id}.transcript.json").read_text())
+    vtt = (data_dir / f"{session_id}.vtt").read_text()
+    srt = (data_dir / f"{session_id}.srt").read_text()
+    return doc, vtt, srt
+
+
+def test_stored_speech_gets_transcript_files_that_match_the_offline_engine(
+    speech, meetcap_server_factory, tmp_path
+):
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+    heard = Heard()
+    s = streamer(server.url, tmp_path, heard)
+    submit(s, frames)  # as fast as it goes: the worker catches up from disk
+    result = s.finish(90)
+    assert result.ok, result.message
+    same_finals(heard.finals, want)  # the last final came after `ended`, before finish returned
+    doc, vtt, srt = stored(server.data_dir, result.session_id)
+    got = formats.from_json(doc)
+    same_finals(got, want)
+    assert doc["complete"] is True and doc["session_id"] == result.session_id
+    assert vtt == formats.to_vtt(got) and srt == formats.to_srt(got)
+    assert s.status().transcript_lag_s == 0.0
+    assert not (server.data_dir / "transcribing" / f"{result.session_id}.lock").exists()
+
+
+def test_a_client_gets_every_final_exactly_once_across_a_forced_reconnect(
+    speech, meetcap_server_factory, tmp_path
+):
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+    proxy = FaultProxy(server.port)
+    proxy.start()
+    try:
+        heard = Heard()
+        s = streamer(proxy.url, tmp_path, heard)
+        # Up to the middle of the second sentence, in real time x2 so partials come.
+        middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
+        submit(s, frames[:middle], pace_s=0.05)
+        heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
+        proxy.cut_now()  # no close frames: the client must reconnect and resume
+        submit(s, frames[middle:], pace_s=0.02)
+        result = s.finish(90)
+        assert result.ok, result.message
+        assert s.status().reconnects >= 1
+    finally:
+        proxy.stop()
+    same_finals(heard.finals, want)
+    same_finals(formats.from_json(stored(server.data_dir, result.session_id)[0]), want)
+    # Partials came too, each for an utterance whose final had not come yet.
+    partials = [x for x in heard.segments if not x.final]
+    assert partials
+    for x in partials:
+        assert x.id >= len([f for f in heard.segments[: heard.segments.index(x)] if f.final])
+
+
+def test_server_killed_mid_session_and_restarted_every_utterance_once_stored_and_heard(
+    speech, meetcap_server_factory, tmp_path
+):
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+    heard = Heard()
+    s = streamer(server.url, tmp_path, heard)
+    middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
+    submit(s, frames[:middle], pace_s=0.05)
+    heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
+    server.restart(kill=True)  # SIGKILL: the worker dies with it (its pipe closes)
+    submit(s, frames[middle:], pace_s=0.02)
+    result = s.finish(120)
+    assert result.ok, result.message
+    same_finals(heard.finals, want)
+    doc = stored(server.data_dir, result.session_id)[0]
+    same_finals(formats.from_json(doc), want)
+    assert doc["complete"] is True
+
+
+def _worker_pids(server_pid: int) -> list[int]:
+    """The transcription workers: the server's child processes started by spawn."""
+    pids = []
+    for task in Path(f"/proc/{server_pid}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"multiprocessing" in cmdline and b"spawn_main" in cmdline:
+                pids.append(int(pid))
+    return pids
+
+
+def test_a_worker_killed_mid_utterance_is_restarted_and_the_utterance_transcribed(
+    speech, meetcap_server_factory, tmp_path
+):
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+    heard = Heard()
+    s = streamer(server.url, tmp_path, heard)
+    start_of_second = int(want[1].start_s * 10)
+    submit(s, frames[:start_of_second], pace_s=0.02)
+    # Real time through the second sentence until its first partial: mid-utterance.
+    rest = iter(frames[start_of_second:])
+    for frame in rest:
+        s.submit(frame)
+        time.sleep(0.1)
+        with heard.lock:
+            if any(not x.final and x.id == 1 for x in heard.segments):
+                break
+    else:
+        pytest.fail("no partial of the second sentence")
+    (worker,) = _worker_pids(server.proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    submit(s, list(rest), pace_s=0.02)
+    result = s.finish(120)
+    assert result.ok, result.message
+    same_finals(heard.finals, want)
+    same_finals(formats.from_json(stored(server.data_dir, result.session_id)[0]), want)
+    log = server.log_text()
+    assert f"pid {worker}) died" in log and "restarting it" in log
+    assert _worker_pids(server.proc.pid) != [worker]
+
+
+@pytest.mark.parametrize("model,words", [
+    ("/nonexistent/model-dir", "does not exist"),
+    ("BROKEN", "cannot be loaded"),
+])
+def test_a_missing_or_broken_model_is_a_clear_error_at_start(tmp_path, model, words):
+    if model == "BROKEN":
+        broken = tmp_path / "broken-model"
+        broken.mkdir()
+        for name in ("model.bin", "config.json", "tokenizer.json"):
+            (broken / name).write_text("not a model")
+        model = str(broken)
+    env = dict(os.environ, MEETCAP_TOKENS=TOKENS_ENV)
+    done = subprocess.run(
+        [sys.executable, "-m", "meetcap.server", "--port", "0", "--data-dir",
+         str(tmp_path / "data"), "--transcribe", "--model", model],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("meetcap-server: error: transcription cannot start") and words in last
+    assert "listening" not in done.stdout
