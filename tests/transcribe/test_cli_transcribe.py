@@ -100,3 +100,14 @@ def test_missing_model_and_bad_file_are_clear_errors_with_exit_code_2(files, tmp
     assert r.returncode == 2 and "not an audio file" in r.stderr and r.stdout == ""
     assert normalise(r.stderr)  # a sentence, not a traceback
     assert "Traceback" not in r.stderr
+
+
+def test_model_given_as_a_directory(files, capsys):
+    from meetcap.transcribe.engine import packaged_model_dir
+
+    corpus, paths = files
+    args = ["transcribe", str(paths["flac"]), "--model", packaged_model_dir(), "--language", "en"]
+    assert main(args + ["--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == packaged_model_dir() and doc["language"] == "en"
+    assert wer(corpus.text, " ".join(s["text"] for s in doc["segments"])) <= 0.15
