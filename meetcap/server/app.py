@@ -213,6 +213,7 @@ class MeetcapServer:
         over sessions another instance resumed, and refresh our connected-session leases;
         every ``stats_interval_s``, a stats line in the log."""
         leases_at = 0.0
+        failing = False
         stats = _Stats(self)
         while True:
             before = time.monotonic()
@@ -227,10 +228,21 @@ class MeetcapServer:
                     if now - leases_at >= 10.0:
                         leases_at = now
                         await self._refresh_leases()
+                if failing:
+                    failing = False
+                    log.warning("the connection watch works again")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("the connection watch failed (will retry)")
+            except Exception as exc:
+                # Redis restarting fails every round for a while: one line, not a
+                # traceback every half second (the traceback at debug level).
+                if not failing:
+                    failing = True
+                    log.warning(
+                        "the connection watch failed (will retry every %.1f s): %s",
+                        _WATCH_INTERVAL_S, redact.redact_text(f"{type(exc).__name__}: {exc}"),
+                    )
+                log.debug("the connection watch failed", exc_info=True)
 
     def _keepalive(self) -> None:
         now = time.monotonic()
