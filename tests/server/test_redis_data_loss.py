@@ -75,11 +75,19 @@ def _stream_through(server, tmp_path, break_redis, *, then=None):
     return streamer, result, log, reasons
 
 
-def test_flushall_mid_session_keeps_the_connection_and_every_frame(
-    meetcap_server_factory, private_redis, tmp_path
+def _evict_session_keys(redis: RedisServer) -> None:
+    """What an eviction does: the session keys vanish, the user keys stay."""
+    script = "for _, k in ipairs(redis.call('KEYS', 'meetcap:s:*')) do redis.call('DEL', k) end"
+    redis.cli("EVAL", script, "0")
+
+
+@pytest.mark.parametrize("loss", ["flushall", "evicted key"])
+def test_lost_keys_mid_session_keep_the_connection_and_every_frame(
+    meetcap_server_factory, private_redis, tmp_path, loss
 ):
     server = meetcap_server_factory(redis=private_redis.url, **FAST)
-    streamer, result, log, reasons = _stream_through(server, tmp_path, private_redis.flush)
+    lose = private_redis.flush if loss == "flushall" else lambda: _evict_session_keys(private_redis)
+    streamer, result, log, reasons = _stream_through(server, tmp_path, lose)
     assert_delivered_exactly(result, log, server.data_dir)
     assert streamer.status().reconnects == 0  # the healthy connection was never closed
     assert not [r for r in reasons if any(word in r for word in UNTRUE)], reasons
