@@ -128,7 +128,8 @@ class ConnectionHandler:
             message = await ws.recv()
             self.last_receive_s = time.monotonic()
             if self._closing:
-                if self._end_task is not None and not self._ended_sent:
+                ending = self._end_task is not None and not self._end_task.done()
+                if ending and not self._ended_sent and not self._taken_over:
                     await self._refuse_after_end(message)
                 continue  # the close under way will end recv() soon
             if isinstance(message, bytes):
