@@ -114,6 +114,12 @@ def test_stored_speech_gets_transcript_files_that_match_the_offline_engine(
     heard = Heard()
     s = streamer(server.url, tmp_path, heard)
     submit(s, frames)  # as fast as it goes: the worker catches up from disk
+    lags = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (lags and max(lags) >= 1.0):
+        lags.append(s.status().transcript_lag_s or 0.0)
+        time.sleep(0.05)
+    assert max(lags) >= 1.0, "the worker's lag behind the stored audio was never reported"
     result = s.finish(90)
     assert result.ok, result.message
     same_finals(heard.finals, want)  # the last final came after `ended`, before finish returned

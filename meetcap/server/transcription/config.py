@@ -20,7 +20,9 @@ class TranscriptionConfig:
     workers: int = 1
     threads: int = 1
     min_words: int = DEFAULT_MIN_WORDS  # fewer words: the segment is marked minor
-    partial_interval_s: float = 1.0
+    # Audio between two partials; under 1 s so that, with the time a partial takes, one
+    # still comes at least once a second (bench/transcript_latency.py measures it).
+    partial_interval_s: float = 0.8
     max_utterance_s: float = 20.0
     # Partials are the first thing dropped when behind: a worker more than this much
     # audio behind a session computes no partials for it until it has caught up.
