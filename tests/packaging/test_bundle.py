@@ -65,3 +65,23 @@ def test_the_bundle_carries_the_audio_stack_and_the_vad_model(bundle, pulse, tmp
     )
     assert recorded.returncode == 0, recorded.stderr[-3000:]
     assert out.stat().st_size == 44 + 10 * 3200
+
+
+def test_the_bundle_transcribes_with_the_packaged_whisper_model(bundle, tmp_path):
+    # The built-in server transcribes by default: faster-whisper, CTranslate2 and the
+    # Whisper model package must all load from the bundle (espeak-ng makes the speech).
+    from tests.support.transcript_corpus import have_espeak, make_corpus
+
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed (bash packaging/bootstrap.sh test installs it)")
+    import soundfile as sf
+
+    corpus = make_corpus((("Please send the meeting notes to the whole group.", "en-us",
+                           170, 50),))
+    audio = tmp_path / "speech.flac"
+    sf.write(audio, corpus.samples, 16_000, subtype="PCM_16")
+    run = subprocess.run([str(bundle), "transcribe", str(audio), "--format", "json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    texts = [s["text"].lower() for s in json.loads(run.stdout)["segments"]]
+    assert len(texts) == 1 and "meeting" in texts[0] and "group" in texts[0], texts
