@@ -300,7 +300,7 @@ class MixChain:
         out = self._echo.process(
             mic.gained if mic is not None else silence,
             system.raw if system is not None else silence,
-            observed=mic.raw if mic is not None else None,
+            observed=mic.raw if mic is not None else None, score=mic is not None,
         )
         # The system lane waits as long, so the lanes stay aligned.
         system_out = self._system_delay.process(

@@ -42,6 +42,7 @@ _SPAN = FILTER_PARTITIONS * BLOCK
 # AEC3 keeps more than this share of the microphone's power: the person is talking.
 # (With only the far end playing it keeps ~-50 dB; with a voice, within a few dB of it.)
 TALK_POWER_RATIO = 0.01
+LINEAR_POWER_RATIO = 0.25
 HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
 
 
@@ -133,13 +134,13 @@ class MicEchoCanceller:
             self._suppressor = None
 
     def process(self, mic: np.ndarray, far: np.ndarray,
-                observed: np.ndarray | None = None) -> np.ndarray:
+                observed: np.ndarray | None = None, *, score: bool = True) -> np.ndarray:
         """Both lanes of one rendered block (same length); returns the mic lane to mix,
         ``latency_samples`` late. ``observed``: the mic as the device gave it, for the
         score (the chain cancels the lane after its gain; a muted mic still scores);
-        None while there is no mic (the lane then only plays out what it holds)."""
-        if observed is not None:
-            self.estimator.process(observed, far)
+        ``score=False`` while there is no mic (the lane only plays out what it holds)."""
+        if score:
+            self.estimator.process(mic if observed is None else observed, far)
         if not self.enabled:
             self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
             out = self._mic_delay.process(mic)
@@ -165,11 +166,18 @@ class MicEchoCanceller:
     def _cancel(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         self._far_history = np.concatenate((self._far_history[BLOCK:], far))
         end = len(self._far_history) - self._bulk
-        linear = self._linear.process(near, self._far_history[end - BLOCK : end])
         deep = self._aec3.process(near, far)
-        # Bring the linear output to AEC3's (later) timing.
-        linear = self._linear_delay.process(linear)
-        talking = float(np.dot(deep, deep)) > TALK_POWER_RATIO * float(np.dot(near, near)) + 1e-7
+        # Freeze the linear filter on the last verdict (AEC3 runs 8 ms behind, so this
+        # block's verdict comes with the next): it must not learn the voice as echo.
+        linear = self._linear.process(near, self._far_history[end - BLOCK : end],
+                                      adapt=self._hold == 0)
+        linear = self._linear_delay.process(linear)  # to AEC3's (later) timing
+        deep_power = float(np.dot(deep, deep))
+        # The person talks when AEC3 lets through a real share of the microphone AND the
+        # linear filter's output is not much louder than AEC3's (a share of AEC3 output
+        # next to a far louder linear one is an echo AEC3 removes better).
+        talking = (deep_power > TALK_POWER_RATIO * float(np.dot(near, near)) + 1e-7
+                   and deep_power > LINEAR_POWER_RATIO * float(np.dot(linear, linear)))
         if talking:
             self._hold = HOLD_BLOCKS
         elif self._hold > 0:

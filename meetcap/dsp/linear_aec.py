@@ -26,6 +26,7 @@ DEFAULT_PARTITIONS = 40
 STEP = 0.5  # normalised step size: converges in ~1 s of far-end speech
 GEIGEL_THRESHOLD = 0.5  # the echo path is assumed to lose at least 6 dB
 HANGOVER_BLOCKS = 8  # 80 ms of no adaptation after the last double-talk block
+_FLOOR = 0.1  # of the mean far-end power, added to every bin's
 _REGULARISATION = 1e-6  # keeps the step finite in silent bins (float32 audio, +-1 full scale)
 
 
@@ -49,8 +50,9 @@ class LinearEchoCanceller:
     def reset(self) -> None:
         self.__init__(self.partitions)  # type: ignore[misc]  # same settings, fresh state
 
-    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
-        """Cancel one block: ``near`` (microphone) and ``far`` (reference), BLOCK samples."""
+    def process(self, near: np.ndarray, far: np.ndarray, *, adapt: bool = True) -> np.ndarray:
+        """Cancel one block: ``near`` (microphone) and ``far`` (reference), BLOCK samples.
+        ``adapt=False``: a caller that knows the person talks holds the filter still."""
         if len(near) != BLOCK or len(far) != BLOCK:
             raise ValueError(f"blocks of {BLOCK} samples, got {len(near)} and {len(far)}")
         far64 = far.astype(np.float64)
@@ -76,14 +78,16 @@ class LinearEchoCanceller:
         elif self._hangover > 0:
             self._hangover -= 1
         self.double_talk = self._hangover > 0
-        if not self.double_talk and self._far_peaks[0] > 0.0:
+        if adapt and not self.double_talk and self._far_peaks[0] > 0.0:
             self._adapt(error)
         return error.astype(np.float32)
 
     def _adapt(self, error: np.ndarray) -> None:
         error_spectrum = np.fft.rfft(np.concatenate((np.zeros(BLOCK), error)))
         # The far-end power summed over the filter's span normalises the step per bin.
-        norm = np.maximum(self._far_power, 0.0) + _REGULARISATION
+        # Bins the far end barely reached get a step bounded by the spectrum's mean power:
+        # dividing by their own tiny power made the filter blow up on speech.
+        norm = self._far_power + _FLOOR * float(np.mean(self._far_power)) + _REGULARISATION
         gradient = np.conj(self._far_spectra) * (error_spectrum / norm)
         # Constrain: keep only the causal half of each partition's impulse response.
         taps = np.fft.irfft(gradient, axis=1)

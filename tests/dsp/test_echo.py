@@ -1,0 +1,159 @@
+"""The echo score and the mic lane's echo canceller on espeak-ng speech with a made echo
+path (delay + loss, as PulseAudio's module-loopback makes it on the real rig, which
+tests/audio/test_echo_pulseaudio.py runs). Each test uses a few seconds of audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp.chain import ECHO_AUTO, ECHO_OFF, ECHO_ON, MixChain
+from meetcap.dsp.echo import DelayLine, MicEchoCanceller
+from meetcap.dsp.echo_score import CLEAN, REACHES_MIC, UNKNOWN, EchoPathEstimator
+from tests.dsp.signals import noise, speech_like
+from tests.support.echo_rig import double_talk_figures, erle_db
+
+UNIT = 1600  # the chain's 100 ms render unit
+LEAD = SAMPLE_RATE_HZ  # a second before the remote voice starts
+
+
+@pytest.fixture(scope="module")
+def remote(espeak_utterance) -> np.ndarray:
+    samples, rate = espeak_utterance
+    voice = soxr.resample(samples, rate, SAMPLE_RATE_HZ).astype(np.float32)
+    # A meeting starts quiet: AEC3 settles on the first second (without it, it removes
+    # ~25 dB on this made path instead of ~35 dB).
+    return np.concatenate((np.zeros(LEAD, np.float32), 0.5 * voice / np.abs(voice).max()))
+
+
+def with_echo(far: np.ndarray, delay_ms: float, loss_db: float) -> np.ndarray:
+    delay = int(delay_ms * SAMPLE_RATE_HZ / 1000)
+    echo = np.zeros_like(far)
+    echo[delay:] = far[: len(far) - delay] * 10 ** (-loss_db / 20)
+    return echo
+
+
+def run(canceller: MicEchoCanceller, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+    out = np.concatenate([canceller.process(mic[i : i + UNIT], far[i : i + UNIT], observed=mic[i : i + UNIT])
+                          for i in range(0, len(mic), UNIT)])
+    lag = canceller.latency_samples
+    return np.concatenate((out[lag:], np.zeros(lag, np.float32)))
+
+
+def test_the_score_finds_the_echo_delay_and_level(remote):
+    estimator = EchoPathEstimator()
+    mic = with_echo(remote, 120.0, 15.0) + noise(len(remote) / SAMPLE_RATE_HZ, -60.0)
+    for i in range(0, LEAD + 3 * SAMPLE_RATE_HZ, UNIT):
+        estimator.process(mic[i : i + UNIT], remote[i : i + UNIT])
+    score = estimator.score
+    assert score.verdict == REACHES_MIC
+    assert score.delay_ms == pytest.approx(120.0, abs=1.0)
+    assert score.level_db == pytest.approx(-15.0, abs=1.0)
+
+
+def test_the_score_reads_clean_when_the_mic_hears_only_its_own_talker(remote):
+    estimator = EchoPathEstimator()
+    person, _ = speech_like(4.0, -25.0, seed=3)
+    for i in range(0, LEAD + 3 * SAMPLE_RATE_HZ, UNIT):
+        estimator.process(person[i : i + UNIT], remote[i : i + UNIT])
+    assert estimator.score.verdict == CLEAN
+
+
+def test_the_score_waits_while_the_system_audio_is_silent():
+    estimator = EchoPathEstimator()
+    person, _ = speech_like(3.0, -25.0, seed=3)
+    silent = np.zeros_like(person)
+    for i in range(0, len(person), UNIT):
+        estimator.process(person[i : i + UNIT], silent[i : i + UNIT])
+    assert estimator.score.verdict == UNKNOWN
+
+
+def test_remote_speech_only_is_cancelled_by_25_db_after_2_s(remote):
+    mic = with_echo(remote, 150.0, 12.0) + noise(len(remote) / SAMPLE_RATE_HZ, -70.0)
+    canceller = MicEchoCanceller(enabled=True)
+    out = run(canceller, mic, remote)
+    after = slice(LEAD + 2 * SAMPLE_RATE_HZ, len(mic))
+    erle = erle_db(mic[after], out[after])
+    print(f"\nERLE {erle:.1f} dB (made echo path, 150 ms, -12 dB)")
+    assert erle >= 25.0
+
+
+def test_double_talk_keeps_the_persons_voice(remote):
+    person, _ = speech_like(len(remote) / SAMPLE_RATE_HZ, -22.0, seed=5)
+    person[: LEAD + 2 * SAMPLE_RATE_HZ] = 0.0  # the remote side alone first, then both
+    mic = with_echo(remote, 150.0, 12.0) + person
+    canceller = MicEchoCanceller(enabled=True)
+    out = run(canceller, mic, remote)
+    both = slice(LEAD + 2 * SAMPLE_RATE_HZ, len(mic) - SAMPLE_RATE_HZ)
+    correlation, level_db = double_talk_figures(out[both], person[both])
+    print(f"\ndouble talk: correlation {correlation:.3f}, level {level_db:+.1f} dB")
+    assert correlation >= 0.9
+    assert level_db > -3.0
+
+
+def test_off_only_delays_the_lane_and_loses_nothing():
+    canceller = MicEchoCanceller(enabled=False)
+    mic = noise(0.5, -20.0, seed=1)
+    out = np.concatenate([canceller.process(mic[i : i + 1000], np.zeros(1000, np.float32))
+                          for i in range(0, len(mic), 1000)]
+                         + [canceller.process(np.zeros(canceller.latency_samples, np.float32),
+                                              np.zeros(canceller.latency_samples, np.float32))])
+    np.testing.assert_array_equal(out[canceller.latency_samples:], mic)
+
+
+def test_turning_the_canceller_on_mid_stream_drops_no_sample():
+    canceller = MicEchoCanceller(enabled=False)
+    mic = noise(0.4, -20.0, seed=2)
+    silent = np.zeros(UNIT, np.float32)
+    first = canceller.process(mic[:UNIT], silent)
+    canceller.set_enabled(True)
+    rest = [canceller.process(mic[i : i + UNIT], silent) for i in range(UNIT, len(mic), UNIT)]
+    out = np.concatenate([first, *rest])
+    lag = canceller.latency_samples
+    # No far end: AEC3 passes the mic (after its high-pass), the linear filter untouched.
+    assert np.corrcoef(out[lag + UNIT : len(mic)], mic[UNIT : len(mic) - lag])[0, 1] > 0.95
+    np.testing.assert_array_equal(out[lag:UNIT], mic[: UNIT - lag])
+
+
+def test_delay_line():
+    line = DelayLine(3)
+    assert line.process(np.arange(1, 6, dtype=np.float32)).tolist() == [0, 0, 0, 1, 2]
+    assert line.process(np.zeros(4, np.float32)).tolist() == [3, 4, 5, 0]
+
+
+def chain_with_echo(mode: str, remote: np.ndarray) -> tuple[MixChain, np.ndarray]:
+    chain = MixChain(start_time=0.0, normalize=False, echo_cancel=mode)
+    chain.add_source("mic", SAMPLE_RATE_HZ, 1)
+    chain.add_source("system", SAMPLE_RATE_HZ, 1)
+    chain.set_muted("system", True)  # the mix is then the mic lane alone
+    mic = with_echo(remote, 80.0, 15.0)
+    mix = []
+    for i in range(0, len(remote), UNIT):
+        chain.push("mic", mic[i : i + UNIT, None])
+        chain.push("system", remote[i : i + UNIT, None])
+        chain.render(UNIT)
+        mix.append(chain.last_block.mix)
+    return chain, np.concatenate(mix)
+
+
+@pytest.mark.parametrize("mode", [ECHO_AUTO, ECHO_ON, ECHO_OFF])
+def test_the_chain_cancels_the_mic_lane_as_its_mode_says(mode, remote):
+    chain, mix = chain_with_echo(mode, remote)
+    levels = chain.levels()["mic"]
+    assert levels.echo == REACHES_MIC
+    assert levels.echo_db == pytest.approx(-15.0, abs=1.5)
+    assert levels.echo_cancel is (mode != ECHO_OFF)
+    tail = slice(len(mix) - 2 * SAMPLE_RATE_HZ, len(mix))
+    mic = with_echo(remote, 80.0, 15.0)
+    reduction = erle_db(mic[tail], mix[tail])
+    if mode == ECHO_OFF:
+        assert abs(reduction) < 0.5
+    else:
+        assert reduction >= 25.0
+
+
+def test_the_chain_refuses_an_unknown_mode():
+    with pytest.raises(ValueError, match="auto, on, off"):
+        MixChain(start_time=0.0, echo_cancel="yes")
