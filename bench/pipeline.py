@@ -26,6 +26,14 @@ The naive chain does the same job the way a first version would:
 - framing: ``np.clip`` + ``astype(int16)`` into a growing bytearray.
 It gets a shorter span (``--naive-seconds``) because it is slow; the ratios compare.
 
+Meeting-like audio (bench/meeting_audio.py: two espeak-ng voices taking turns, about
+half speech, the rest the mic's -65 dBFS room noise and the system's digital silence)
+gets its own rows: the chain with the VAD gate (the default: Silero skipped where there
+cannot be speech, same verdicts, meetcap/dsp/vad_gate.py), without it, and with who
+spoke on (a gated VAD per lane). ``--meeting-only`` runs just the gated default row and
+prints ``meeting: <N>x real time`` (bench/pipecat_peer.py alternates it with pipecat's
+chain on the same samples).
+
 The LAST line is exactly: ``pipeline: <N>x real time with VAD, naive chain <M>x``.
 """
 
@@ -38,6 +46,7 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUME
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -52,6 +61,10 @@ import numpy as np  # noqa: E402
 from meetcap.constants import FRAME_SAMPLES, SAMPLE_RATE_HZ  # noqa: E402
 from meetcap.dsp import vad as vad_module  # noqa: E402
 from meetcap.dsp.chain import DEFAULT_VAD_BATCH_MS, MixChain  # noqa: E402
+from meetcap.dsp.vad import VadStream  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import meeting_audio  # noqa: E402
 
 DEVICE_RATE_HZ = 48000
 BLOCK_MS = 10
@@ -97,12 +110,18 @@ def loopback_delivers(t_s: float) -> bool:
     return (t_s % 10.0) < 8.0
 
 
+def always_delivers(t_s: float) -> bool:
+    """PulseAudio's monitor delivers zeros during silence (the meeting-like rows)."""
+    return True
+
+
 def drive(
     sources: Sources,
     seconds: float,
     cycle_ms: float,
     push: Callable[[str, np.ndarray], None],
     render: Callable[[int], list],
+    delivers: Callable[[float], bool] = loopback_delivers,
 ) -> tuple[float, float, int]:
     """The worker loop: per cycle, push the device blocks that arrived, render what is due.
 
@@ -120,7 +139,7 @@ def drive(
         # device blocks arrived since the last cycle, as one array.
         a, b = first * block, last * block
         push("mic", sources["mic"][a:b])
-        if loopback_delivers(first * BLOCK_MS / 1000):
+        if delivers(first * BLOCK_MS / 1000):
             push("system", sources["system"][a:b])
         due = last * BLOCK_MS * SAMPLE_RATE_HZ // 1000 - rendered
         frames += len(render(due))
@@ -131,11 +150,16 @@ def drive(
 VAD_BATCH_MS = DEFAULT_VAD_BATCH_MS
 
 
-def run_chain(sources: Sources, seconds: float, cycle_ms: float, use_vad: bool):
-    chain = MixChain(start_time=time.time(), vad_batch_ms=VAD_BATCH_MS)
+def run_chain(
+    sources: Sources, seconds: float, cycle_ms: float, use_vad: bool, *,
+    gate: bool = True, who_spoke: bool = False, delivers=loopback_delivers,
+):
+    chain = MixChain(start_time=time.time(), vad_batch_ms=VAD_BATCH_MS, who_spoke=who_spoke)
     chain.add_source("mic", DEVICE_RATE_HZ, 1)
     chain.add_source("system", DEVICE_RATE_HZ, 2)
     chain.set_gain_db("system", -3.0)
+    if not gate:  # the reference: the model on every window (the same verdicts, slower)
+        chain._vad = VadStream(batch_windows=round(VAD_BATCH_MS / 32))
     chain.set_vad(use_vad)  # loads the shared model once, outside the timed loop
 
     def render(n: int) -> list:
@@ -143,7 +167,11 @@ def run_chain(sources: Sources, seconds: float, cycle_ms: float, use_vad: bool):
         chain.levels()  # the worker publishes levels every cycle
         return frames
 
-    return drive(sources, seconds, cycle_ms, chain.push, render)
+    return drive(sources, seconds, cycle_ms, chain.push, render, delivers)
+
+
+def run_meeting(sources: Sources, seconds: float, cycle_ms: float, use_vad: bool, **options):
+    return run_chain(sources, seconds, cycle_ms, use_vad, delivers=always_delivers, **options)
 
 
 class NaiveChain:
@@ -240,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pin", action="store_true", help="do not pin to one CPU")
     parser.add_argument("--repeats", type=int, default=3, help="chain runs; the best counts")
     parser.add_argument(
+        "--meeting-only", action="store_true",
+        help="only the meeting-like row (gated VAD), for bench/pipecat_peer.py",
+    )
+    parser.add_argument(
         "--vad-batch-ms",
         type=float,
         default=DEFAULT_VAD_BATCH_MS,
@@ -250,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     VAD_BATCH_MS = args.vad_batch_ms
 
     pinned = "not pinned" if args.no_pin else pin_to_one_cpu(args.cpu)
+    meeting = meeting_audio.load_meeting(meeting_audio.cached_meeting(args.seconds))
+    if args.meeting_only:
+        vad_module.load_model()
+        runs = [run_meeting(meeting, args.seconds, args.cycle_ms, True)
+                for _ in range(args.repeats)]
+        print(f"meeting: {args.seconds / min(runs)[0]:.1f}x real time ({pinned})")
+        return 0
     print(
         f"workload: mic 48 kHz mono + loopback 48 kHz stereo, {BLOCK_MS} ms device blocks, "
         f"render every {args.cycle_ms:g} ms; VAD batches of {args.vad_batch_ms:g} ms; "
@@ -269,15 +308,22 @@ def main(argv: list[str] | None = None) -> int:
         ("chain, VAD on", run_chain, args.seconds, True, args.repeats),
         ("naive, VAD off", run_naive, args.naive_seconds, False, 1),
         ("naive, VAD on", run_naive, args.naive_seconds, True, 1),
+        ("meeting, VAD off", run_meeting, args.seconds, False, args.repeats),
+        ("meeting, VAD no gate", functools.partial(run_meeting, gate=False), args.seconds,
+         True, args.repeats),
+        ("meeting, VAD gated", run_meeting, args.seconds, True, args.repeats),
+        ("meeting, who spoke", functools.partial(run_meeting, who_spoke=True), args.seconds,
+         True, args.repeats),
     ):
-        runs = [runner(sources, seconds, args.cycle_ms, use_vad) for _ in range(repeats)]
+        data = meeting if label.startswith("meeting") else sources
+        runs = [runner(data, seconds, args.cycle_ms, use_vad) for _ in range(repeats)]
         cpu_s, wall_s, frames = min(runs)  # best of the repeats: least disturbed by others
         results[label] = seconds / cpu_s
         if label == "chain, VAD on":
             rss_chain_mb = _max_rss_mb()
         spread = "" if repeats == 1 else f"  (worst of {repeats}: {seconds / max(runs)[0]:.0f}x)"
         print(
-            f"{label:15s} {seconds:6.1f} s audio  cpu {cpu_s:7.3f} s  wall {wall_s:7.3f} s  "
+            f"{label:20s} {seconds:6.1f} s audio  cpu {cpu_s:7.3f} s  wall {wall_s:7.3f} s  "
             f"{seconds / cpu_s:7.1f}x real time (cpu) {seconds / wall_s:7.1f}x (wall)  "
             f"{frames} frames{spread}"
         )
@@ -292,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         f"onnxruntime, the model, {longest:g} s of test signal), {rss_chain_mb:.0f} MB after "
         f"the chain runs, {_max_rss_mb():.0f} MB after the naive ones; tracemalloc peak "
         f"during a {traced_s:g} s chain run {traced_peak / 1e6:.2f} MB"
+    )
+    print(
+        f"meeting-like audio ({meeting_audio.speech_share(meeting):.0%} speech): the VAD gate "
+        f"takes the chain from {results['meeting, VAD no gate']:.0f}x to "
+        f"{results['meeting, VAD gated']:.0f}x real time; who spoke (a VAD per lane) "
+        f"{results['meeting, who spoke']:.0f}x"
     )
     print(
         f"pipeline: {results['chain, VAD on']:.0f}x real time with VAD, "
