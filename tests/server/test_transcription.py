@@ -9,6 +9,7 @@ once, in the stored files and at the client, whatever breaks in between.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import pytest
 
 from meetcap.client.config import StreamerConfig
 from meetcap.client.streamer import Streamer
+from meetcap.frames import SPEAKER_OTHERS, SPEAKER_YOU
 from meetcap.transcribe import formats
 from meetcap.transcribe.segments import TranscriptSegment
 from tests.client.fault_proxy import FaultProxy
@@ -110,6 +112,15 @@ def test_stored_speech_gets_transcript_files_that_match_the_offline_engine(
     speech, meetcap_server_factory, tmp_path
 ):
     _, frames, want = speech
+    # Who spoke rides in the frames' flags (the speakers extension): the first sentence
+    # "you", the second "others", the third nobody said.
+    first, second = (range(round(w.start_s * 10), round(w.end_s * 10)) for w in want[:2])
+    frames = [
+        dataclasses.replace(
+            f, speaker=SPEAKER_YOU if f.seq in first else SPEAKER_OTHERS if f.seq in second
+            else None)
+        for f in frames
+    ]
     server = meetcap_server_factory(**SERVER)
     heard = Heard()
     s = streamer(server.url, tmp_path, heard)
@@ -128,6 +139,8 @@ def test_stored_speech_gets_transcript_files_that_match_the_offline_engine(
     same_finals(got, want)
     assert doc["complete"] is True and doc["session_id"] == result.session_id
     assert vtt == formats.to_vtt(got) and srt == formats.to_srt(got)
+    assert [x.speaker for x in got] == ["you", "others", None]
+    assert [x.speaker for x in heard.finals] == ["you", "others", None]
     assert s.status().transcript_lag_s == 0.0
     assert not (server.data_dir / "transcribing" / f"{result.session_id}.lock").exists()
 

@@ -3,7 +3,8 @@
 The worker reads only frames the sink announced as durable (fsynced), so what it reads
 is complete. The speech flags are ``<id>.speech`` (one byte a frame, written with the
 audio) while the session is open; after its end that file is folded into the sidecar's
-``speech_segments`` and removed, so a worker that is behind rebuilds them from there.
+``speech_segments`` (and ``speaker_turns``) and removed, so a worker that is behind
+rebuilds them from there.
 """
 
 from __future__ import annotations
@@ -14,8 +15,13 @@ from pathlib import Path
 from meetcap.constants import FRAME_BYTES, FRAME_MS
 from meetcap.durable import read_json
 from meetcap.errors import StorageError
+from meetcap.frames import SPEAKER_NAMES
 from meetcap.oscalls import open_file, pread
+from meetcap.protocol.audio import FLAG_SPEECH, SPEAKER_SHIFT
 from meetcap.server import wavfile
+
+
+_SPEAKER_BY_NAME = {name: code for code, name in SPEAKER_NAMES.items()}
 
 
 class StoredAudio:
@@ -49,9 +55,10 @@ class StoredAudio:
                 f"{self.wav_path.name} holds fewer frames than announced "
                 f"(wanted {first_seq}..{first_seq + frames - 1})"
             )
-        return pcm, self._flags(first_seq, frames)
+        return pcm, self.flags(first_seq, frames)
 
-    def _flags(self, first_seq: int, frames: int) -> bytes:
+    def flags(self, first_seq: int, frames: int) -> bytes:
+        """The flag bytes of those frames (bit 0 speech, bits 1-2 who spoke)."""
         if self._speech_fd is None and self._sidecar_flags is None:
             try:
                 self._speech_fd = open_file(self.speech_path, os.O_RDONLY)
@@ -74,7 +81,8 @@ class StoredAudio:
 
 
 def _flags_from_sidecar(path: Path) -> bytes:
-    """One byte a frame from a sidecar's ``speech_segments`` (empty when none)."""
+    """One flag byte a frame from a sidecar's ``speech_segments`` and ``speaker_turns``
+    (empty when there is no sidecar)."""
     try:
         doc = read_json(path)
     except (OSError, ValueError):
@@ -83,6 +91,10 @@ def _flags_from_sidecar(path: Path) -> bytes:
         return b""
     flags = bytearray(int(doc.get("frames", 0) or 0))
     for run in doc.get("speech_segments") or []:
-        start, end = run["start_ms"] // FRAME_MS, run["end_ms"] // FRAME_MS
-        flags[start:end] = b"\x01" * max(0, min(end, len(flags)) - start)
+        for seq in range(run["start_ms"] // FRAME_MS, min(run["end_ms"] // FRAME_MS, len(flags))):
+            flags[seq] |= FLAG_SPEECH
+    for turn in doc.get("speaker_turns") or []:
+        code = _SPEAKER_BY_NAME.get(turn.get("speaker"), 0) << SPEAKER_SHIFT
+        for seq in range(turn["start_ms"] // FRAME_MS, min(turn["end_ms"] // FRAME_MS, len(flags))):
+            flags[seq] |= code
     return bytes(flags)

@@ -22,16 +22,19 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from meetcap.constants import FRAMES_PER_SECOND
 from meetcap.errors import MeetcapError, StorageError
+from meetcap.protocol.audio import FLAG_SPEECH
+from meetcap.server.sidecar import speaker_of_frames
 from meetcap.server.transcription.config import TranscriptionConfig
 from meetcap.server.transcription.files import TranscriptFiles, TranscriptState
 from meetcap.server.transcription.storedaudio import StoredAudio
 from meetcap.transcribe.engine import Engine
+from meetcap.transcribe.segments import TranscriptSegment
 from meetcap.transcribe.stream import StreamingTranscriber
 
 log = logging.getLogger(__name__)
@@ -147,9 +150,9 @@ class Worker:
             pcm, flags = audio.read(job.fed, n)
             # Partials go first when behind: none while more than the limit waits.
             transcriber.partials_enabled = job.durable - (job.fed + n) <= self._max_lag_frames
-            segments = transcriber.feed(job.fed, pcm, [b != 0 for b in flags])
+            segments = transcriber.feed(job.fed, pcm, [bool(b & FLAG_SPEECH) for b in flags])
             job.fed += n
-            finals = [s for s in segments if s.final]
+            finals = [self._with_speaker(audio, s) for s in segments if s.final]
             resume = transcriber.resume_seq
             if finals or (resume is not None and resume - job.saved_resume >= _SAVE_AFTER_FRAMES):
                 state.segments.extend(finals)
@@ -163,7 +166,7 @@ class Worker:
                 self.send(("partial", job.session_id, partials[-1].to_json()))
             self._progress(job)
         elif job.ended:
-            finals = transcriber.flush()
+            finals = [self._with_speaker(audio, s) for s in transcriber.flush()]
             state.segments.extend(finals)
             state.resume_seq = job.durable
             state.complete = True
@@ -175,6 +178,15 @@ class Worker:
             log.info("session %s: transcript complete, %d segments", job.session_id,
                      state.next_id)
             self._drop(job, remove_lock=True)
+
+    @staticmethod
+    def _with_speaker(audio: StoredAudio, segment: TranscriptSegment) -> TranscriptSegment:
+        """The segment with who spoke over its frames, when the frames say (the speakers
+        extension's flag bits); else as it is (speaker None)."""
+        first = round(segment.start_s * FRAMES_PER_SECOND)
+        count = max(1, round(segment.end_s * FRAMES_PER_SECOND) - first)
+        speaker = speaker_of_frames(audio.flags(first, count))
+        return replace(segment, speaker=speaker) if speaker is not None else segment
 
     def _take_up(self, job: _Job) -> bool:
         """Lock the session's transcript and load where it stopped; False to retry later."""
