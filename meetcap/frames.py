@@ -30,11 +30,16 @@ class Frame:
     capture_time: float
     speech: bool = False
     speaker: int | None = None  # SPEAKER_*; None when nobody decided (no per-lane VAD ran)
+    # Tracks mode: the mic and system lanes as two channels of the same 100 ms, int16 LE
+    # interleaved (6,400 bytes, meetcap.dsp.tracks); None otherwise.
+    tracks: bytes | None = None
 
     def __post_init__(self) -> None:
         if len(self.pcm) != FRAME_BYTES:
             raise ValueError(f"a frame holds exactly {FRAME_BYTES} bytes, got {len(self.pcm)}")
         if self.seq < 0:
             raise ValueError(f"frame sequence numbers start at 0, got {self.seq}")
+        if self.tracks is not None and len(self.tracks) != 2 * FRAME_BYTES:
+            raise ValueError(f"a frame's tracks hold {2 * FRAME_BYTES} bytes, got {len(self.tracks)}")
         if self.speaker is not None and self.speaker not in SPEAKER_NAMES:
             raise ValueError(f"speaker is one of {sorted(SPEAKER_NAMES)} or None, got {self.speaker}")

@@ -39,6 +39,7 @@ from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, MixBlock, Mixer
 from meetcap.dsp.normalize import Normalizer
 from meetcap.dsp.resample import Resampler, check_block
 from meetcap.dsp.speakers import SpeakerDetector
+from meetcap.dsp.tracks import TrackMaker
 from meetcap.dsp.vad import WINDOW_MS as VAD_WINDOW_MS
 from meetcap.dsp.vad import VadStream
 from meetcap.errors import ModelError
@@ -84,6 +85,7 @@ class MixChain:
         target_latency_ms: float = DEFAULT_TARGET_LATENCY_MS,
         vad_batch_ms: float = DEFAULT_VAD_BATCH_MS,
         who_spoke: bool = False,
+        tracks: bool = False,
         echo_cancel: str = ECHO_OFF,
         noise_suppress: bool = False,
     ) -> None:
@@ -108,6 +110,8 @@ class MixChain:
             )
             if who_spoke else None
         )
+        # tracks: the two lanes as two channels of every frame too (dsp/tracks.py).
+        self._tracks = TrackMaker(normalize=normalize) if tracks else None
         self._vad_enabled = False
         self._framer = Framer(start_time)
         self._mix_tracker = HealthTracker(SOURCE_MIX, silent_after_s=silent_after_s)
@@ -235,6 +239,8 @@ class MixChain:
     def set_normalize(self, enabled: bool) -> None:
         """AGC on or off (it glides to/from unity gain); the limiter always stays on."""
         self._normalizer.enabled = enabled
+        if self._tracks is not None:
+            self._tracks.set_normalize(enabled)
 
     @property
     def normalize_enabled(self) -> bool:
@@ -370,6 +376,8 @@ class MixChain:
         else:
             self._mix_tracker.idle(n)
         self._framer.push_audio(out)
+        if self._tracks is not None:
+            self._tracks.process(*self._lanes(block, n))
         if self._vad_enabled:
             try:
                 if self._speakers is not None:
@@ -385,6 +393,8 @@ class MixChain:
         frames = self._framer.pop_frames()
         if self._speakers is not None:
             frames = self._speakers.label(frames)
+        if self._tracks is not None:
+            frames = self._tracks.attach(frames)
         if self._framer.clip_count > self._mix_clips_seen:
             self._mix_tracker.note_clips(self._framer.clip_count - self._mix_clips_seen)
             self._mix_clips_seen = self._framer.clip_count
@@ -422,7 +432,9 @@ class MixChain:
         self._clock = self._mixer.samples_rendered
         self.set_vad(False)
         last = self._framer.pop_frames()
-        frames += self._speakers.label(last) if self._speakers is not None else last
+        if self._speakers is not None:
+            last = self._speakers.label(last)
+        frames += self._tracks.attach(last) if self._tracks is not None else last
         return frames
 
     # --- levels ---------------------------------------------------------------------
