@@ -21,8 +21,13 @@ class FrameFileWriter:
     ``close()`` finalises the header; call it on every exit path (Ctrl-C included).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, channels: int = 1) -> None:
+        """``channels`` 2: tracks mode, the frames' ``tracks`` (mic, system) as two channels."""
         import soundfile as sf
+
+        if channels not in (1, 2):
+            raise ConfigError(f"a recording has 1 channel (the mix) or 2 (tracks), not {channels}")
+        self.channels = channels
 
         self.path = Path(path)
         fmt = FORMATS.get(self.path.suffix.lower())
@@ -31,7 +36,8 @@ class FrameFileWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = sf.SoundFile(
-                self.path, "w", samplerate=SAMPLE_RATE_HZ, channels=1, format=fmt, subtype="PCM_16"
+                self.path, "w", samplerate=SAMPLE_RATE_HZ, channels=channels, format=fmt,
+                subtype="PCM_16",
             )
         except (OSError, RuntimeError) as exc:
             raise StorageError(f"cannot create {self.path}: {exc}") from exc
@@ -39,7 +45,12 @@ class FrameFileWriter:
         self.frames_written = 0
 
     def __call__(self, frame: Frame) -> None:
-        samples = np.frombuffer(frame.pcm, dtype="<i2")
+        if self.channels == 2:
+            if frame.tracks is None:
+                raise ValueError(f"frame {frame.seq} has no tracks: the capture is not in tracks mode")
+            samples = np.frombuffer(frame.tracks, dtype="<i2").reshape(-1, 2)
+        else:
+            samples = np.frombuffer(frame.pcm, dtype="<i2")
         with self._lock:
             try:
                 self._file.write(samples)

@@ -69,6 +69,8 @@ class CaptureSettings:
     vad_model_path: str | None = None
     # With the VAD: one per lane, and who spoke (you / others / both) on every frame.
     who_spoke: bool = True
+    # Tracks mode: every frame also carries the mic and system lanes as two channels.
+    tracks: bool = False
     silent_after_s: float = DEFAULT_SILENT_AFTER_S
     echo_cancel: str = ECHO_AUTO
     noise_suppress: bool = False
@@ -334,6 +336,7 @@ class AudioManager:
             else ECHO_AUTO,
             noise_suppress=settings.noise_suppress,
             who_spoke=settings.who_spoke,
+            tracks=settings.tracks,
         )
         for source in CAPTURE_SOURCES:
             chain.set_gain_db(source, settings.gain_db.get(source, 0.0))

@@ -54,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="stop after N seconds of captured audio (exactly N*10 frames); "
                         "default: until Ctrl-C")
     p.add_argument("--out", metavar="FILE", help="write a .wav or .flac file")
+    p.add_argument("--tracks", action="store_true",
+                   help="--out gets two channels: 1 the microphone, 2 the system audio "
+                        "(each after gain, echo cancellation and normalisation), 16 kHz")
     p.add_argument("--url", help="stream to a meetcap server, e.g. ws://127.0.0.1:8765/v1/stream")
     p.add_argument("--token", help="bearer token for --url")
     p.add_argument("--data-dir", metavar="DIR",
@@ -96,6 +99,7 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
         normalize=not args.no_normalize,
         vad=args.vad or args.transcript,
         vad_model_path=args.vad_model,
+        tracks=args.tracks,
     )
     if not any(capture.device_ids()[s] for s in CAPTURE_SOURCES):
         raise ConfigError(

@@ -242,7 +242,10 @@ class Recorder:
         try:
             streamer, url, builtin = self._open_streamer()
             copy_path = self.settings.local_copy_path(time.time())
-            writer = FrameFileWriter(copy_path) if copy_path is not None else None
+            writer = (
+                FrameFileWriter(copy_path, channels=2 if self.settings.capture.tracks else 1)
+                if copy_path is not None else None
+            )
             if streamer is None and writer is None:
                 raise ConfigError("say where the audio goes: a server, a file, or both")
             storage_dir = self.local_server.data_dir if builtin and self.local_server else None
