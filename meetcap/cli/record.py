@@ -17,6 +17,7 @@ from meetcap.audio.events import AudioEvent, AudioEventKind
 from meetcap.audio.manager import CaptureSettings
 from meetcap.client.status import FinishResult
 from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND, SOURCE_MIX
+from meetcap.dsp.chain import ECHO_AUTO, ECHO_MODES
 from meetcap.errors import ConfigError
 from meetcap.levels import SourceLevels
 from meetcap.session import Recorder, RecorderListener, SessionSettings
@@ -50,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vad-model", metavar="FILE", help="Silero VAD .onnx file (default: bundled)")
     p.add_argument("--no-normalize", action="store_true",
                    help="leave levels as captured (the limiter stays on)")
+    p.add_argument("--echo-cancel", choices=ECHO_MODES, default=ECHO_AUTO,
+                   help="cancel the speakers' echo in the microphone, with the system audio "
+                        "as reference: auto (default: on while the speakers reach the mic), "
+                        "on, off")
+    p.add_argument("--noise-suppress", action="store_true",
+                   help="suppress steady noise in the microphone (WebRTC noise suppression)")
     p.add_argument("--seconds", type=float, metavar="N",
                    help="stop after N seconds of captured audio (exactly N*10 frames); "
                         "default: until Ctrl-C")
@@ -99,6 +106,8 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
         normalize=not args.no_normalize,
         vad=args.vad or args.transcript,
         vad_model_path=args.vad_model,
+        echo_cancel=args.echo_cancel,
+        noise_suppress=args.noise_suppress,
         tracks=args.tracks,
     )
     if not any(capture.device_ids()[s] for s in CAPTURE_SOURCES):
@@ -121,7 +130,12 @@ def format_levels(levels: dict[str, SourceLevels]) -> str:
             continue
         state = "" if lv.health.value == "ok" else f" [{lv.health.value}]"
         speech = " speech" if name == "mix" and lv.speech else ""
-        parts.append(f"{name} {lv.rms_dbfs:6.1f} dBFS{state}{speech}")
+        # The echo score, once the system audio has played: "echo -15 dB, cancelled".
+        echo = ""
+        if lv.echo == "reaches the mic":
+            echo = (f" [speakers reach the mic, echo {lv.echo_db:.0f} dB"
+                    f"{', cancelled' if lv.echo_cancel else ''}]")
+        parts.append(f"{name} {lv.rms_dbfs:6.1f} dBFS{state}{speech}{echo}")
     return " | ".join(parts)
 
 
