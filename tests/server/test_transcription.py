@@ -258,3 +258,62 @@ def test_a_missing_or_broken_model_is_a_clear_error_at_start(tmp_path, model, wo
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("meetcap-server: error: transcription cannot start") and words in last
     assert "listening" not in done.stdout
+
+
+def test_a_client_that_does_not_ask_gets_no_transcript_messages(
+    speech, meetcap_server_factory
+):
+    """An old client (hello without the extension's fields) sees only the messages of
+    the base protocol, while the server transcribes the session all the same."""
+    import asyncio
+
+    from websockets.asyncio.client import connect
+
+    from meetcap.protocol import encode_audio
+
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+
+    async def old_client() -> tuple[list[str], str]:
+        async with connect(server.url, additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                           compression=None) as ws:
+            await ws.send(json.dumps({"type": "hello", "version": 1, "started_at": time.time()}))
+            welcome = json.loads(await ws.recv())
+            for f in frames:
+                await ws.send(encode_audio(f.seq, f.pcm, f.speech))
+            await ws.send(json.dumps({"type": "end", "last_seq": frames[-1].seq}))
+            kinds = [json.loads(m)["type"] async for m in ws]
+            return kinds, welcome["session_id"]
+
+    kinds, session_id = asyncio.run(asyncio.wait_for(old_client(), 60))
+    assert set(kinds) == {"ack", "ended"} and kinds[-1] == "ended"
+    path = server.data_dir / f"{session_id}.transcript.json"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists() and json.loads(path.read_text())["complete"]:
+            break
+        time.sleep(0.2)
+    same_finals(formats.from_json(json.loads(path.read_text())), want)
+
+
+def test_a_session_that_ended_before_its_transcript_was_done_is_finished_after_a_restart(
+    speech, meetcap_server_factory, tmp_path
+):
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+    config = StreamerConfig(url=server.url, token=TOKEN, spool_dir=tmp_path / "spool")
+    s = Streamer(config)  # no transcript asked: `ended` comes as soon as the audio is stored
+    s.start()
+    submit(s, frames)
+    result = s.finish(60)
+    assert result.ok, result.message
+    server.restart(kill=True)  # the worker is still seconds behind: its lock file stays
+    path = server.data_dir / f"{result.session_id}.transcript.json"
+    assert not (path.exists() and json.loads(path.read_text())["complete"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists() and json.loads(path.read_text())["complete"]:
+            break
+        time.sleep(0.2)
+    same_finals(formats.from_json(json.loads(path.read_text())), want)
+    assert not (server.data_dir / "transcribing" / f"{result.session_id}.lock").exists()
