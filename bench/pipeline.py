@@ -30,7 +30,8 @@ Meeting-like audio (bench/meeting_audio.py: two espeak-ng voices taking turns, a
 half speech, the rest the mic's -65 dBFS room noise and the system's digital silence)
 gets its own rows: the chain with the VAD gate (the default: Silero skipped where there
 cannot be speech, same verdicts, meetcap/dsp/vad_gate.py), without it, and with who
-spoke on (a gated VAD per lane). ``--meeting-only`` runs just the gated default row and
+spoke on (a gated VAD per lane), and with tracks mode on as well (the two lanes as a
+two-channel frame beside the mix). ``--meeting-only`` runs just the gated default row and
 prints ``meeting: <N>x real time`` (bench/pipecat_peer.py alternates it with pipecat's
 chain on the same samples).
 
@@ -152,9 +153,12 @@ VAD_BATCH_MS = DEFAULT_VAD_BATCH_MS
 
 def run_chain(
     sources: Sources, seconds: float, cycle_ms: float, use_vad: bool, *,
-    gate: bool = True, who_spoke: bool = False, delivers=loopback_delivers,
+    gate: bool = True, who_spoke: bool = False, tracks: bool = False,
+    delivers=loopback_delivers,
 ):
-    chain = MixChain(start_time=time.time(), vad_batch_ms=VAD_BATCH_MS, who_spoke=who_spoke)
+    chain = MixChain(
+        start_time=time.time(), vad_batch_ms=VAD_BATCH_MS, who_spoke=who_spoke, tracks=tracks
+    )
     chain.add_source("mic", DEVICE_RATE_HZ, 1)
     chain.add_source("system", DEVICE_RATE_HZ, 2)
     chain.set_gain_db("system", -3.0)
@@ -314,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         ("meeting, VAD gated", run_meeting, args.seconds, True, args.repeats),
         ("meeting, who spoke", functools.partial(run_meeting, who_spoke=True), args.seconds,
          True, args.repeats),
+        ("meeting, tracks", functools.partial(run_meeting, who_spoke=True, tracks=True),
+         args.seconds, True, args.repeats),
     ):
         data = meeting if label.startswith("meeting") else sources
         runs = [runner(data, seconds, args.cycle_ms, use_vad) for _ in range(repeats)]
@@ -343,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         f"meeting-like audio ({meeting_audio.speech_share(meeting):.0%} speech): the VAD gate "
         f"takes the chain from {results['meeting, VAD no gate']:.0f}x to "
         f"{results['meeting, VAD gated']:.0f}x real time; who spoke (a VAD per lane) "
-        f"{results['meeting, who spoke']:.0f}x"
+        f"{results['meeting, who spoke']:.0f}x, with tracks too "
+        f"{results['meeting, tracks']:.0f}x"
     )
     print(
         f"pipeline: {results['chain, VAD on']:.0f}x real time with VAD, "
