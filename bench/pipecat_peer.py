@@ -125,14 +125,21 @@ def main(argv: list[str] | None = None) -> int:
                    "--seconds", f"{args.seconds:g}", "--cpu", str(cpu)]
     pipecat_cmd = [str(python), str(Path(__file__).resolve()), "--child-pipecat", str(audio),
                    "--seconds", f"{args.seconds:g}", "--cpu", str(cpu)]
-    best = {"meetcap": 0.0, "pipecat": 0.0}
+    best = {"meetcap": 0.0, "meetcap who spoke": 0.0, "pipecat": 0.0}
     for round_ in range(1, args.rounds + 1):
         for name, cmd in (("meetcap", meetcap_cmd), ("pipecat", pipecat_cmd)):
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             speed = float(re.search(r"(?:meeting|pipecat): ([\d.]+)x", out).group(1))
             best[name] = max(best[name], speed)
-            print(f"round {round_}: {name:8s} {speed:6.1f}x real time", flush=True)
+            line = f"round {round_}: {name:8s} {speed:6.1f}x real time"
+            who = re.search(r"who spoke: ([\d.]+)x", out)
+            if who:
+                best["meetcap who spoke"] = max(best["meetcap who spoke"], float(who.group(1)))
+                line += f" (who spoke on, a VAD per lane: {float(who.group(1)):.1f}x)"
+            print(line, flush=True)
     ratio = best["meetcap"] / best["pipecat"]
+    print(f"meetcap with who spoke (two lane VADs, labels): {best['meetcap who spoke']:.0f}x, "
+          f"{best['meetcap who spoke'] / best['pipecat']:.2f}x pipecat")
     print(f"pipecat peer: meetcap {best['meetcap']:.0f}x, pipecat {best['pipecat']:.0f}x "
           f"real time, ratio {ratio:.2f}")
     return 0

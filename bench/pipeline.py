@@ -291,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
         vad_module.load_model()
         runs = [run_meeting(meeting, args.seconds, args.cycle_ms, True)
                 for _ in range(args.repeats)]
-        print(f"meeting: {args.seconds / min(runs)[0]:.1f}x real time ({pinned})")
+        who = [run_meeting(meeting, args.seconds, args.cycle_ms, True, who_spoke=True)
+               for _ in range(args.repeats)]
+        print(f"meeting: {args.seconds / min(runs)[0]:.1f}x real time; who spoke: "
+              f"{args.seconds / min(who)[0]:.1f}x ({pinned})")
         return 0
     print(
         f"workload: mic 48 kHz mono + loopback 48 kHz stereo, {BLOCK_MS} ms device blocks, "
