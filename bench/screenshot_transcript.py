@@ -6,8 +6,9 @@ What runs: a private PulseAudio server with the test rig's virtual devices
 (tests/support/pulse.py), an Xvfb display, and the real app window in this process on
 it (Qt's xcb platform), recording the virtual microphone and the speaker monitor into
 its built-in server, which transcribes live (the packaged Whisper model). espeak-ng
-sentences play into the two sinks in turn, like two people talking. Once the pane shows
-``--lines`` final lines, the X screen is grabbed (QScreen.grabWindow on the root
+sentences play into the two sinks in turn, like two people talking, over a quiet room
+noise (a null sink is digital zeros between turns, which the app rightly calls muted).
+Once the pane shows ``--lines`` final lines, the X screen is grabbed (QScreen.grabWindow on the root
 window, cropped to the window's frame): what a person would see on that display.
 
 (bench/app_cpu.py --screenshot uses ImageMagick's ``import``; this one needs nothing
@@ -17,7 +18,9 @@ beyond Xvfb and Qt.)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,15 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.app_cpu import xvfb  # noqa: E402 - after the path set-up
-from tests.support.pulse import (  # noqa: E402
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+
+from tests.support.pulse import (  # noqa: E402 - after the path set-up
     MIC_ID,
     MIC_SINK,
     SPEAKER_SINK,
     SYSTEM_ID,
     running_pulse_server,
 )
-from tests.support.speech import make_speech  # noqa: E402
+from tests.support.speech import PLAY_RATE_HZ, make_speech  # noqa: E402
 
 # Two people in a meeting: what each says, in turn (sink, voice, pitch, text).
 TURNS = (
@@ -46,14 +51,43 @@ TURNS = (
                                 "launch forward by one week."),
     (MIC_SINK, "en", 40, "That works for me. Next, the hiring plan for the new office."),
     (SPEAKER_SINK, "en-us", 75, "We have two offers out and one more interview on Monday."),
+    (MIC_SINK, "en", 40, "Good. Then the last point is the office move in the spring."),
+    (SPEAKER_SINK, "en-us", 75, "The movers are booked for the second week of April."),
 )
 DISPLAY = ":95"
+SCREEN = "1100x1400x24"  # taller than the window, so nothing is cut off
+NOISE_DBFS = -62.0  # a quiet room in both sinks: null sinks are digital zeros otherwise
+
+
+@contextlib.contextmanager
+def xvfb(display: str):
+    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", SCREEN, "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/tmp/.X11-unix/X{display.lstrip(':')}").exists():
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("Xvfb did not start")
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def room_noise(directory: Path) -> Path:
+    rng = np.random.default_rng(9)
+    level = 10 ** (NOISE_DBFS / 20)
+    samples = (level * rng.standard_normal(180 * PLAY_RATE_HZ)).astype(np.float32)
+    path = directory / "room.wav"
+    sf.write(path, samples, PLAY_RATE_HZ, subtype="FLOAT")
+    return path
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
-    parser.add_argument("--lines", type=int, default=5)
+    parser.add_argument("--lines", type=int, default=4)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meetcap-shot-"))
     runtime = work / "pulse"
@@ -63,6 +97,9 @@ def main() -> int:
         turns = [(sink, make_speech(work, f"turn{i}", text, voice=voice, pitch=pitch,
                                     lead_s=0.2, tail_s=0.9).path)
                  for i, (sink, voice, pitch, text) in enumerate(TURNS)]
+        noise = room_noise(work)
+        for sink in (MIC_SINK, SPEAKER_SINK):
+            pulse.play(noise, sink)
         return take(args, work, pulse, turns)
 
 
@@ -90,7 +127,7 @@ def take(args: argparse.Namespace, work: Path, pulse, turns) -> int:
     window = MainWindow(controller, store)
     controller.start_services()
     window.show()
-    window.resize(820, window.height() + 120)
+    window.resize(820, window.height())
     done = threading.Event()
 
     def speak() -> None:
@@ -108,11 +145,14 @@ def take(args: argparse.Namespace, work: Path, pulse, turns) -> int:
     while time.monotonic() < deadline and len(pane.segments) < args.lines:
         app.processEvents()
         time.sleep(0.02)
-    # A partial of the next sentence makes the picture: wait for one, briefly.
-    until = time.monotonic() + 6
+    # The next sentence's partial makes the picture: wait for one, briefly.
+    until = time.monotonic() + 4
     while time.monotonic() < until and pane.view.partial is None:
         app.processEvents()
         time.sleep(0.02)
+    for _ in range(10):  # let the meters and labels catch up with the last events
+        app.processEvents()
+        time.sleep(0.05)
     frame = window.frameGeometry()
     shot = app.primaryScreen().grabWindow(0, frame.x(), frame.y(), frame.width(),
                                           frame.height())
