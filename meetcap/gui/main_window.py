@@ -139,7 +139,7 @@ class MainWindow(QMainWindow):
         for source, strip in self.strips.items():
             strip.apply_settings(s.device_id(source) or None, capture.gain_db.get(source, 0.0),
                                  capture.muted.get(source, False))
-        self.mix_strip.apply_settings(capture.vad, capture.normalize)
+        self.mix_strip.apply_settings(capture.vad, capture.normalize, capture.tracks)
 
     def _connect(self) -> None:
         c = self.controller
@@ -152,6 +152,7 @@ class MainWindow(QMainWindow):
             strip.meter.clip_cleared.connect(self.refresh_text)
         self.mix_strip.vad_toggled.connect(self._on_vad)
         self.mix_strip.normalize_toggled.connect(self._on_normalize)
+        self.mix_strip.tracks_toggled.connect(self._on_tracks)
         self.connection.settings_requested.connect(self.open_settings)
         c.phase_changed.connect(self._on_phase)
         c.devices_changed.connect(self._on_devices)
@@ -239,6 +240,10 @@ class MainWindow(QMainWindow):
 
     def _on_vad(self, enabled: bool) -> None:
         self.controller.set_vad(enabled)
+        self._schedule_save()
+
+    def _on_tracks(self, enabled: bool) -> None:
+        self.settings.capture.tracks = enabled  # read when the next session's chain is made
         self._schedule_save()
 
     def _on_normalize(self, enabled: bool) -> None:

@@ -17,6 +17,7 @@ class MixStrip(Card):
 
     vad_toggled = Signal(bool)
     normalize_toggled = Signal(bool)
+    tracks_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Mix (what is sent)", parent)
@@ -41,16 +42,23 @@ class MixStrip(Card):
         self.normalize_box = QCheckBox("Normalise level", self)
         self.normalize_box.setToolTip("Slow automatic gain towards a steady speech level "
                                       "(the limiter always stays on)")
+        self.tracks_box = QCheckBox("Two tracks", self)
+        self.tracks_box.setToolTip("The local copy gets two channels: 1 your microphone, 2 the "
+                                   "system audio (from the next Start)")
         row.addWidget(self.vad_box)
         row.addWidget(self.normalize_box)
+        row.addWidget(self.tracks_box)
         self.body.addLayout(row)
         self.vad_box.toggled.connect(self.vad_toggled)
         self.normalize_box.toggled.connect(self.normalize_toggled)
+        self.tracks_box.toggled.connect(self.tracks_toggled)
         self.speech = False
         self.refresh_text(SourceLevels("mix"), recording=False)
 
-    def apply_settings(self, vad: bool, normalize: bool) -> None:
-        for box, value in ((self.vad_box, vad), (self.normalize_box, normalize)):
+    def apply_settings(self, vad: bool, normalize: bool, tracks: bool = False) -> None:
+        for box, value in (
+            (self.vad_box, vad), (self.normalize_box, normalize), (self.tracks_box, tracks)
+        ):
             box.blockSignals(True)
             box.setChecked(value)
             box.blockSignals(False)
