@@ -123,3 +123,40 @@ def test_frames_where_one_side_speaks_carry_the_right_label(pulse, lane_files, c
     assert abs((you_lag - others_lag) / 16) < 50  # both voices found where they were played
     assert only_you.sum() > 40 and only_others.sum() > 40
     assert right.mean() >= 0.95
+
+
+def test_meetcap_record_streams_who_spoke_into_the_servers_speaker_turns(
+    pulse, speech_files, meetcap_server, tmp_path
+):
+    """The whole path: capture, lane VADs, spool, the speakers extension on the wire, the
+    server's flags file and the sidecar's speaker turns."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support.server_proc import TOKEN
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetcap", "record", "--mic", MIC_ID, "--system", SYSTEM_ID,
+         "--vad", "--seconds", "11", "--url", meetcap_server.url, "--token", TOKEN,
+         "--data-dir", str(tmp_path / "client")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(2.0)
+    you = pulse.play(speech_files["mic"].path, MIC_SINK)
+    assert you.wait(timeout=30) == 0
+    time.sleep(0.8)
+    others = pulse.play(speech_files["system"].path, SPEAKER_SINK)
+    stdout, stderr = proc.communicate(timeout=90)
+    others.wait(timeout=30)
+    assert proc.returncode == 0, stderr
+    (sidecar,) = meetcap_server.data_dir.glob("*.json")
+    turns = json.loads(sidecar.read_text())["speaker_turns"]
+    print("\nspeaker turns stored:", turns)
+    time_of = {name: sum(t["end_ms"] - t["start_ms"] for t in turns if t["speaker"] == name)
+               for name in ("you", "others", "both")}
+    first = {name: min((t["start_ms"] for t in turns if t["speaker"] == name), default=None)
+             for name in ("you", "others")}
+    assert time_of["you"] >= 2000 and time_of["others"] >= 2000
+    assert time_of["both"] <= 500
+    assert first["you"] < first["others"]  # the person spoke first, then the others
