@@ -5,8 +5,8 @@ file transcribed later agrees with the live transcript of the same audio.
 
 - **Utterances** start at the first speech frame and end after ``min_pause_s`` of frames
   without speech (the VAD's flags already bridge pauses under its 300 ms hangover). An
-  utterance that reaches ``max_utterance_s`` is cut at its quietest frame of the last
-  ``cap_search_s`` seconds, and the rest goes on as the next utterance.
+  utterance that reaches ``max_utterance_s`` is cut after its quietest frame of the last
+  ``cap_search_s`` seconds; the next one starts at the first speech frame after the cut.
 - Each utterance is **transcribed once when it ends**: one final segment, timed by its
   frames (seq * 0.1 s, so exact across reconnects), with ``pre_roll_s`` of audio before
   its first speech frame so Whisper hears the onset. Utterances with less than
@@ -219,11 +219,12 @@ class StreamingTranscriber:
         rest_seq = utt.audio_seq + cut
         utt.pcm, utt.speech_flags = utt.pcm[:cut], utt.speech_flags[:cut]
         out = self._finish_utterance(cut_seq=rest_seq)
-        # The rest starts the next utterance at once: speech is going on.
-        nxt = self._utterance = _Utterance(rest_seq, [])
+        # The frames after the cut take the usual steps, exactly as a restarted worker
+        # resuming at rest_seq would feed them, so a restart there gives the same finals:
+        # the next utterance starts at their first speech frame. (No pause of min_pause
+        # frames can be among them: it would have ended the utterance before the cap.)
         for k, (frame, flag) in enumerate(zip(rest_pcm, rest_flags, strict=True)):
-            nxt.add(rest_seq + k, frame, flag)
-        nxt.first_speech_seq = rest_seq
+            out.extend(self._step(rest_seq + k, frame, flag))
         return out
 
     # -- transcription -------------------------------------------------------------
