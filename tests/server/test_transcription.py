@@ -36,15 +36,15 @@ SERVER = {"transcribe": True, "realtime_slack_s": 1000}
 
 @pytest.fixture(scope="module")
 def speech():
-    """Three sentences (about 17 s) as frames with the Silero VAD's flags, and the
-    finals the engine gives for them offline."""
+    """Three sentences (about 14 s, the third a quick one) as frames with the Silero
+    VAD's flags, and the finals the engine gives for them offline."""
     if not have_espeak():
         pytest.skip("espeak-ng is not installed (bash packaging/bootstrap.sh test installs it)")
     from meetcap.transcribe.engine import load_engine
     from meetcap.transcribe.offline import frames_with_speech, transcribe_frames
     from meetcap.transcribe.stream import StreamingTranscriber
 
-    corpus = make_corpus(SENTENCES[:3])
+    corpus = make_corpus((SENTENCES[0], SENTENCES[1], SENTENCES[4]), pause_s=0.9)
     frames = frames_with_speech(corpus.samples)
     finals = transcribe_frames(StreamingTranscriber(load_engine()), frames)
     assert len(finals) == 3, [s.text for s in finals]
@@ -157,7 +157,7 @@ def test_a_client_gets_every_final_exactly_once_across_a_forced_reconnect(
         s = streamer(proxy.url, tmp_path, heard)
         # Up to the middle of the second sentence, in real time x2 so partials come.
         middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
-        submit(s, frames[:middle], pace_s=0.05)
+        submit(s, frames[:middle], pace_s=0.04)
         heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
         proxy.cut_now()  # no close frames: the client must reconnect and resume
         submit(s, frames[middle:], pace_s=0.02)
@@ -183,7 +183,7 @@ def test_server_killed_mid_session_and_restarted_every_utterance_once_stored_and
     heard = Heard()
     s = streamer(server.url, tmp_path, heard)
     middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
-    submit(s, frames[:middle], pace_s=0.05)
+    submit(s, frames[:middle], pace_s=0.04)
     heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
     server.restart(kill=True)  # SIGKILL: the worker dies with it (its pipe closes)
     submit(s, frames[middle:], pace_s=0.02)
