@@ -1,11 +1,12 @@
-"""One capture source's strip: device picker, gain, mute, meter, numbers and health."""
+"""One capture source's strip: device picker, gain, mute, meter, numbers and health; the
+microphone's strip also shows the echo score and has the echo cancellation switch."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from meetcap.audio.devices import AudioDevice, DeviceKind
 from meetcap.gui.device_picker import DevicePicker
@@ -13,7 +14,27 @@ from meetcap.gui.gain_control import GainControl
 from meetcap.gui.level_meter import LevelMeter
 from meetcap.gui.status_text import StatusLine, describe_source, format_dbfs
 from meetcap.gui.widgets import Card, StatusLabel
-from meetcap.levels import SourceLevels
+from meetcap.levels import Health, SourceLevels
+
+# The echo score in words (meetcap/dsp/echo_score.py verdicts).
+ECHO_REACHES = "reaches the mic"
+ECHO_CLEAN = "clean"
+
+
+def describe_echo(levels: SourceLevels, *, cancel_switch_on: bool) -> StatusLine:
+    """The echo line of the microphone's strip: what the score says, and what to do."""
+    if levels.health is Health.STOPPED or not levels.echo:
+        return StatusLine("idle", "Echo: checked while capturing")
+    if levels.echo == ECHO_REACHES:
+        what = (f"Your speakers reach the microphone (echo {levels.echo_db:.0f} dB): "
+                "use headphones, or keep echo cancellation on")
+        if levels.echo_cancel:
+            return StatusLine("info", what + " (cancelling now)")
+        return StatusLine("warning", what if cancel_switch_on else
+                          what.replace("keep echo cancellation on", "turn echo cancellation on"))
+    if levels.echo == ECHO_CLEAN:
+        return StatusLine("ok", "Echo: clean (the speakers do not reach the microphone)")
+    return StatusLine("idle", "Echo: measured once the system audio plays")
 
 
 class SourceStrip(Card):
@@ -28,6 +49,7 @@ class SourceStrip(Card):
     device_picked = Signal(str, object)
     gain_changed = Signal(str, float)
     mute_toggled = Signal(str, bool)
+    echo_cancel_changed = Signal(str)  # "auto" (switch on) or "off"
 
     def __init__(self, source: str, title: str, kind: DeviceKind,
                  parent: QWidget | None = None) -> None:
@@ -56,6 +78,24 @@ class SourceStrip(Card):
         self.numbers.setObjectName("numbers")
         self.numbers.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.body.addWidget(self.numbers)
+        # The microphone only: the echo score and the switch (the system audio is the
+        # reference, it has no echo of its own).
+        self.echo_line: StatusLabel | None = None
+        self.echo_switch: QCheckBox | None = None
+        if source == "mic":
+            echo_row = QHBoxLayout()
+            echo_row.setSpacing(10)
+            self.echo_line = StatusLabel(self)
+            self.echo_line.label.setWordWrap(True)
+            self.echo_switch = QCheckBox("Cancel echo", self)
+            self.echo_switch.setChecked(True)
+            self.echo_switch.setToolTip(
+                "Remove the speakers' sound from the microphone, using the system audio "
+                "as the reference; it runs when the speakers reach the microphone")
+            self.echo_switch.toggled.connect(self._on_echo_switch)
+            echo_row.addWidget(self.echo_line, 1)
+            echo_row.addWidget(self.echo_switch)
+            self.body.addLayout(echo_row)
 
         self.picker.device_changed.connect(self._on_device)
         self.gain.gain_db_changed.connect(self._on_gain)
@@ -74,6 +114,14 @@ class SourceStrip(Card):
         self.mute_button.blockSignals(False)
         self._label_mute(muted)
 
+    def apply_echo_cancel(self, mode: str) -> None:
+        """Show the saved echo cancellation mode (emits nothing): the switch is on for
+        "auto" and "on", off for "off"."""
+        if self.echo_switch is not None:
+            self.echo_switch.blockSignals(True)
+            self.echo_switch.setChecked(mode != "off")
+            self.echo_switch.blockSignals(False)
+
     def set_devices(self, devices: Sequence[AudioDevice]) -> None:
         self.picker.set_devices(devices)
 
@@ -89,7 +137,9 @@ class SourceStrip(Card):
     def refresh_text(self, levels: SourceLevels, *, recording: bool) -> StatusLine:
         """Update the numbers and the health line (a few times a second)."""
         shown = (format_dbfs(levels.peak_dbfs), format_dbfs(levels.rms_dbfs))
-        if not recording:
+        # Live numbers whenever capture runs: during a session, and before Start (the
+        # preview) so the set-up can be checked.
+        if not recording and levels.health is Health.STOPPED:
             shown = ("  -- ", "  -- ")
         if shown != self._numbers_shown:
             self._numbers_shown = shown
@@ -99,6 +149,9 @@ class SourceStrip(Card):
             recording=recording,
         )
         self.health.show_line(line)
+        if self.echo_line is not None and self.echo_switch is not None:
+            self.echo_line.show_line(
+                describe_echo(levels, cancel_switch_on=self.echo_switch.isChecked()))
         return line
 
     def _on_device(self, device_id: str | None) -> None:
@@ -110,6 +163,9 @@ class SourceStrip(Card):
     def _on_mute(self, muted: bool) -> None:
         self._label_mute(muted)
         self.mute_toggled.emit(self.source, muted)
+
+    def _on_echo_switch(self, on: bool) -> None:
+        self.echo_cancel_changed.emit("auto" if on else "off")
 
     def _label_mute(self, muted: bool) -> None:
         self.mute_button.setText("Unmute" if muted else "Mute")
