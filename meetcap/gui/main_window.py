@@ -140,6 +140,7 @@ class MainWindow(QMainWindow):
             strip.apply_settings(s.device_id(source) or None, capture.gain_db.get(source, 0.0),
                                  capture.muted.get(source, False))
         self.mix_strip.apply_settings(capture.vad, capture.normalize, capture.tracks)
+        self.strips[SOURCE_MIC].apply_echo_cancel(capture.echo_cancel)
 
     def _connect(self) -> None:
         c = self.controller
@@ -150,6 +151,7 @@ class MainWindow(QMainWindow):
             strip.gain_changed.connect(self._on_gain)
             strip.mute_toggled.connect(self._on_mute)
             strip.meter.clip_cleared.connect(self.refresh_text)
+        self.strips[SOURCE_MIC].echo_cancel_changed.connect(self._on_echo_cancel)
         self.mix_strip.vad_toggled.connect(self._on_vad)
         self.mix_strip.normalize_toggled.connect(self._on_normalize)
         self.mix_strip.tracks_toggled.connect(self._on_tracks)
@@ -242,6 +244,10 @@ class MainWindow(QMainWindow):
         self.controller.set_vad(enabled)
         self._schedule_save()
 
+    def _on_echo_cancel(self, mode: str) -> None:
+        self.recorder.set_echo_cancel(mode)
+        self._schedule_save()
+
     def _on_tracks(self, enabled: bool) -> None:
         self.settings.capture.tracks = enabled  # read when the next session's chain is made
         self._schedule_save()
@@ -327,13 +333,15 @@ class MainWindow(QMainWindow):
         for source, strip in self._meter_strips:
             strip.show_levels(levels.get(source) or SourceLevels(source), now)
             moving |= strip.meter.tick(now)
-        if not moving and self.controller.phase is Phase.IDLE:
+        if not moving and self.controller.phase is Phase.IDLE and not self.recorder.previewing:
             self.display_timer.stop()  # meters at rest and nothing to show: no more ticks
 
     def refresh_text(self) -> None:
         """Text timer: numbers, health lines, warnings, connection, elapsed time."""
         c, r = self.controller, self.recorder
         levels = r.levels()
+        if r.previewing and not self.display_timer.isActive():
+            self.display_timer.start()  # the meters move before Start too
         recording = c.phase is Phase.RECORDING
         warnings: list[Warning] = []
         for source, strip in self.strips.items():

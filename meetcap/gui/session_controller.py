@@ -116,9 +116,11 @@ class SessionController(QObject):
         self._capture_ended.connect(self._on_capture_ended)
 
     def start_services(self) -> None:
-        """Start listing devices (``devices_changed`` follows). Call once, after the
-        window is wired."""
+        """Start listing devices (``devices_changed`` follows) and the preview: the
+        meters and the echo score run from now on, before Start (nothing is recorded or
+        sent until then). Call once, after the window is wired."""
         self.watcher.start()
+        self._submit(self.recorder.start_preview, "opening the devices for the meters")
 
     @property
     def recording(self) -> bool:
@@ -195,6 +197,7 @@ class SessionController(QObject):
             info = self.recorder.start()
         except MeetcapError as exc:
             self._start_failed.emit(as_sentence(f"Could not start recording: {exc}"))
+            self.recorder.start_preview()  # the meters go on
             return
         self._started.emit(info)
 
@@ -207,6 +210,8 @@ class SessionController(QObject):
                 "captured is kept in the spool for the next start")))
             raise
         self._stopped.emit(result)
+        if not self._closed:
+            self.recorder.start_preview()  # the meters go on after the session
 
     # -- back on the GUI thread
 

@@ -90,6 +90,8 @@ class SettingsStore:
         capture.vad = _to_bool(q.value("processing/vad"), True)
         capture.normalize = _to_bool(q.value("processing/normalize"), True)
         capture.tracks = _to_bool(q.value("processing/tracks"), False)
+        echo = str(q.value("processing/echo_cancel") or "auto")
+        capture.echo_cancel = echo if echo in ("auto", "on", "off") else "auto"
         settings.server_url = str(q.value("server/url", "") or "")
         settings.token = str(q.value("server/token", "") or "")
         settings.local_copy = str(q.value("storage/local_copy_dir", "") or "")
@@ -112,6 +114,7 @@ class SettingsStore:
         q.setValue("processing/vad", "true" if capture.vad else "false")
         q.setValue("processing/normalize", "true" if capture.normalize else "false")
         q.setValue("processing/tracks", "true" if capture.tracks else "false")
+        q.setValue("processing/echo_cancel", capture.echo_cancel)
         q.setValue("storage/local_copy_dir", settings.local_copy)
         q.setValue("transcription/enabled", "true" if settings.transcribe else "false")
         q.sync()

@@ -170,6 +170,7 @@ class Recorder:
         self.last_failure: str | None = None
         self.capture_ended = threading.Event()  # set when capture stopped by itself
         self._live: _Live | None = None
+        self._preview: Subscription | None = None  # capture for the meters, before Start
         self._last_frames = 0
         self._phase_lock = threading.Lock()
 
@@ -218,10 +219,42 @@ class Recorder:
         load arrives as an audio event; frames keep flowing unmarked)."""
         self.manager.set_vad(enabled)
 
+    def set_echo_cancel(self, mode: str) -> None:
+        """The mic's echo cancellation: "auto", "on" or "off"; at once during a session."""
+        self.manager.set_echo_cancel(mode)
+
+    def set_noise_suppress(self, enabled: bool) -> None:
+        self.manager.set_noise_suppress(enabled)
+
     def set_device(self, source: str, device_id: str | None) -> None:
         """Switch a source's device ("" or None: none); live during a session. May wait
         for a start in progress (it opens devices)."""
         self.manager.set_device(source, device_id if device_id else "")  # "": none, on purpose
+
+    # -- before a session: the meters and the echo score only
+
+    @property
+    def previewing(self) -> bool:
+        return self._preview is not None
+
+    def start_preview(self) -> None:
+        """Capture for the levels and the echo score while no session runs, so a person
+        can check the set-up before the meeting. Its frames are dropped: nothing is
+        recorded or sent until :meth:`start` (which ends the preview first, so the
+        session's frame 0 is its own first sample). A no-op during a session; a device
+        that cannot be opened leaves the preview off (its strip reads "not capturing")
+        and is said again at Start."""
+        if self.phase is not Phase.IDLE or self._preview is not None:
+            return
+        try:
+            self._preview = self.manager.subscribe(_drop_frame, name="preview")
+        except MeetcapError as exc:
+            log.info("no preview of the levels: %s", exc)
+
+    def stop_preview(self) -> None:
+        preview, self._preview = self._preview, None
+        if preview is not None:
+            self.manager.unsubscribe(preview)
 
     # -- the session
 
@@ -253,6 +286,7 @@ class Recorder:
                                local_copy=writer.path if writer is not None else None,
                                started_monotonic=time.monotonic())
             live = _Live(info, streamer, writer, max_frames)
+            self.stop_preview()
             self.capture_ended.clear()
             self.last_failure = None
             self._live = live
@@ -299,6 +333,7 @@ class Recorder:
         server. Blocks; call at exit."""
         if self.phase is Phase.RECORDING:
             self.stop(timeout_s)
+        self.stop_preview()
         self.manager.close()
         if self.local_server is not None:
             self.local_server.stop()
@@ -386,6 +421,10 @@ class Recorder:
 
     def _on_transcript(self, segment: TranscriptSegment) -> None:
         self.listener.on_transcript(segment)
+
+
+def _drop_frame(frame: Frame) -> None:
+    """The preview's frame listener: nothing is recorded before Start."""
 
 
 def _describe(exc: BaseException) -> str:
