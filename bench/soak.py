@@ -393,6 +393,13 @@ def main() -> None:
           f"unfinished on the server {result['unfinished']}, spool folders left {leftover}")
     print(f"hostile peers: {dict(tally)}")
     print(f"server RSS: peak {peak:.1f} MB over {server.instance} instances")
+    lives = []  # each instance: RSS 30 s after its start -> its last sample
+    for inst in range(1, server.instance + 1):
+        mine = [(t, mb) for i, t, mb in server.rss_samples if i == inst]
+        warm = [mb for t, mb in mine if t >= 30]
+        if warm:
+            lives.append(f"{warm[0]:.0f}->{mine[-1][1]:.0f} MB in {mine[-1][0]:.0f} s")
+    print(f"server RSS per instance (30 s in -> last): {', '.join(lives)}")
     if not args.keep and result["lost"] == 0 and result["wrong"] == 0:
         import shutil
 
