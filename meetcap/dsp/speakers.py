@@ -11,10 +11,10 @@ as a smaller coupling):
 
 - ``P`` = the loudest system window of the last ``ECHO_SPAN_WINDOWS`` (256 ms, longer
   than any laptop's speaker-to-mic delay): the most the echo can carry now;
-- while the system lane is active, the rule learns the coupling ``c`` = the median over
-  the last ~6 s of (mic energy / ``P``) (the median ignores double talk, which is the
-  minority of the time);
-- the mic window is the person's own sound when its energy exceeds ``OWN_MARGIN`` (9 dB)
+- while the system lane is active, the rule learns the coupling ``c`` = the 85th
+  percentile over the last ~20 s of (mic energy / ``P``), from windows where the mic is
+  quieter than ``P`` (louder is never pure echo), so double talk hardly moves it;
+- the mic window is the person's own sound when its energy exceeds ``OWN_MARGIN`` (6 dB)
   times ``c * P``; "you" is a mic speech verdict with own sound within the last
   ``OWN_HOLD_WINDOWS`` (320 ms, the VAD's own hangover).
 
@@ -35,6 +35,7 @@ from meetcap.dsp.vad import WINDOW_SAMPLES, VadStream
 from meetcap.frames import SPEAKER_OTHERS, SPEAKER_YOU, Frame
 
 ECHO_SPAN_WINDOWS = 8
+ECHO_LEAD_WINDOWS = 0  # measured: a lead of 2-3 windows cost double talk more than it won
 OWN_MARGIN = 10 ** (6 / 10)
 COUPLING_QUANTILE = 0.85
 OWN_HOLD_WINDOWS = 10
@@ -44,23 +45,36 @@ _SYSTEM_ACTIVE_POWER = 10 ** (-60 / 10)  # mean square of a -60 dBFS window
 
 
 class EchoRule:
-    """Per window: is the mic's sound the person's own, or what the speakers put there?"""
+    """Per window: is the mic's sound the person's own, or what the speakers put there?
+
+    The system window that explains a mic window may come up to ECHO_SPAN_WINDOWS before
+    it (the speakers' delay) or up to ECHO_LEAD_WINDOWS after it (two capture streams
+    whose latencies differ: the mic lane can run a few tens of ms ahead of the system
+    lane), so a window is judged once the ECHO_LEAD_WINDOWS after it are in.
+    """
 
     def __init__(self) -> None:
         self._system = deque([0.0] * ECHO_SPAN_WINDOWS, maxlen=ECHO_SPAN_WINDOWS)
+        self._waiting: deque[tuple[float, float]] = deque()  # (mic, system) not yet judged
         self._ratios: deque[float] = deque(maxlen=_COUPLING_HISTORY)
         self._since_own = OWN_HOLD_WINDOWS  # windows since the last own window
         self._active_seen = 0
         self.coupling = _COUPLING_START
 
-    def own(self, mic_power: np.ndarray, system_power: np.ndarray) -> np.ndarray:
-        """One flag per window: own sound heard within the last OWN_HOLD_WINDOWS."""
-        out = np.zeros(len(mic_power), dtype=bool)
-        for i in range(len(mic_power)):
-            self._system.append(float(system_power[i]))
-            reach = max(self._system)
-            mic = float(mic_power[i])
-            if reach > _SYSTEM_ACTIVE_POWER:
+    def own(self, mic_power: np.ndarray, system_power: np.ndarray, *, final: bool = False) -> np.ndarray:
+        """One flag per window judged now (in order; the last ECHO_LEAD_WINDOWS wait for
+        what follows, unless ``final``): own sound heard within the last OWN_HOLD_WINDOWS."""
+        self._waiting.extend(zip(map(float, mic_power), map(float, system_power)))
+        count = len(self._waiting) if final else max(0, len(self._waiting) - ECHO_LEAD_WINDOWS)
+        out = np.zeros(count, dtype=bool)
+        for i in range(count):
+            mic, system = self._waiting.popleft()
+            self._system.append(system)
+            ahead = max((w[1] for w in list(self._waiting)[:ECHO_LEAD_WINDOWS]), default=0.0)
+            reach = max(max(self._system), ahead)
+            # A mic louder than the speakers' own signal is not pure echo (no room
+            # returns more than it gets): such windows never teach the coupling.
+            if reach > _SYSTEM_ACTIVE_POWER and mic < reach:
                 self._ratios.append(mic / reach)
                 self._active_seen += 1
                 if len(self._ratios) >= 10 and self._active_seen % 8 == 0:  # ~4 times a second
@@ -152,7 +166,10 @@ class SpeakerDetector:
                 ).mean(axis=1)
                 for name, fifo in self._energy.items()
             }
-            own = self._echo.own(power["mic"], power["system"])
+        else:
+            power = {"mic": np.zeros(0), "system": np.zeros(0)}
+        own = self._echo.own(power["mic"], power["system"], final=final)
+        if len(own):
             self._own.push(np.repeat(own, WINDOW_SAMPLES))
             self._last_own = bool(own[-1])
         if final:  # the last partial window goes as the one before it
