@@ -37,8 +37,9 @@ from meetcap.dsp.linear_aec import BLOCK, LinearEchoCanceller
 PRE_DELAY_MS = 20.0
 # ... and spans this much: 80 ms of the echo and its tail. Short converges fast; the
 # bulk delay is taken out by the delay line.
-FILTER_PARTITIONS = 8
-_SPAN = FILTER_PARTITIONS * BLOCK
+LINEAR_BLOCK = 2 * BLOCK  # 20 ms: half the numpy calls per second of 10 ms blocks
+FILTER_PARTITIONS = 4
+_SPAN = FILTER_PARTITIONS * LINEAR_BLOCK
 # AEC3 keeps more than this share of the microphone's power: the person is talking.
 # (With only the far end playing it keeps ~-50 dB; with a voice, within a few dB of it.)
 TALK_POWER_RATIO = 0.01
@@ -85,13 +86,13 @@ class MicEchoCanceller:
         self.estimator = EchoPathEstimator()
         self.latency_samples = aec3_latency_samples()
         self._max_delay = int(MAX_DELAY_MS * SAMPLE_RATE_HZ / 1000)
-        self._far_history = np.zeros(self._max_delay + BLOCK, np.float32)
+        self._far_history = np.zeros(self._max_delay + LINEAR_BLOCK, np.float32)
         self._bulk = 0  # samples the linear filter's reference is delayed by
         self._pre = int(PRE_DELAY_MS * SAMPLE_RATE_HZ / 1000)
         # The lane out, delayed by AEC3's latency (also with cancellation off).
         self._mic_delay = DelayLine(self.latency_samples)
         self._linear_delay = DelayLine(self.latency_samples)
-        self._linear = LinearEchoCanceller(FILTER_PARTITIONS)
+        self._linear = LinearEchoCanceller(FILTER_PARTITIONS, LINEAR_BLOCK)
         self._aec3 = None
         self._suppressor = None
         self._hold = 0
@@ -149,29 +150,37 @@ class MicEchoCanceller:
             return out
         self._follow_delay()
         out = np.empty(len(mic), np.float32)
-        for start in range(0, len(mic), BLOCK):
-            near = mic[start : start + BLOCK]
-            ref = far[start : start + BLOCK]
-            short = BLOCK - len(near)
+        for start in range(0, len(mic), LINEAR_BLOCK):
+            near = mic[start : start + LINEAR_BLOCK]
+            ref = far[start : start + LINEAR_BLOCK]
+            short = LINEAR_BLOCK - len(near)
             if short:  # the last piece of a session: pad (the state no longer matters)
                 near = np.concatenate((near, np.zeros(short, np.float32)))
                 ref = np.concatenate((ref, np.zeros(short, np.float32)))
             block = self._cancel(np.ascontiguousarray(near, np.float32),
                                  np.ascontiguousarray(ref, np.float32))
             if self._suppressor is not None:
-                block = self._suppressor.process(block)
-            out[start : start + BLOCK - short] = block[: BLOCK - short]
+                block = self._suppress(block)
+            out[start : start + LINEAR_BLOCK - short] = block[: LINEAR_BLOCK - short]
         return out
 
     def _cancel(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
-        self._far_history = np.concatenate((self._far_history[BLOCK:], far))
+        """One LINEAR_BLOCK: the linear filter once, AEC3 and the choice per 10 ms."""
+        self._far_history = np.concatenate((self._far_history[LINEAR_BLOCK:], far))
         end = len(self._far_history) - self._bulk
-        deep = self._aec3.process(near, far)
-        # Freeze the linear filter on the last verdict (AEC3 runs 8 ms behind, so this
-        # block's verdict comes with the next): it must not learn the voice as echo.
-        linear = self._linear.process(near, self._far_history[end - BLOCK : end],
+        # Held still while the person talks (the last verdict: AEC3 runs 8 ms behind):
+        # it must not learn their voice as echo.
+        linear = self._linear.process(near, self._far_history[end - LINEAR_BLOCK : end],
                                       adapt=self._hold == 0)
         linear = self._linear_delay.process(linear)  # to AEC3's (later) timing
+        out = np.empty(LINEAR_BLOCK, np.float32)
+        for at in range(0, LINEAR_BLOCK, BLOCK):
+            part = slice(at, at + BLOCK)
+            out[part] = self._choose(near[part], self._aec3.process(near[part], far[part]),
+                                     linear[part])
+        return out
+
+    def _choose(self, near: np.ndarray, deep: np.ndarray, linear: np.ndarray) -> np.ndarray:
         deep_power = float(np.dot(deep, deep))
         # The person talks when AEC3 lets through a real share of the microphone AND the
         # linear filter's output is not much louder than AEC3's (a share of AEC3 output
@@ -189,7 +198,7 @@ class MicEchoCanceller:
             ramp = np.linspace(self._weight, weight, BLOCK, dtype=np.float32)
             mixed = ramp * linear + (1.0 - ramp) * deep
         self._weight = weight
-        return mixed.astype(np.float32, copy=False)
+        return mixed
 
     def _suppress(self, samples: np.ndarray) -> np.ndarray:
         out = samples.copy()

@@ -25,56 +25,74 @@ BLOCK = 160
 DEFAULT_PARTITIONS = 40
 STEP = 0.5  # normalised step size: converges in ~1 s of far-end speech
 GEIGEL_THRESHOLD = 0.5  # the echo path is assumed to lose at least 6 dB
+# Far-end peaks below this (-80 dBFS) in the filter's whole span: nothing to cancel.
+SILENT_FAR = 1e-4
 HANGOVER_BLOCKS = 8  # 80 ms of no adaptation after the last double-talk block
 _FLOOR = 0.1  # of the mean far-end power, added to every bin's
 _REGULARISATION = 1e-6  # keeps the step finite in silent bins (float32 audio, +-1 full scale)
 
 
 class LinearEchoCanceller:
-    """Mic block in, echo-free mic block out, ``BLOCK`` samples at a time."""
+    """Mic block in, echo-free mic block out, ``block`` samples at a time."""
 
-    def __init__(self, partitions: int = DEFAULT_PARTITIONS) -> None:
-        if partitions < 1:
-            raise ValueError(f"the filter needs at least one partition, got {partitions}")
+    def __init__(self, partitions: int = DEFAULT_PARTITIONS, block: int = BLOCK) -> None:
+        if partitions < 1 or block < 16:
+            raise ValueError(f"the filter needs at least one partition of at least 16 "
+                             f"samples, got {partitions} of {block}")
         self.partitions = partitions
-        bins = BLOCK + 1
+        self.block = block
+        self._hangover_blocks = -(-HANGOVER_BLOCKS * BLOCK // block)  # the same 80 ms
+        bins = block + 1
         self._weights = np.zeros((partitions, bins), np.complex128)
         self._far_spectra = np.zeros((partitions, bins), np.complex128)
         self._far_power = np.zeros(bins)  # sum of |far spectrum|^2 over the partitions
-        self._far_tail = np.zeros(BLOCK, np.float64)  # the previous far block
+        self._far_tail = np.zeros(block, np.float64)  # the previous far block
         self._far_peaks = np.zeros(partitions, np.float64)  # per block, newest first
         self._hangover = 0
         self.double_talk = False  # the last block's verdict (for tests and the combiner)
-        self.echo_estimate = np.zeros(BLOCK, np.float32)  # the last block's echo estimate
+        self.echo_estimate = np.zeros(block, np.float32)  # the last block's echo estimate
 
     def reset(self) -> None:
-        self.__init__(self.partitions)  # type: ignore[misc]  # same settings, fresh state
+        self.__init__(self.partitions, self.block)  # type: ignore[misc]  # same settings, fresh state
 
     def process(self, near: np.ndarray, far: np.ndarray, *, adapt: bool = True) -> np.ndarray:
         """Cancel one block: ``near`` (microphone) and ``far`` (reference), BLOCK samples.
         ``adapt=False``: a caller that knows the person talks holds the filter still."""
-        if len(near) != BLOCK or len(far) != BLOCK:
-            raise ValueError(f"blocks of {BLOCK} samples, got {len(near)} and {len(far)}")
+        block = self.block
+        if len(near) != block or len(far) != block:
+            raise ValueError(f"blocks of {block} samples, got {len(near)} and {len(far)}")
         far64 = far.astype(np.float64)
+        peak = float(np.max(np.abs(far64)))
+        self._far_peaks = np.roll(self._far_peaks, 1)
+        self._far_peaks[0] = peak
+        quiet = max(float(np.max(self._far_peaks)), float(np.max(np.abs(self._far_tail))))
+        if quiet < SILENT_FAR:
+            # Nothing played in the filter's whole span: no echo to remove, nothing to
+            # learn. Skip the FFTs (half of a meeting, often), keep the history exact.
+            self._far_tail = far64
+            self._far_spectra = np.roll(self._far_spectra, 1, axis=0)
+            self._far_spectra[0] = 0.0
+            self.double_talk = False
+            self._hangover = 0
+            self.echo_estimate = np.zeros(block, np.float32)
+            return np.asarray(near, np.float32)
         spectrum = np.fft.rfft(np.concatenate((self._far_tail, far64)))
         self._far_tail = far64
         self._far_spectra = np.roll(self._far_spectra, 1, axis=0)
         self._far_spectra[0] = spectrum
-        self._far_peaks = np.roll(self._far_peaks, 1)
-        self._far_peaks[0] = float(np.max(np.abs(far64)))
         # Far-end power per bin over the filter's whole span (every partition adapts
         # on its own block's spectrum, so a loud block 300 ms ago counts as much as now).
         self._far_power = np.einsum("pk,pk->k", self._far_spectra,
                                     np.conj(self._far_spectra)).real
 
         echo_spectrum = np.einsum("pk,pk->k", self._weights, self._far_spectra)
-        echo = np.fft.irfft(echo_spectrum)[BLOCK:]
+        echo = np.fft.irfft(echo_spectrum)[block:]
         error = near.astype(np.float64) - echo
         self.echo_estimate = echo.astype(np.float32)
 
         # Geigel: the microphone is louder than any echo of the far end could be.
         if float(np.max(np.abs(near))) > GEIGEL_THRESHOLD * float(np.max(self._far_peaks)):
-            self._hangover = HANGOVER_BLOCKS
+            self._hangover = self._hangover_blocks
         elif self._hangover > 0:
             self._hangover -= 1
         self.double_talk = self._hangover > 0
@@ -83,7 +101,7 @@ class LinearEchoCanceller:
         return error.astype(np.float32)
 
     def _adapt(self, error: np.ndarray) -> None:
-        error_spectrum = np.fft.rfft(np.concatenate((np.zeros(BLOCK), error)))
+        error_spectrum = np.fft.rfft(np.concatenate((np.zeros(self.block), error)))
         # The far-end power summed over the filter's span normalises the step per bin.
         # Bins the far end barely reached get a step bounded by the spectrum's mean power:
         # dividing by their own tiny power made the filter blow up on speech.
@@ -91,5 +109,5 @@ class LinearEchoCanceller:
         gradient = np.conj(self._far_spectra) * (error_spectrum / norm)
         # Constrain: keep only the causal half of each partition's impulse response.
         taps = np.fft.irfft(gradient, axis=1)
-        taps[:, BLOCK:] = 0.0
+        taps[:, self.block :] = 0.0
         self._weights += STEP * np.fft.rfft(taps, axis=1)
