@@ -154,10 +154,11 @@ VAD_BATCH_MS = DEFAULT_VAD_BATCH_MS
 def run_chain(
     sources: Sources, seconds: float, cycle_ms: float, use_vad: bool, *,
     gate: bool = True, who_spoke: bool = False, tracks: bool = False,
-    delivers=loopback_delivers,
+    delivers=loopback_delivers, echo_cancel: str = "off",
 ):
     chain = MixChain(
-        start_time=time.time(), vad_batch_ms=VAD_BATCH_MS, who_spoke=who_spoke, tracks=tracks
+        start_time=time.time(), vad_batch_ms=VAD_BATCH_MS, who_spoke=who_spoke, tracks=tracks,
+        echo_cancel=echo_cancel,
     )
     chain.add_source("mic", DEVICE_RATE_HZ, 1)
     chain.add_source("system", DEVICE_RATE_HZ, 2)
@@ -323,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
          True, args.repeats),
         ("meeting, tracks", functools.partial(run_meeting, who_spoke=True, tracks=True),
          args.seconds, True, args.repeats),
+        # Echo cancellation forced on (the app's "auto" runs it only while the speakers
+        # reach the mic; the echo score alone runs always and is in every row above).
+        ("meeting, AEC on", functools.partial(run_meeting, echo_cancel="on"),
+         args.seconds, True, args.repeats),
+        ("meeting, AEC+who+tracks", functools.partial(
+            run_meeting, who_spoke=True, tracks=True, echo_cancel="on"),
+         args.seconds, True, args.repeats),
     ):
         data = meeting if label.startswith("meeting") else sources
         runs = [runner(data, seconds, args.cycle_ms, use_vad) for _ in range(repeats)]
@@ -353,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         f"takes the chain from {results['meeting, VAD no gate']:.0f}x to "
         f"{results['meeting, VAD gated']:.0f}x real time; who spoke (a VAD per lane) "
         f"{results['meeting, who spoke']:.0f}x, with tracks too "
-        f"{results['meeting, tracks']:.0f}x"
+        f"{results['meeting, tracks']:.0f}x; echo cancellation on "
+        f"{results['meeting, AEC on']:.0f}x, with who spoke and tracks "
+        f"{results['meeting, AEC+who+tracks']:.0f}x"
     )
     print(
         f"pipeline: {results['chain, VAD on']:.0f}x real time with VAD, "
