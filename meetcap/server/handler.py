@@ -91,7 +91,7 @@ class ConnectionHandler:
         self._ended_sent = False  # `ended` went out: what arrives now crossed it
         self._refused_after_end = False
         self._refusal = Answer(CloseCode.INTERNAL_ERROR, "")
-        self.transcript: TranscriptFeed | None = None  # when the client asked for one
+        self.transcript: TranscriptFeed | None = None  # when the server transcribes
 
     @property
     def session_id(self) -> str | None:
