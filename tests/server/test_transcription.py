@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -317,3 +318,38 @@ def test_a_session_that_ended_before_its_transcript_was_done_is_finished_after_a
         time.sleep(0.2)
     same_finals(formats.from_json(json.loads(path.read_text())), want)
     assert not (server.data_dir / "transcribing" / f"{result.session_id}.lock").exists()
+
+
+def test_a_resume_on_another_instance_gets_every_final_exactly_once(
+    speech, meetcap_server_factory, tmp_path, redis_url
+):
+    """Two instances share Redis and the data directory: the session moves from the first
+    (still alive: a takeover) to the second mid-sentence; the second's worker takes the
+    transcript over from the files the first one's worker let go of."""
+    _, frames, want = speech
+    shared = tmp_path / "shared"
+    first = meetcap_server_factory(data_dir=shared, redis=redis_url, **SERVER)
+    second = meetcap_server_factory(data_dir=shared, redis=redis_url, **SERVER)
+    proxy = FaultProxy(first.port)
+    proxy.start()
+    try:
+        heard = Heard()
+        s = streamer(proxy.url, tmp_path, heard)
+        middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
+        submit(s, frames[:middle], pace_s=0.04)
+        heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
+        proxy.retarget(second.port)
+        proxy.cut_now()  # the client resumes through the proxy: on the second instance
+        submit(s, frames[middle:], pace_s=0.02)
+        result = s.finish(90)
+        assert result.ok, result.message
+    finally:
+        proxy.stop()
+    same_finals(heard.finals, want)
+    same_finals(formats.from_json(stored(shared, result.session_id)[0]), want)
+    # The second instance's worker carried on where the first one's left the files.
+    taken_up = re.findall(
+        rf"session {result.session_id}: transcribing from frame (\d+) \(next segment (\d+)\)",
+        second.log_text(),
+    )
+    assert taken_up and int(taken_up[0][0]) > 0 and int(taken_up[0][1]) >= 1, taken_up

@@ -58,10 +58,13 @@ def status_text(lag_s: float, next_id: int, complete: bool) -> str:
 class TranscriptFeed:
     """Sends ``session``'s transcript to ``ws`` from final id ``next_id`` on."""
 
-    def __init__(self, ws: WebSocket, session: SessionTranscript, next_id: int) -> None:
+    def __init__(
+        self, ws: WebSocket, session: SessionTranscript, next_id: int, *, wanted: bool = True
+    ) -> None:
         self.ws = ws
         self.session = session
         self.next_id = next_id
+        self.wanted = wanted  # False: the client did not ask; nothing is sent
         self._sent_partial: TranscriptSegment | None = None
         self._sent_lag: float | None = None
         self._sent_complete = False
@@ -70,6 +73,8 @@ class TranscriptFeed:
         self.partials_dropped = 0
 
     def start(self) -> None:
+        if not self.wanted:
+            return
         self._task = asyncio.create_task(self._run(), name=f"transcript-{self.session.session_id}")
 
     def close(self) -> None:
@@ -78,6 +83,8 @@ class TranscriptFeed:
 
     async def finish(self, timeout_s: float) -> None:
         """After the session's end: wait (at most ``timeout_s``) until every final went out."""
+        if not self.wanted:
+            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._complete.wait(), timeout_s)
 

@@ -205,24 +205,30 @@ class TranscriptionService:
 
     # -- connections
 
-    def attach(self, handler: ConnectionHandler, hello: Hello) -> TranscriptFeed | None:
+    def attach(self, handler: ConnectionHandler, hello: Hello) -> TranscriptFeed:
         """A connection attached ``handler.session_id``: transcribe what is stored (after a
-        restart nothing else would start it), and feed the connection if it asked."""
+        restart nothing else would start it); the feed sends the transcript if the hello
+        asked for it (else it sends nothing). Call :meth:`detach` when it detaches."""
         assert handler.session_id is not None and handler.writer is not None
         session_id = handler.session_id
         self._stored(session_id, handler.writer.durable_frames)
-        if not hello.transcript:
-            return None
         session = self._session(session_id)
-        feed = TranscriptFeed(handler.ws, session, hello.transcript_from)
+        feed = TranscriptFeed(
+            handler.ws, session, hello.transcript_from, wanted=hello.transcript
+        )
         session.feeds.add(feed)
         feed.start()
         return feed
 
     def detach(self, feed: TranscriptFeed) -> None:
+        """The connection detached: its worker lets go of the session once it has read
+        what is stored (unless new audio comes), so a resume on another instance takes
+        the transcript over at once."""
         feed.close()
         session = feed.session
         session.feeds.discard(feed)
+        if not session.ended:
+            self._send(session.session_id, ("detached", session.session_id, session.durable))
         self._maybe_forget(session)
 
     # -- internals

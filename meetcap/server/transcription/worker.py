@@ -9,7 +9,7 @@ to the transcript files (files.py) and only then reports them. Because it works 
 files, it catches up after falling behind or after a restart from ``resume_seq``.
 
 Messages (tuples over a multiprocessing Pipe). Server -> worker: ``("stored", sid,
-frames)``, ``("ended", sid, frames)``, ``("stop", "", 0)``. Worker -> server: ``("ready", model_dir)``,
+frames)``, ``("ended", sid, frames)``, ``("detached", sid, frames)``, ``("stop", "", 0)``. Worker -> server: ``("ready", model_dir)``,
 ``("fatal", sentence)``, ``("finals", sid, [segment dicts])``, ``("partial", sid,
 segment dict)``, ``("progress", sid, fed, durable)``, ``("complete", sid, next_id)``,
 ``("released", sid)``, ``("failed", sid, sentence)``.
@@ -65,6 +65,7 @@ class _Job:
     progress_sent: tuple[int, int] = (-1, -1)
     progress_at: float = 0.0
     stepped_at: float = 0.0
+    detached: bool = False  # its connection went away: let go once caught up
 
     @property
     def taken(self) -> bool:
@@ -115,8 +116,15 @@ class Worker:
     def _apply(self, command: tuple) -> None:
         kind, session_id, frames = command
         job = self.jobs.get(session_id)
+        if job is None and kind == "detached":
+            return
         if job is None:
             job = self.jobs[session_id] = _Job(session_id)
+        if kind == "detached":
+            job.detached = True
+            return
+        if frames > job.durable or kind == "ended":
+            job.detached = False  # new audio: attached again (here or after a takeover)
         job.durable = max(job.durable, frames)
         job.last_news = time.monotonic()
         if kind == "ended":
@@ -237,7 +245,9 @@ class Worker:
         """Let go of sessions whose client went away (see TranscriptionConfig)."""
         now = time.monotonic()
         for job in list(self.jobs.values()):
-            if job.ended or now - job.last_news < self.config.idle_release_s:
+            if job.ended or (
+                not job.detached and now - job.last_news < self.config.idle_release_s
+            ):
                 continue
             if job.taken and job.fed < job.durable:
                 continue  # finish what is stored first
