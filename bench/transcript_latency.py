@@ -90,7 +90,8 @@ def main() -> int:
     frames = frames_with_speech(corpus.samples)
     speech_s = sum(u.end_s - u.start_s for u in corpus.utterances)
     print(f"audio: {len(frames) / 10:.1f} s, {len(corpus.utterances)} sentences, "
-          f"{speech_s:.1f} s of voice", flush=True)
+          f"{speech_s:.1f} s of voice; load average before: {os.getloadavg()[0]:.1f}",
+          flush=True)
 
     arrivals: list[tuple[float, object]] = []
     lock = threading.Lock()
@@ -119,6 +120,8 @@ def main() -> int:
             proc.terminate()
             proc.wait(30)
 
+    # The machine is shared: a load far above its cores starves the worker (say so).
+    print(f"load average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finals = [(t, s) for t, s in arrivals if s.final]
     latencies = []
     gaps = []
