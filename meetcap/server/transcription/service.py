@@ -387,7 +387,12 @@ class TranscriptionService:
         except OSError:
             return
         for session_id in names:
-            doc = read_json(self.data_dir / f"{session_id}.json")
+            try:
+                doc = read_json(self.data_dir / f"{session_id}.json")
+            except (OSError, ValueError) as exc:
+                log.warning("session %s: its sidecar cannot be read (%s): its transcript "
+                            "is finished when its client comes back", session_id, exc)
+                continue
             if isinstance(doc, dict) and doc.get("finished"):
                 frames = int(doc.get("frames", 0))
                 assert self._loop is not None
