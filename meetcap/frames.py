@@ -40,6 +40,10 @@ class Frame:
         if self.seq < 0:
             raise ValueError(f"frame sequence numbers start at 0, got {self.seq}")
         if self.tracks is not None and len(self.tracks) != 2 * FRAME_BYTES:
-            raise ValueError(f"a frame's tracks hold {2 * FRAME_BYTES} bytes, got {len(self.tracks)}")
+            raise ValueError(
+                f"a frame's tracks hold {2 * FRAME_BYTES} bytes, got {len(self.tracks)}"
+            )
         if self.speaker is not None and self.speaker not in SPEAKER_NAMES:
-            raise ValueError(f"speaker is one of {sorted(SPEAKER_NAMES)} or None, got {self.speaker}")
+            raise ValueError(
+                f"speaker is one of {sorted(SPEAKER_NAMES)} or None, got {self.speaker}"
+            )

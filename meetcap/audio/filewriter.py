@@ -47,7 +47,9 @@ class FrameFileWriter:
     def __call__(self, frame: Frame) -> None:
         if self.channels == 2:
             if frame.tracks is None:
-                raise ValueError(f"frame {frame.seq} has no tracks: the capture is not in tracks mode")
+                raise ValueError(
+                    f"frame {frame.seq} has no tracks: the capture is not in tracks mode"
+                )
             samples = np.frombuffer(frame.tracks, dtype="<i2").reshape(-1, 2)
         else:
             samples = np.frombuffer(frame.pcm, dtype="<i2")

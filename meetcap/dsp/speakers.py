@@ -61,10 +61,12 @@ class EchoRule:
         self._active_seen = 0
         self.coupling = _COUPLING_START
 
-    def own(self, mic_power: np.ndarray, system_power: np.ndarray, *, final: bool = False) -> np.ndarray:
+    def own(
+        self, mic_power: np.ndarray, system_power: np.ndarray, *, final: bool = False
+    ) -> np.ndarray:
         """One flag per window judged now (in order; the last ECHO_LEAD_WINDOWS wait for
         what follows, unless ``final``): own sound heard within the last OWN_HOLD_WINDOWS."""
-        self._waiting.extend(zip(map(float, mic_power), map(float, system_power)))
+        self._waiting.extend(zip(map(float, mic_power), map(float, system_power), strict=True))
         count = len(self._waiting) if final else max(0, len(self._waiting) - ECHO_LEAD_WINDOWS)
         out = np.zeros(count, dtype=bool)
         for i in range(count):

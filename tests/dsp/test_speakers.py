@@ -58,7 +58,10 @@ def run_chain(mic: np.ndarray, system: np.ndarray) -> list:
     return frames + chain.finish()
 
 
-@pytest.mark.parametrize("echo", [None, (0.1, -12.0), (0.15, -18.0)], ids=["headset", "echo-100ms-12dB", "echo-150ms-18dB"])
+@pytest.mark.parametrize(
+    "echo", [None, (0.1, -12.0), (0.15, -18.0)],
+    ids=["headset", "echo-100ms-12dB", "echo-150ms-18dB"],
+)
 def test_frames_where_one_side_speaks_are_labelled_right(lanes, echo):
     mic, system = lanes
     heard = mic.copy()
@@ -83,4 +86,4 @@ def test_frames_where_one_side_speaks_are_labelled_right(lanes, echo):
     assert len(right) > 100
     assert right.mean() >= 0.95
     assert np.mean(both == SPEAKER_BOTH) >= 0.8  # the person's voice is not lost in double talk
-    assert np.all((labels[[f.speech for f in frames[1:]][:n]] != SPEAKER_NOBODY))
+    assert np.all(labels[[f.speech for f in frames[1:]][:n]] != SPEAKER_NOBODY)
