@@ -195,3 +195,24 @@ def test_redis_settings_that_can_lose_keys_are_named():
         dict(safe, maxmemory="1048576", **{"maxmemory-policy": "volatile-lru"})
     )
     assert len(evicting) == 1 and "maxmemory-policy noeviction" in evicting[0]
+
+
+def test_the_server_says_so_when_it_cannot_read_redis_settings(meetcap_server_factory, tmp_path):
+    """Managed Redis often disables CONFIG: the server starts and says what to check."""
+    directory = tmp_path / "no-config"
+    directory.mkdir()
+    server = start_redis(directory)
+    server.stop()  # restart it on the same port without the CONFIG command
+    server.proc = subprocess.Popen(
+        ["redis-server", "--port", str(server.port), "--bind", "127.0.0.1", "--dir",
+         str(directory), "--save", "", "--appendonly", "no", "--rename-command", "CONFIG", ""],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(lambda: _pings(server), 10)
+        meetcap = meetcap_server_factory(redis=server.url, **FAST)
+        text = meetcap.log_text()
+        assert "cannot read Redis's configuration" in text
+        assert "appendonly yes" in text and "maxmemory-policy noeviction" in text
+    finally:
+        server.stop()
