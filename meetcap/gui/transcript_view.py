@@ -39,13 +39,13 @@ RESEARCH_DELAY_MS = 300
 # A press and release this close together is a click, not a drag.
 CLICK_SLOP_PX = 4
 
-_SPEAKERS = {"you": "You", "mic": "You", "me": "You", "local": "You",
-             "others": "Others", "other": "Others", "system": "Others", "remote": "Others"}
+# The names segments carry (meetcap/frames.py SPEAKER_NAMES) as the pane says them.
+_SPEAKERS = {"you": "You", "others": "Others", "both": "You and others", "nobody": ""}
 
 
 def speaker_label(speaker: str | None) -> str:
     """What the transcript calls a speaker: You (the microphone), Others (the meeting's
-    sound), nothing while nobody knows; another name as it comes."""
+    sound), nothing while nobody knows; another name (a later engine's) as it comes."""
     if not speaker:
         return ""
     return _SPEAKERS.get(speaker.strip().lower(), speaker.strip())
@@ -130,8 +130,8 @@ class TranscriptView(QPlainTextEdit):
     def add_segment(self, segment: TranscriptSegment) -> None:
         """A final becomes a line of its own (once: a repeated id is ignored) and ends
         the partial; a partial replaces the previous partial."""
-        if segment.final and segment.id in self._ids:
-            return
+        if segment.id in self._ids:
+            return  # a final delivered again, or a partial of a line already final
         cursor = QTextCursor(self.document())
         cursor.beginEditBlock()
         self._remove_partial(cursor)

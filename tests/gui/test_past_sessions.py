@@ -45,7 +45,7 @@ def store_session(folder, session_id: str, started_at: float, *, transcript: boo
                   SessionMeta("local", session_id, started_at, started_at),
                   f"{session_id}.wav", bytes(frames), finished=True, sha256="0" * 64)
     segments = [TranscriptSegment(i, i * SEGMENT_S, (i + 1) * SEGMENT_S - 0.2, text, True,
-                                  "mic" if i != 1 else "system")
+                                  "you" if i != 1 else "others")
                 for i, text in enumerate(TEXTS)]
     if transcript:
         (folder / f"{session_id}.transcript.json").write_text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pytestqt.exceptions import TimeoutError
 
 from meetcap.session import Phase
 from meetcap.transcribe import formats
@@ -24,17 +25,32 @@ def test_speech_into_the_sinks_appears_in_the_pane_and_exports_match_the_stored_
         mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=False,
         transcribe=True))
     pane = window.transcript
+
+    def final_with(word: str) -> bool:
+        assert controller.phase is Phase.RECORDING, (
+            f"the session ended by itself: {window.banner.text()}")
+        return any(word in s.text.lower() for s in pane.segments)
+
     window.session_panel.button.click()
     qtbot.waitUntil(lambda: controller.phase is Phase.RECORDING, timeout=30_000)
     qtbot.waitUntil(lambda: controller.recorder.frames_recorded > 0, timeout=10_000)
-    pulse.play(speech_files["mic"].path, MIC_SINK).wait(timeout=30)
-    qtbot.waitUntil(lambda: "budget" in pane.view.toPlainText().lower(), timeout=30_000)
-    pulse.play(speech_files["system"].path, SPEAKER_SINK).wait(timeout=30)
-    qtbot.waitUntil(lambda: "release" in pane.view.toPlainText().lower(), timeout=30_000)
+    for source, sink, word in (("mic", MIC_SINK, "budget"), ("system", SPEAKER_SINK, "release")):
+        pulse.play(speech_files[source].path, sink).wait(timeout=30)
+        try:
+            qtbot.waitUntil(lambda w=word: final_with(w), timeout=30_000)
+        except TimeoutError:  # say what the pane showed
+            raise AssertionError(f"no final with {word!r}; the pane shows:\n"
+                                 f"{pane.view.toPlainText()}\nbanner: {window.banner.text()}"
+                                 f"\nlevels: {controller.recorder.levels()}\nstatus: "
+                                 f"{controller.recorder.stream_status()}") from None
     shown = pane.view.toPlainText()
     print("the pane shows:\n" + shown)
     assert "hiring" in shown.lower() and "friday" in shown.lower()
     assert shown.split("\n")[0][:5] <= "00:02", "times run from the session's start"
+    [budget_line] = [line for line in shown.split("\n") if "budget" in line.lower()]
+    [release_line] = [line for line in shown.split("\n") if "release" in line.lower()]
+    assert budget_line[5:].startswith("  You: "), "the microphone's words are yours"
+    assert release_line[5:].startswith("  Others: "), "the meeting's sound is the others'"
     with qtbot.waitSignal(controller.session_finished, timeout=60_000) as finished:
         window.session_panel.button.click()
     result = finished.args[0]

@@ -42,14 +42,15 @@ def lines(pane: TranscriptPane) -> list[str]:
 
 
 def test_finals_show_their_time_from_the_start_and_their_speaker(pane):
-    pane.add_live_segment(TranscriptSegment(0, 0.0, 2.5, "Good morning everyone.", True, "mic"))
-    pane.add_live_segment(TranscriptSegment(1, 75.3, 79.0, "Can you hear me?", True, "system"))
+    pane.add_live_segment(TranscriptSegment(0, 0.0, 2.5, "Good morning everyone.", True, "you"))
+    pane.add_live_segment(TranscriptSegment(1, 75.3, 79.0, "Can you hear me?", True, "others"))
     pane.add_live_segment(TranscriptSegment(2, 3725.0, 3728.0, "Nobody knows who.", True, None))
     assert lines(pane) == [
         "00:00  You: Good morning everyone.",
         "01:15  Others: Can you hear me?",
         "1:02:05  Nobody knows who.",
     ]
+    assert speaker_label("both") == "You and others" and speaker_label("nobody") == ""
     assert speaker_label("Alice") == "Alice"
 
 
@@ -63,7 +64,8 @@ def test_the_partial_is_replaced_not_appended_and_its_final_takes_its_place(pane
     assert lines(pane) == ["00:00  We start with the budget today.",
                            "00:04  The next item is hiring."]
     pane.add_live_segment(final(1, "The next item is hiring."))  # delivered again
-    assert len(lines(pane)) == 2, "a final is shown once"
+    pane.add_live_segment(partial(1, "the next item"))  # a late partial of a final line
+    assert len(lines(pane)) == 2, "a final is shown once, and stays final"
     # A partial alone (no final yet) is one line, and goes when its final comes.
     pane.start_live()
     pane.add_live_segment(partial(0, "hello"))
@@ -180,7 +182,7 @@ def test_search_highlights_every_match_and_jumps_between_them(pane, qtbot):
 
 
 def test_text_is_selectable_and_copies_to_the_clipboard(pane, qtbot):
-    pane.add_live_segment(TranscriptSegment(0, 1.0, 3.0, "First thing to copy.", True, "mic"))
+    pane.add_live_segment(TranscriptSegment(0, 1.0, 3.0, "First thing to copy.", True, "you"))
     pane.add_live_segment(final(1, "Second thing to copy."))
     flags = pane.view.textInteractionFlags()
     assert flags & Qt.TextInteractionFlag.TextSelectableByMouse
@@ -242,8 +244,8 @@ def test_the_lag_line_says_how_far_behind_the_transcript_is(pane):
 def test_exports_write_each_format_from_the_finals_shown(pane, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
-    segments = [TranscriptSegment(0, 0.5, 2.0, "Welcome to the review.", True, "mic"),
-                TranscriptSegment(1, 2.5, 4.0, "Thanks, glad to be here.", True, "system"),
+    segments = [TranscriptSegment(0, 0.5, 2.0, "Welcome to the review.", True, "you"),
+                TranscriptSegment(1, 2.5, 4.0, "Thanks, glad to be here.", True, "others"),
                 TranscriptSegment(2, 5.0, 5.5, "Uh huh.", True, None, True)]
     for segment in segments:
         pane.add_live_segment(segment)
