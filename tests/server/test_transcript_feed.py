@@ -40,7 +40,7 @@ def partial(i: int, text: str) -> TranscriptSegment:
     return TranscriptSegment(i, i * 3.0, i * 3.0 + 1.0, text, False)
 
 
-def test_finals_from_the_id_asked_then_live_partials_dropped_while_data_waits(tmp_path):
+def test_finals_from_the_id_asked_then_partials_dropped_while_data_waits_stand_in_socket(tmp_path):
     async def scenario() -> list[dict]:
         session = SessionTranscript("s1", TranscriptFiles(tmp_path, "s1"))
         session.add_finals([final(0), final(1), final(2)])
