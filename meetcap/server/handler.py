@@ -44,6 +44,7 @@ from meetcap.server.state import (
     LostRecord,
     Refusal,
     SessionRecord,
+    StateUnavailable,
     hash_token,
     new_session_id,
     new_token,
@@ -514,6 +515,8 @@ class ConnectionHandler:
         self._slot_released = True
         try:
             await self.server.store.release(self.user, record.session_id, record.epoch)
+        except StateUnavailable as exc:  # Redis down: its lease expires by itself
+            log.warning("session %s: cannot release its slot: %s", record.session_id, exc)
         except Exception:
             log.exception("session %s: cannot release its slot", record.session_id)
 

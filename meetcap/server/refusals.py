@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from meetcap.errors import StorageError
 from meetcap.protocol import CloseCode
-from meetcap.server.state import Refusal
+from meetcap.server.state import Refusal, StateUnavailable
 from meetcap.server.storage import (
     AudioFileMissing,
     SessionFull,
@@ -44,6 +44,7 @@ CLOSE_CODES: dict[type[Exception], tuple[CloseCode, str | None]] = {
     ),
     SessionFull: (CloseCode.BAD_MESSAGE, None),  # retrying cannot help: a fatal code
     StorageError: (CloseCode.STORAGE_FAILED, None),
+    StateUnavailable: (CloseCode.INTERNAL_ERROR, None),  # retryable: Redis comes back
 }
 
 # The errors a connection is refused with, for ``except ANSWERED as exc``.

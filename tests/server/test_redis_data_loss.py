@@ -216,3 +216,32 @@ def test_the_server_says_so_when_it_cannot_read_redis_settings(meetcap_server_fa
         assert "appendonly yes" in text and "maxmemory-policy noeviction" in text
     finally:
         server.stop()
+
+
+def test_redis_down_is_said_in_words_and_the_client_retries_into_a_working_server(
+    meetcap_server_factory, private_redis
+):
+    server = meetcap_server_factory(redis=private_redis.url, **FAST)
+    rec = Recording(seed=8)
+    rec.extend(20)
+
+    async def scenario():
+        await asyncio.to_thread(private_redis.stop)
+        try:
+            await rec.open(server.url)
+        except ConnectionError as exc:
+            refused = str(exc)
+        else:
+            raise AssertionError("a hello while Redis is down was welcomed")
+        await asyncio.to_thread(restart_without_persistence, private_redis)
+        wire = await rec.open(server.url)
+        await rec.send_from_ack(wire)
+        ended = await wire.end(19)
+        await wire.__aexit__()
+        return refused, ended
+
+    refused, ended = run(scenario())
+    assert f"code={int(CloseCode.INTERNAL_ERROR)}," in refused  # retryable
+    assert "session store (Redis) is unreachable" in refused
+    assert ended.sha256 == rec.sha256()
+    assert "Traceback" not in server.log_text()

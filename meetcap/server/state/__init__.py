@@ -15,6 +15,7 @@ from meetcap.server.state.base import (
     Refusal,
     SessionRecord,
     StateStore,
+    StateUnavailable,
     hash_token,
     new_session_id,
     new_token,
@@ -45,6 +46,6 @@ def open_store(
 
 
 __all__ = [
-    "LostRecord", "Refusal", "SessionRecord", "StateStore", "hash_token", "new_session_id",
-    "new_token", "open_store",
+    "LostRecord", "Refusal", "SessionRecord", "StateStore", "StateUnavailable", "hash_token",
+    "new_session_id", "new_token", "open_store",
 ]

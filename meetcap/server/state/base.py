@@ -16,7 +16,7 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from meetcap.errors import MeetcapError
+from meetcap.errors import MeetcapError, RetryableError
 from meetcap.protocol import CloseCode
 
 # How long a "too many connected sessions" refusal asks the client to wait.
@@ -48,6 +48,11 @@ class SessionRecord:
     epoch: int
     created_at_s: float
     started_at_s: float
+
+
+class StateUnavailable(RetryableError):
+    """The state store cannot be reached (Redis down or restarting): the client is told
+    so and retries; nothing about the session changed."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,10 @@ second sees the first's rotation and epoch. Times come from the calling instance
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from meetcap.errors import ConfigError
 from meetcap.redact import redact_text
@@ -29,6 +30,7 @@ from meetcap.server.state.base import (
     LostRecord,
     SessionRecord,
     StateStore,
+    StateUnavailable,
     recovered_epoch,
     refusal_for,
 )
@@ -157,6 +159,30 @@ return {'ok', ARGV[4], ARGV[5], ARGV[6]}
 """
 
 
+_T = TypeVar("_T")
+
+
+def _reachable(
+    method: Callable[..., Awaitable[_T]],
+) -> Callable[..., Awaitable[_T]]:
+    """Redis down or restarting: StateUnavailable with one sentence (the client is told
+    and retries; the log gets one line, not a traceback per connection)."""
+
+    @functools.wraps(method)
+    async def call(self: RedisStore, *args: Any, **kwargs: Any) -> _T:
+        import redis.exceptions
+
+        try:
+            return await method(self, *args, **kwargs)
+        except (OSError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise StateUnavailable(
+                "the server's session store (Redis) is unreachable, retry shortly: "
+                + redact_text(str(exc))[:120]
+            ) from exc
+
+    return call
+
+
 def config_warnings(settings: Mapping[str, str]) -> list[str]:
     """What is unsafe in Redis's settings (CONFIG GET appendonly, save, maxmemory,
     maxmemory-policy) for meetcap's keys, in words. meetcap survives a loss (a session is
@@ -269,6 +295,7 @@ class RedisStore(StateStore):
     def _record(session_id: str, user: str, reply: list[str]) -> SessionRecord:
         return SessionRecord(session_id, user, int(reply[1]), float(reply[2]), float(reply[3]))
 
+    @_reachable
     async def create(
         self, user: str, session_id: str, token_hash: str, started_at_s: float, now_s: float
     ) -> SessionRecord:
@@ -288,6 +315,7 @@ class RedisStore(StateStore):
             raise refusal_for(reply[0], session_id)
         return self._record(session_id, user, reply)
 
+    @_reachable
     async def resume(
         self, user: str, session_id: str, token_hash: str, new_token_hash: str, now_s: float
     ) -> SessionRecord:
@@ -302,11 +330,13 @@ class RedisStore(StateStore):
             raise refusal_for(reply[0], session_id)
         return self._record(session_id, user, reply)
 
+    @_reachable
     async def release(self, user: str, session_id: str, epoch: int) -> None:
         await self._release(
             keys=[_session_key(session_id), _connected_key(user)], args=[session_id, epoch]
         )
 
+    @_reachable
     async def mark_ended(self, session_id: str, epoch: int) -> bool:
         import time
 
@@ -315,6 +345,7 @@ class RedisStore(StateStore):
         )
         return bool(reply)
 
+    @_reachable
     async def current_epochs(self, session_ids: Iterable[str]) -> dict[str, int | None]:
         ids = list(session_ids)
         if not ids:
@@ -325,6 +356,7 @@ class RedisStore(StateStore):
             values = await pipe.execute()
         return {sid: (None if v is None else int(v)) for sid, v in zip(ids, values, strict=True)}
 
+    @_reachable
     async def reinstate(self, record: SessionRecord, lost: LostRecord, now_s: float) -> int | None:
         reply = await self._reinstate(
             keys=[_session_key(record.session_id), _connected_key(record.user)],
@@ -335,6 +367,7 @@ class RedisStore(StateStore):
         )
         return int(reply)
 
+    @_reachable
     async def recover(
         self, user: str, session_id: str, lost: LostRecord, now_s: float
     ) -> SessionRecord:
@@ -352,6 +385,7 @@ class RedisStore(StateStore):
             raise refusal_for(reply[0], session_id)
         return self._record(session_id, user, reply)
 
+    @_reachable
     async def refresh_leases(self, attached: Mapping[str, Iterable[str]]) -> None:
         import time
 
