@@ -12,6 +12,8 @@ is raised somewhere; the errors of one module live beside the code that raises t
     ├── RetryableError            try again later: the cause may go away by itself
     │   ├── SessionLocked         server/storage.py: another server instance still holds
     │   │                         the session's files
+    │   ├── StateUnavailable      server/state/base.py: the session store (Redis) cannot
+    │   │                         be reached
     │   └── PendingBusy           client/pending.py: another meetcap process holds a
     │                             recording waiting in the spool
     └── FatalError                a person must change something first
