@@ -30,7 +30,7 @@ import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.dsp.echo_score import MAX_DELAY_MS, EchoPathEstimator, EchoScore
-from meetcap.dsp.linear_aec import BLOCK, LinearEchoCanceller
+from meetcap.dsp.linear_aec import BLOCK, SILENT_FAR, LinearEchoCanceller
 
 # The filter starts this much before the measured echo delay (the estimate may be a few
 # ms late, and the room's first reflection may come before the loudest) ...
@@ -44,7 +44,9 @@ _SPAN = FILTER_PARTITIONS * LINEAR_BLOCK
 # (With only the far end playing it keeps ~-50 dB; with a voice, within a few dB of it.)
 TALK_POWER_RATIO = 0.01
 LINEAR_POWER_RATIO = 0.25
-HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
+HOLD_BLOCKS = 10
+REST_AFTER_S = 2.0
+REST_AFTER_SAMPLES = int(REST_AFTER_S * SAMPLE_RATE_HZ)  # the linear output stays 100 ms after the voice stops
 
 
 class DelayLine:
@@ -97,6 +99,8 @@ class MicEchoCanceller:
         self._suppressor = None
         self._hold = 0
         self._weight = 1.0  # of the linear output in the last block
+        self._resting = False  # AEC3 rests while nothing plays (see _cancel)
+        self._quiet_samples = 0  # how long the system lane has been silent
         self.enabled = False
         self.set_enabled(enabled)
         self.set_noise_suppression(noise_suppression)
@@ -120,6 +124,7 @@ class MicEchoCanceller:
             self._linear_delay = self._mic_delay
             self._mic_delay = DelayLine(self.latency_samples)
             self._bulk = 0
+            self._weight, self._hold, self._resting = 1.0, 0, False
         elif not enabled and self.enabled:
             self._aec3 = None
             self._mic_delay = self._linear_delay
@@ -173,11 +178,36 @@ class MicEchoCanceller:
         linear = self._linear.process(near, self._far_history[end - LINEAR_BLOCK : end],
                                       adapt=self._hold == 0)
         linear = self._linear_delay.process(linear)  # to AEC3's (later) timing
+        # Nothing played for REST_AFTER_S (more than the delay line): no echo can arrive,
+        # and both outputs would be the microphone itself (the linear filter passes it
+        # untouched then). AEC3 rests (while the person talks and the other side listens,
+        # often half a meeting); its state waits unchanged.
+        if float(np.max(np.abs(far))) < SILENT_FAR:
+            self._quiet_samples += LINEAR_BLOCK
+        else:
+            self._quiet_samples = 0
+        # Only after a long silence: resting through the pauses between sentences cost
+        # AEC3 ~30 dB for a moment after each (its delay tracking starts over).
+        quiet = self._quiet_samples >= REST_AFTER_SAMPLES
         out = np.empty(LINEAR_BLOCK, np.float32)
         for at in range(0, LINEAR_BLOCK, BLOCK):
             part = slice(at, at + BLOCK)
-            out[part] = self._choose(near[part], self._aec3.process(near[part], far[part]),
-                                     linear[part])
+            if self._resting and quiet:
+                out[part] = linear[part]
+            elif self._resting:
+                # Sound again: AEC3 first gives back the 8 ms it held when it stopped,
+                # so this block still passes the microphone; choose() then crossfades.
+                self._aec3.process(near[part], far[part])
+                self._resting = False
+                out[part] = linear[part]
+            else:
+                deep = self._aec3.process(near[part], far[part])
+                if quiet:  # crossfade to the microphone, then rest
+                    ramp = np.linspace(self._weight, 1.0, BLOCK, dtype=np.float32)
+                    out[part] = ramp * linear[part] + (1.0 - ramp) * deep
+                    self._weight, self._hold, self._resting = 1.0, 0, True
+                else:
+                    out[part] = self._choose(near[part], deep, linear[part])
         return out
 
     def _choose(self, near: np.ndarray, deep: np.ndarray, linear: np.ndarray) -> np.ndarray:

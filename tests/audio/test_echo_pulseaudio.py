@@ -43,6 +43,7 @@ class Tap:
         self.errors: list[str] = []
         self._samples = 0
         self._last = None
+        self.underruns: dict[str, int] = {}
         self.lock = threading.Lock()
 
     def make_chain(self, start_time: float) -> MixChain:
@@ -65,6 +66,11 @@ class Tap:
             self._samples += n
             score = self.chain.echo_score
             self.verdicts.append((self._samples, score.verdict, self.chain.echo_cancelling))
+            # A lane that ran dry re-primes and shifts the echo delay: the canceller then
+            # learns again. Kept to explain a figure (the machine may be overloaded).
+            mixer = self.chain.mixer
+            if mixer.sources:  # (after finish() the lanes are gone)
+                self.underruns = {name: mixer.lane(name).underruns for name in mixer.sources}
 
     def on_event(self, event) -> None:
         if event.kind.value == "error":
@@ -146,8 +152,9 @@ def test_echo_is_cancelled_and_the_person_survives_double_talk(pulse, voices):
           f"double talk: correlation {correlation:.3f}, level {level_db:+.1f} dB "
           f"(raw mic {raw_correlation:.3f}, {raw_level_db:+.1f} dB, over "
           f"{(both.stop - both.start) / SAMPLE_RATE_HZ:.1f} s); echo score "
-          f"'{REACHES_MIC}' {score_after} s after the remote voice began")
-    assert erle >= 25.0
+          f"'{REACHES_MIC}' {score_after} s after the remote voice began; lane underruns "
+          f"{tap.underruns}")
+    assert erle >= 25.0, f"lane underruns {tap.underruns}"
     assert correlation >= 0.9
     assert level_db > -3.0
     assert score_after is not None and score_after <= 3.0
