@@ -11,6 +11,7 @@ import collections
 import json
 import random
 import re
+import struct
 from pathlib import Path
 
 from meetcap.protocol import CloseCode
@@ -186,5 +187,15 @@ def test_fuzzed_messages_over_real_connections(meetcap_server_factory, tmp_path)
         else:
             assert relative.parent in (Path("."), Path("state")), relative
             assert _SESSION_FILE.fullmatch(path.name), relative
+    # Nothing stored is corrupted: every WAV is a header and whole frames with matching
+    # sizes, every sidecar is the JSON of its session.
+    for wav in server.data_dir.glob("*.wav"):
+        data = wav.read_bytes()
+        assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt ", wav.name
+        assert (len(data) - 44) % 3200 == 0, wav.name
+        assert struct.unpack_from("<I", data, 40)[0] == len(data) - 44, wav.name
+        meta = json.loads(wav.with_suffix(".json").read_text())
+        # (A connection still detaching has not rewritten its sidecar yet: <=.)
+        assert meta["session_id"] == wav.stem and meta["frames"] <= (len(data) - 44) // 3200
     outside_after = {p for p in tmp_path.rglob("*") if server.data_dir not in p.parents}
     assert outside_after - outside_before <= {server.data_dir}
