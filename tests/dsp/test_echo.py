@@ -160,3 +160,19 @@ def test_the_chain_cancels_the_mic_lane_as_its_mode_says(mode, remote):
 def test_the_chain_refuses_an_unknown_mode():
     with pytest.raises(ValueError, match="auto, on, off"):
         MixChain(start_time=0.0, echo_cancel="yes")
+
+
+def test_after_2_s_of_silent_system_audio_aec3_rests_and_wakes_at_the_next_sound(remote):
+    """While nothing plays the microphone passes untouched (AEC3 is not run: half its
+    CPU in a meeting); when the system audio plays again the echo is cancelled again."""
+    gap = np.zeros(3 * SAMPLE_RATE_HZ, np.float32)
+    far = np.concatenate((remote, gap, remote[LEAD:]))
+    person, _ = speech_like(len(gap) / SAMPLE_RATE_HZ, -25.0, seed=9)
+    mic = with_echo(far, 120.0, 12.0)
+    mic[len(remote) : len(remote) + len(gap)] += person
+    canceller = MicEchoCanceller(enabled=True)
+    out = run(canceller, mic, far)
+    resting = slice(len(remote) + 2 * SAMPLE_RATE_HZ + UNIT, len(remote) + len(gap))
+    np.testing.assert_array_equal(out[resting], mic[resting])
+    again = slice(len(remote) + len(gap) + SAMPLE_RATE_HZ, len(far) - SAMPLE_RATE_HZ)
+    assert erle_db(mic[again], out[again]) >= 12.0
