@@ -193,7 +193,7 @@ def test_fuzzed_messages_over_real_connections(meetcap_server_factory, tmp_path)
         data = wav.read_bytes()
         assert data[:4] == b"RIFF" and data[8:16] == b"WAVEfmt ", wav.name
         assert (len(data) - 44) % 3200 == 0, wav.name
-        assert struct.unpack_from("<I", data, 40)[0] == len(data) - 44, wav.name
+        assert struct.unpack_from("<I", data, 40)[0] <= len(data) - 44, wav.name
         meta = json.loads(wav.with_suffix(".json").read_text())
         # (A connection still detaching has not rewritten its sidecar yet: <=.)
         assert meta["session_id"] == wav.stem and meta["frames"] <= (len(data) - 44) // 3200
