@@ -245,3 +245,44 @@ def test_redis_down_is_said_in_words_and_the_client_retries_into_a_working_serve
     assert "session store (Redis) is unreachable" in refused
     assert ended.sha256 == rec.sha256()
     assert "Traceback" not in server.log_text()
+
+
+@pytest.mark.parametrize("wait_for_watch", [False, True])
+def test_a_resume_on_another_instance_after_a_flush_takes_the_session_over(
+    meetcap_server_factory, private_redis, tmp_path, wait_for_watch
+):
+    """Redis forgot the session while instance A holds it; the client (A's connection
+    half-dead) resumes on B. Whether B recovers it from the files first (a new epoch A
+    never had) or A's watch wrote it back first (then a plain resume), A's connection is
+    taken over (4008), B waits for the files and carries on from what is stored."""
+    shared = tmp_path / "shared-data"
+    first = meetcap_server_factory(data_dir=shared, redis=private_redis.url, **FAST)
+    second = meetcap_server_factory(data_dir=shared, redis=private_redis.url, **FAST)
+    rec = Recording(seed=30)
+    rec.extend(80)
+
+    async def scenario():
+        old = await rec.open(first.url)
+        await rec.send_from_ack(old, upto=30)
+        await old.wait_acked(29)
+        await asyncio.to_thread(private_redis.flush)
+        if wait_for_watch:
+            await asyncio.sleep(1.2)  # A's watch writes the record back
+        new = await rec.open(second.url)
+        old_closed = await old.closed(timeout_s=5)
+        await old.__aexit__()
+        await rec.send_from_ack(new)
+        ended = await new.end(79)
+        await new.__aexit__()
+        return old_closed, new.welcome, ended
+
+    old_closed, welcome, ended = run(scenario())
+    assert old_closed.code == CloseCode.TAKEN_OVER
+    assert welcome.acked == 29
+    assert ended.frames == 80 and ended.sha256 == rec.sha256()
+    if wait_for_watch:
+        assert "written back" in first.log_text()
+    else:  # B is almost always first; A's half-second watch may win the race
+        assert "recovered from its files" in second.log_text() or "written back" in (
+            first.log_text()
+        )
