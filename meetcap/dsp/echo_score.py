@@ -16,7 +16,8 @@ over delays 0..``MAX_DELAY_MS`` and reads, at the strongest peak:
 A window counts only when the system audio is playing (above ``FAR_ACTIVE_DBFS``);
 while it is quiet the last verdict stands (nothing can be told). The verdict: "reaches
 the mic" once a window holds a significant echo above ``AUDIBLE_DB``, "clean" once a
-window of playing system audio holds none. With a 2 s window updated every 0.5 s the
+window of playing system audio holds none (after a found echo: ``CLEAN_AFTER_WINDOWS``
+such windows in a row). With a 2 s window updated every 0.5 s the
 word is there ~2 s after the system audio starts to play.
 """
 
@@ -35,6 +36,11 @@ MAX_DELAY_MS = 400.0
 FAR_ACTIVE_DBFS = -50.0  # RMS of the system lane over the window: something is playing
 AUDIBLE_DB = -45.0  # echo level (relative to the system audio) below which it is harmless
 SIGNIFICANCE = 8.0  # the peak over the median |correlation| across delays
+# A found echo is "clean" again only after this many windows without one in a row (3 s
+# of system audio playing): a window of a fading voice can miss a real echo, and the
+# canceller in "auto" must not switch off and on with it (bench/echo_screenshot.py
+# caught the word flipping).
+CLEAN_AFTER_WINDOWS = 6
 
 DECIMATE = 4
 
@@ -73,6 +79,7 @@ class EchoPathEstimator:
         self._blocks: list[tuple[np.ndarray, np.ndarray]] = []
         self._filled = 0
         self._since_update = 0
+        self._clean_windows = 0  # measured windows without an echo, in a row
         self.score = EchoScore()
 
     def process(self, mic: np.ndarray, far: np.ndarray) -> None:
@@ -120,9 +127,13 @@ class EchoPathEstimator:
         level_db = 20 * math.log10(max(magnitude / energy, 1e-12))
         delay_ms = peak * DECIMATE * 1000.0 / self._rate
         if magnitude / noise >= SIGNIFICANCE and level_db >= AUDIBLE_DB:
+            self._clean_windows = 0
             self.score = EchoScore(REACHES_MIC, level_db, delay_ms)
-        else:
-            self.score = EchoScore(CLEAN, level_db, delay_ms)
+            return
+        self._clean_windows += 1
+        if self.score.reaches_mic and self._clean_windows < CLEAN_AFTER_WINDOWS:
+            return  # one quiet window does not undo a found echo ("auto" would flap)
+        self.score = EchoScore(CLEAN, level_db, delay_ms)
 
 
 def _decimate(samples: np.ndarray) -> np.ndarray:

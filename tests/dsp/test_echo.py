@@ -176,3 +176,22 @@ def test_after_2_s_of_silent_system_audio_aec3_rests_and_wakes_at_the_next_sound
     np.testing.assert_array_equal(out[resting], mic[resting])
     again = slice(len(remote) + len(gap) + SAMPLE_RATE_HZ, len(far) - SAMPLE_RATE_HZ)
     assert erle_db(mic[again], out[again]) >= 12.0
+
+
+def test_a_found_echo_reads_clean_only_after_3_s_without_it(remote):
+    """Headphones plugged in mid-meeting: the word changes after 3 s of system audio
+    without an echo, not at the first window that misses one (auto would flap)."""
+    estimator = EchoPathEstimator()
+    far = np.concatenate((remote, remote[LEAD:]))
+    echo = with_echo(far, 120.0, 15.0)
+    person, _ = speech_like(len(far) / SAMPLE_RATE_HZ, -30.0, seed=4)
+    verdicts = []
+    for i in range(0, len(far) - UNIT, UNIT):
+        mic = echo if i < LEAD + 2 * SAMPLE_RATE_HZ else person  # then headphones
+        estimator.process(mic[i : i + UNIT], far[i : i + UNIT])
+        verdicts.append((i + UNIT, estimator.score.verdict))
+    switch = LEAD + 2 * SAMPLE_RATE_HZ
+    assert [v for at, v in verdicts if at == switch] == [REACHES_MIC]
+    assert all(v == REACHES_MIC for at, v in verdicts
+               if switch <= at < switch + 2.5 * SAMPLE_RATE_HZ)
+    assert verdicts[-1][1] == CLEAN
