@@ -72,6 +72,13 @@ class PerIpLimits:
         else:
             self.open.pop(address, None)
 
+    def over_connections(self, address: str) -> bool:
+        """More connections from ``address`` than allowed (this one counted)."""
+        return (
+            self.max_connections > 0 and self.open.get(address, 0) > self.max_connections
+            and not self.exempt(address)
+        )
+
     # -- handshakes (process_request)
 
     def check_handshake(self, address: str) -> IpRefusal | None:
@@ -94,7 +101,7 @@ class PerIpLimits:
             if len(self._buckets) > _SWEEP_ABOVE:
                 self._sweep(now)
         # This request's own connection is already counted (opened at accept).
-        if self.max_connections > 0 and self.open.get(address, 0) > self.max_connections:
+        if self.over_connections(address):
             return IpRefusal(
                 f"too many connections from {address} (at most {self.max_connections} at once)",
                 CONNECTIONS_RETRY_S,

@@ -21,13 +21,20 @@ from websockets.asyncio.server import ServerConnection
 from websockets.protocol import OPEN
 
 from meetcap.protocol import CloseCode, Error, encode_message
-from meetcap.server.iplimits import PerIpLimits
+from meetcap.server.iplimits import CONNECTIONS_RETRY_S, PerIpLimits
 
 log = logging.getLogger(__name__)
 
 # How long a peer over the limit has to read the error and the close before its TCP
 # connection is dropped (and what was queued for it freed).
 DROP_AFTER_S = 5.0
+
+
+_TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %d\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 40\r\nConnection: close\r\n\r\ntoo many connections from this address\r\n"
+    % CONNECTIONS_RETRY_S
+)
 
 
 class BoundedConnection(ServerConnection):
@@ -88,6 +95,11 @@ class BoundedConnection(ServerConnection):
         if self.ip_limits is not None and isinstance(peer, tuple):
             self.peer_ip = str(peer[0])
             self.ip_limits.opened(self.peer_ip)
+            if self.ip_limits.over_connections(self.peer_ip):
+                # Refused at accept, before its request is read: one address cannot hold
+                # sockets with half-sent requests (slowloris) until the open timeout.
+                transport.write(_TOO_MANY_CONNECTIONS)
+                transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._drop is not None:
