@@ -28,6 +28,7 @@ def main() -> int:
     from meetcap.gui.main_window import MainWindow
     from meetcap.gui.session_controller import SessionController
     from meetcap.gui.settings import SettingsStore
+    from meetcap.gui.theme import apply_theme
     from tests.support.echo_rig import echo_path
     from tests.support.pulse import MIC_ID, SPEAKER_SINK, SYSTEM_ID, running_pulse_server
     from tests.support.speech import make_speech
@@ -40,6 +41,7 @@ def main() -> int:
                          "Friday, and the numbers look fine for the next quarter.",
                          voice="en-us", pitch=75)
     app = QApplication([])
+    apply_theme(app)
     with running_pulse_server(runtime) as pulse, echo_path(pulse, delay_ms=100, loss_db=15.0):
         settings = SettingsStore.defaults()
         settings.capture.mic_device_id, settings.capture.system_device_id = MIC_ID, SYSTEM_ID
@@ -55,9 +57,10 @@ def main() -> int:
         while time.monotonic() < deadline and not shot:
             app.processEvents()
             time.sleep(0.03)
-            levels = controller.recorder.levels()["mic"]
+            numbers = strip.numbers.text() + window.strips["system"].numbers.text()
             if ("speakers reach the microphone" in strip.echo_line.label.text()
-                    and levels.rms_dbfs > -60 and time.monotonic() > deadline - 17):
+                    and "inf" not in numbers and time.monotonic() > deadline - 17
+                    and controller.recorder.levels()["system"].rms_dbfs > -30):
                 for _ in range(10):  # let the meters catch up
                     app.processEvents()
                     time.sleep(0.033)

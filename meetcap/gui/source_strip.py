@@ -19,6 +19,7 @@ from meetcap.levels import Health, SourceLevels
 # The echo score in words (meetcap/dsp/echo_score.py verdicts).
 ECHO_REACHES = "reaches the mic"
 ECHO_CLEAN = "clean"
+ECHO_SWITCH_TEXT = "Cancel echo"
 
 
 def describe_echo(levels: SourceLevels, *, cancel_switch_on: bool) -> StatusLine:
@@ -29,7 +30,7 @@ def describe_echo(levels: SourceLevels, *, cancel_switch_on: bool) -> StatusLine
         what = (f"Your speakers reach the microphone (echo {levels.echo_db:.0f} dB): "
                 "use headphones, or keep echo cancellation on")
         if levels.echo_cancel:
-            return StatusLine("info", what + " (cancelling now)")
+            return StatusLine("info", what)
         return StatusLine("warning", what if cancel_switch_on else
                           what.replace("keep echo cancellation on", "turn echo cancellation on"))
     if levels.echo == ECHO_CLEAN:
@@ -77,25 +78,23 @@ class SourceStrip(Card):
         self.numbers = QLabel(self)
         self.numbers.setObjectName("numbers")
         self.numbers.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.body.addWidget(self.numbers)
-        # The microphone only: the echo score and the switch (the system audio is the
-        # reference, it has no echo of its own).
+        numbers_row = QHBoxLayout()
+        numbers_row.addWidget(self.numbers, 1)
+        self.body.addLayout(numbers_row)
+        # The microphone only: the echo score (a line of its own, the full width) and the
+        # switch beside the numbers (the system audio is the reference: no echo of its own).
         self.echo_line: StatusLabel | None = None
         self.echo_switch: QCheckBox | None = None
         if source == "mic":
-            echo_row = QHBoxLayout()
-            echo_row.setSpacing(10)
-            self.echo_line = StatusLabel(self)
-            self.echo_line.label.setWordWrap(True)
-            self.echo_switch = QCheckBox("Cancel echo", self)
+            self.echo_switch = QCheckBox(ECHO_SWITCH_TEXT, self)
             self.echo_switch.setChecked(True)
             self.echo_switch.setToolTip(
                 "Remove the speakers' sound from the microphone, using the system audio "
                 "as the reference; it runs when the speakers reach the microphone")
             self.echo_switch.toggled.connect(self._on_echo_switch)
-            echo_row.addWidget(self.echo_line, 1)
-            echo_row.addWidget(self.echo_switch)
-            self.body.addLayout(echo_row)
+            numbers_row.addWidget(self.echo_switch)
+            self.echo_line = StatusLabel(self)
+            self.body.addWidget(self.echo_line)
 
         self.picker.device_changed.connect(self._on_device)
         self.gain.gain_db_changed.connect(self._on_gain)
@@ -152,6 +151,9 @@ class SourceStrip(Card):
         if self.echo_line is not None and self.echo_switch is not None:
             self.echo_line.show_line(
                 describe_echo(levels, cancel_switch_on=self.echo_switch.isChecked()))
+            text = ECHO_SWITCH_TEXT + (" (cancelling)" if levels.echo_cancel else "")
+            if self.echo_switch.text() != text:
+                self.echo_switch.setText(text)
         return line
 
     def _on_device(self, device_id: str | None) -> None:
