@@ -31,10 +31,10 @@ import numpy as np
 
 from meetcap.constants import CAPTURE_SOURCES, FRAME_SAMPLES, SOURCE_MIX
 from meetcap.dsp.echo import DelayLine, MicEchoCanceller
+from meetcap.dsp.echo_score import EchoScore
 from meetcap.dsp.framer import Framer
 from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S, HealthTracker
 from meetcap.dsp.meter import CLIP_LEVEL, LevelMeter, count_clips
-from meetcap.dsp.echo_score import EchoScore
 from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, MixBlock, Mixer
 from meetcap.dsp.normalize import Normalizer
 from meetcap.dsp.resample import Resampler, check_block
