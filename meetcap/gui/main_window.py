@@ -106,7 +106,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.connection)
         layout.addWidget(self.transcript, 1)
         self.setCentralWidget(central)
-        self.resize(760, self.minimumSizeHint().height())
+        # Room for the transcript where the screen has it; never below the minimum.
+        screen = self.screen().availableGeometry().height() if self.screen() else 0
+        self.resize(760, max(self.minimumSizeHint().height(),
+                             min(self.sizeHint().height(), int(screen * 0.9))))
 
         self._meter_strips: tuple[tuple[str, SourceStrip | MixStrip], ...] = (
             *self.strips.items(), (SOURCE_MIX, self.mix_strip))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -44,7 +44,10 @@ from meetcap.transcribe.segments import TranscriptSegment
 # Below this the transcript is as current as speech allows (a final comes when its
 # utterance ends); the lag line appears from here on.
 LAG_SHOWN_S = 3.0
-MIN_HEIGHT_PX = 200
+# The pane gives way first on a small screen (a few lines stay), and asks for room for
+# about a dozen lines when there is some.
+MIN_HEIGHT_PX = 140
+PREFERRED_HEIGHT_PX = 300
 LIVE_PLACEHOLDER = "The words appear here as people speak."
 
 
@@ -129,6 +132,10 @@ class TranscriptPane(Card):
         self._playback_ended.connect(self._on_playback_ended)
         self.problem.connect(self._say)
         self._update_controls()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+        hint = super().sizeHint()
+        return QSize(hint.width(), max(hint.height(), PREFERRED_HEIGHT_PX))
 
     # -- live
 
