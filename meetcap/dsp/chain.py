@@ -271,6 +271,8 @@ class MixChain:
         score says the speakers reach the mic). ValueError for anything else."""
         if mode not in ECHO_MODES:
             raise ValueError(f"echo cancellation is one of {', '.join(ECHO_MODES)}, not {mode!r}")
+        if mode == ECHO_ON and not self._echo.available:
+            self._echo.set_enabled(True)  # raises ConfigError: what to install
         self._echo_mode = mode
         self._levels = None
         self._update_echo()
@@ -290,7 +292,8 @@ class MixChain:
 
     def _update_echo(self) -> None:
         want = self._echo_mode == ECHO_ON or (
-            self._echo_mode == ECHO_AUTO and self._echo.score.reaches_mic)
+            self._echo_mode == ECHO_AUTO and self._echo.score.reaches_mic
+            and self._echo.available)  # without pywebrtc-audio "auto" stays off
         if want != self._echo.enabled:
             self._echo.set_enabled(want)
 

@@ -2,35 +2,48 @@
 
 ::
 
-    system lane --> delay line (bulk delay from the EchoPathEstimator) --+
-                                                                         v
-    mic lane ------------------------------------> LinearEchoCanceller --> [noise suppressor] --> out
     both lanes --> EchoPathEstimator --> EchoScore (delay, level, verdict)
+    mic, system --> WebRTC AEC3 (pywebrtc-audio) ----------------------> "deep" output
+    system --> delay line (the score's delay) --+                              |
+    mic -----------------------> LinearEchoCanceller --> "linear" output       |
+                                                              v                v
+                          the person talks (AEC3 let a voice through)? linear : deep
+                                           --> [noise suppressor] --> the mic lane
 
-Why this design (bench/echo.py measures it, docs/figures.md has the figures): WebRTC's
-AEC3 (pywebrtc-audio, livekit's AudioProcessingModule, aec-audio-processing) removes
-50+ dB of echo on the rig but also cuts the person's own voice during double talk
-(correlation with the clean voice 0.64-0.86, -2.6 to -5.0 dB), and none of the three
-lets its suppressor be turned down. A linear adaptive filter removes only what the
-system audio explains, so the voice passes untouched; to converge within a second it
-must be short, so the reference is first delayed by the echo delay the score's
-cross-correlation measured. Noise suppression (optional) is WebRTC's, from
-pywebrtc-audio, run after the canceller.
+Why (bench/echo.py measures it, docs/figures.md has the figures): WebRTC's AEC3
+(pywebrtc-audio, livekit's AudioProcessingModule, aec-audio-processing) removes 50+ dB
+of echo on the rig, but its suppressor also cuts the person's own voice during double
+talk (correlation with the clean voice 0.60-0.84, -3.3 to -6.3 dB), and none of the
+three lets the suppressor be turned down. A linear adaptive filter removes only what
+the system audio explains, so the voice passes untouched, but it removes less. So both
+run: AEC3's output while only the far end plays; the linear filter's while the person
+talks (AEC3 keeps more than 1 % of the microphone's power and the linear output is not
+far louder), crossfaded over 10 ms and held 100 ms. The linear filter is short (80 ms)
+so it converges within a second; the bulk delay is taken out first by delaying its
+reference by the delay the echo score measured, and it holds still while the person
+talks. Noise suppression (optional) is WebRTC's too, after the canceller.
 
-The chain calls :meth:`MicEchoCanceller.process` with both lanes of every rendered
-block. With cancellation off, only the score runs (it is cheap: one correlation every
-0.5 s).
+Cost: the linear filter skips its FFTs while nothing played in its span, and AEC3
+rests after 2 s of a silent system lane (no echo can come; the microphone passes).
+AEC3 delivers ``latency_samples`` (8 ms) late; the lane is delayed by the same whether
+cancellation is on or off (the chain delays the system lane as much), so turning it on
+or off never shifts a lane, and nothing held in a delay is lost.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.dsp.echo_score import MAX_DELAY_MS, EchoPathEstimator, EchoScore
 from meetcap.dsp.linear_aec import BLOCK, SILENT_FAR, LinearEchoCanceller
+from meetcap.errors import ConfigError
+
+if TYPE_CHECKING:  # imported when first turned on (a wheel with a native library)
+    from pywebrtc_audio import EchoCanceller, NoiseSuppressor
 
 # The filter starts this much before the measured echo delay (the estimate may be a few
 # ms late, and the room's first reflection may come before the loudest) ...
@@ -44,9 +57,9 @@ _SPAN = FILTER_PARTITIONS * LINEAR_BLOCK
 # (With only the far end playing it keeps ~-50 dB; with a voice, within a few dB of it.)
 TALK_POWER_RATIO = 0.01
 LINEAR_POWER_RATIO = 0.25
-HOLD_BLOCKS = 10
-REST_AFTER_S = 2.0
-REST_AFTER_SAMPLES = int(REST_AFTER_S * SAMPLE_RATE_HZ)  # the linear output stays 100 ms after the voice stops
+HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
+REST_AFTER_S = 2.0  # of a silent system lane before AEC3 rests
+REST_AFTER_SAMPLES = int(REST_AFTER_S * SAMPLE_RATE_HZ)
 
 
 class DelayLine:
@@ -63,10 +76,23 @@ class DelayLine:
 
 
 @functools.cache
+def _webrtc_available() -> bool:
+    try:
+        import pywebrtc_audio  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
 def aec3_latency_samples() -> int:
     """How late WebRTC's AEC3 delivers (measured once: a noise burst through a fresh
-    instance with a silent reference; 127-128 samples at 16 kHz with pywebrtc-audio 0.2)."""
-    from pywebrtc_audio import EchoCanceller
+    instance with a silent reference; 127-128 samples at 16 kHz with pywebrtc-audio 0.2).
+    0 without pywebrtc-audio (then nothing is cancelled and nothing needs delaying)."""
+    try:
+        from pywebrtc_audio import EchoCanceller
+    except ImportError:
+        return 0
 
     probe = np.random.default_rng(7).standard_normal(BLOCK * 40).astype(np.float32) * 0.1
     canceller = EchoCanceller(SAMPLE_RATE_HZ, 1, 0)
@@ -95,8 +121,8 @@ class MicEchoCanceller:
         self._mic_delay = DelayLine(self.latency_samples)
         self._linear_delay = DelayLine(self.latency_samples)
         self._linear = LinearEchoCanceller(FILTER_PARTITIONS, LINEAR_BLOCK)
-        self._aec3 = None
-        self._suppressor = None
+        self._aec3: EchoCanceller | None = None
+        self._suppressor: NoiseSuppressor | None = None
         self._hold = 0
         self._weight = 1.0  # of the linear output in the last block
         self._resting = False  # AEC3 rests while nothing plays (see _cancel)
@@ -113,9 +139,19 @@ class MicEchoCanceller:
     def noise_suppression(self) -> bool:
         return self._suppressor is not None
 
+    @property
+    def available(self) -> bool:
+        """pywebrtc-audio (WebRTC AEC3) can be loaded here."""
+        return _webrtc_available()
+
     def set_enabled(self, enabled: bool) -> None:
-        """Cancel from now on (the filters start fresh), or stop cancelling."""
+        """Cancel from now on (the filters start fresh), or stop cancelling.
+        ConfigError if pywebrtc-audio is not installed."""
         if enabled and not self.enabled:
+            if not self.available:
+                raise ConfigError(
+                    "echo cancellation needs the pywebrtc-audio package, which is not "
+                    "installed here: pip install pywebrtc-audio (or turn it off)")
             from pywebrtc_audio import EchoCanceller
 
             self._aec3 = EchoCanceller(SAMPLE_RATE_HZ, 1, 0)
@@ -133,6 +169,10 @@ class MicEchoCanceller:
 
     def set_noise_suppression(self, enabled: bool) -> None:
         if enabled and self._suppressor is None:
+            if not self.available:
+                raise ConfigError(
+                    "noise suppression needs the pywebrtc-audio package, which is not "
+                    "installed here: pip install pywebrtc-audio (or turn it off)")
             from pywebrtc_audio import NoiseSuppressor
 
             self._suppressor = NoiseSuppressor(SAMPLE_RATE_HZ, 1, 1)
@@ -171,6 +211,8 @@ class MicEchoCanceller:
 
     def _cancel(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """One LINEAR_BLOCK: the linear filter once, AEC3 and the choice per 10 ms."""
+        aec3 = self._aec3
+        assert aec3 is not None, "only called while enabled"
         self._far_history = np.concatenate((self._far_history[LINEAR_BLOCK:], far))
         end = len(self._far_history) - self._bulk
         # Held still while the person talks (the last verdict: AEC3 runs 8 ms behind):
@@ -197,11 +239,11 @@ class MicEchoCanceller:
             elif self._resting:
                 # Sound again: AEC3 first gives back the 8 ms it held when it stopped,
                 # so this block still passes the microphone; choose() then crossfades.
-                self._aec3.process(near[part], far[part])
+                aec3.process(near[part], far[part])
                 self._resting = False
                 out[part] = linear[part]
             else:
-                deep = self._aec3.process(near[part], far[part])
+                deep = aec3.process(near[part], far[part])
                 if quiet:  # crossfade to the microphone, then rest
                     ramp = np.linspace(self._weight, 1.0, BLOCK, dtype=np.float32)
                     out[part] = ramp * linear[part] + (1.0 - ramp) * deep
@@ -231,10 +273,12 @@ class MicEchoCanceller:
         return mixed
 
     def _suppress(self, samples: np.ndarray) -> np.ndarray:
+        suppressor = self._suppressor
+        assert suppressor is not None, "only called while on"
         out = samples.copy()
         whole = len(out) - len(out) % BLOCK
         for start in range(0, whole, BLOCK):
-            out[start : start + BLOCK] = self._suppressor.process(
+            out[start : start + BLOCK] = suppressor.process(
                 np.ascontiguousarray(out[start : start + BLOCK]))
         return out
 

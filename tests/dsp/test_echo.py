@@ -36,7 +36,7 @@ def with_echo(far: np.ndarray, delay_ms: float, loss_db: float) -> np.ndarray:
 
 
 def run(canceller: MicEchoCanceller, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
-    out = np.concatenate([canceller.process(mic[i : i + UNIT], far[i : i + UNIT], observed=mic[i : i + UNIT])
+    out = np.concatenate([canceller.process(mic[i : i + UNIT], far[i : i + UNIT])
                           for i in range(0, len(mic), UNIT)])
     lag = canceller.latency_samples
     return np.concatenate((out[lag:], np.zeros(lag, np.float32)))
@@ -195,3 +195,18 @@ def test_a_found_echo_reads_clean_only_after_3_s_without_it(remote):
     assert all(v == REACHES_MIC for at, v in verdicts
                if switch <= at < switch + 2.5 * SAMPLE_RATE_HZ)
     assert verdicts[-1][1] == CLEAN
+
+
+def test_without_pywebrtc_audio_auto_stays_off_and_on_says_what_to_install(monkeypatch, remote):
+    """Not a fake of the canceller: the import of pywebrtc-audio is made to fail, as on a
+    system where its wheel does not install; capture must go on, and "on" must say why
+    it cannot."""
+    import meetcap.dsp.echo as echo_module
+    from meetcap.errors import ConfigError
+
+    monkeypatch.setattr(echo_module, "_webrtc_available", lambda: False)
+    chain, mix = chain_with_echo(ECHO_AUTO, remote)
+    levels = chain.levels()["mic"]
+    assert levels.echo == REACHES_MIC and not levels.echo_cancel
+    with pytest.raises(ConfigError, match="pip install pywebrtc-audio"):
+        chain.set_echo_cancel(ECHO_ON)
