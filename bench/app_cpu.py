@@ -98,7 +98,7 @@ def long_speech(directory: Path) -> dict[str, Path]:
     return files
 
 
-def write_settings(path: Path) -> None:
+def write_settings(path: Path, echo_cancel: str = "auto") -> None:
     """The app's settings file, written by the app's own settings code."""
     from meetcap.audio.manager import CaptureSettings
     from meetcap.gui.settings import SettingsStore
@@ -106,7 +106,7 @@ def write_settings(path: Path) -> None:
 
     SettingsStore.at_path(path).save(SessionSettings(capture=CaptureSettings(
         mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=True,
-        gain_db={"mic": 0.0, "system": -3.0},
+        gain_db={"mic": 0.0, "system": -3.0}, echo_cancel=echo_cancel,
     )))
 
 
@@ -251,6 +251,12 @@ def main() -> int:
     parser.add_argument("--display", choices=("xvfb", "offscreen"),
                         default="xvfb" if shutil.which("Xvfb") else "offscreen")
     parser.add_argument("--screenshot", type=Path, help="save the window mid-run (xvfb)")
+    parser.add_argument("--echo-cancel", choices=("auto", "on", "off"), default="auto",
+                        help="the app's and the recorder's echo cancellation (default auto)")
+    parser.add_argument("--echo-path", action="store_true",
+                        help="the speakers reach the microphone (module-loopback, 100 ms, "
+                             "-15 dB: tests/support/echo_rig.py), as on a laptop without "
+                             "headphones; the mic strip then shows the echo warning")
     parser.add_argument("--threads", action="store_true",
                         help="also print each process's CPU by thread (names from py-spy)")
     args = parser.parse_args()
@@ -265,7 +271,12 @@ def main() -> int:
         ):
             speech = long_speech(work)
             settings = work / "settings.ini"
-            write_settings(settings)
+            write_settings(settings, args.echo_cancel)
+            if args.echo_path:
+                from tests.support.echo_rig import echo_path
+
+                echo = echo_path(pulse, delay_ms=100, loss_db=15.0)
+                echo.__enter__()  # until the server stops
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             app_env = dict(env, QT_QPA_PLATFORM="offscreen")
             if args.display == "xvfb":
@@ -299,6 +310,7 @@ def main() -> int:
                 recorder = measure(
                     [sys.executable, "-m", "meetcap", "record", "--mic", MIC_ID,
                      "--system", SYSTEM_ID, "--gain-system", "-3", "--vad",
+                     "--echo-cancel", args.echo_cancel,
                      "--out", str(work / "recorder.wav")], env,
                     lambda proc: wait_growing(work, "recorder.wav", proc), args.seconds,
                     threads=args.threads)
@@ -321,8 +333,9 @@ def main() -> int:
         if run.exit_code != 0:
             lines = [x for x in run.log if not x.startswith(("  File", "Thread "))]
             print("".join(lines)[-3000:])
+    echo = f", echo cancellation {args.echo_cancel}" + (", echo path" if args.echo_path else "")
     print(f"app CPU while recording two sources with VAD and meters ({args.display}, "
-          f"{args.seconds:g} s): {app.percent:.1f} % of one core (target < "
+          f"{args.seconds:g} s{echo}): {app.percent:.1f} % of one core (target < "
           f"{TARGET_PERCENT:g} %), {app.percent / max(recorder.percent, 0.01):.1f}x the "
           "headless recorder")
     return 0 if app.percent < TARGET_PERCENT and stored else 1
