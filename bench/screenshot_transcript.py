@@ -1,6 +1,6 @@
-"""The README's picture of the window with a live transcript (docs/screenshot.png).
+"""The README's picture of the window with a live transcript (docs/screenshot-transcript.png).
 
-    python bench/screenshot_transcript.py [--out docs/screenshot.png] [--lines 5]
+    python bench/screenshot_transcript.py [--out docs/screenshot-transcript.png] [--lines 6]
 
 What runs: a private PulseAudio server with the test rig's virtual devices
 (tests/support/pulse.py), an Xvfb display, and the real app window in this process on
@@ -86,8 +86,8 @@ def room_noise(directory: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
-    parser.add_argument("--lines", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot-transcript.png")
+    parser.add_argument("--lines", type=int, default=6)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meetcap-shot-"))
     runtime = work / "pulse"

@@ -71,3 +71,5 @@ def test_speech_into_the_sinks_appears_in_the_pane_and_exports_match_the_stored_
     assert dialog.row_texts(0)[2] == "yes"
     dialog.open_row(0)
     assert pane.session is not None and pane.view.toPlainText() == live_text
+    reopened = pane.export_to("vtt", tmp_path / "reopened.vtt")
+    assert reopened.read_bytes() == (folder / f"{result.session_id}.vtt").read_bytes()
