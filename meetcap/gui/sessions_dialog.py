@@ -89,7 +89,8 @@ class SessionsDialog(QDialog):
         self._update_buttons()
 
     def row_texts(self, row: int) -> list[str]:
-        return [self.table.item(row, c).text() for c in range(len(COLUMNS))]
+        items = [self.table.item(row, c) for c in range(len(COLUMNS))]
+        return [item.text() if item is not None else "" for item in items]
 
     def open_row(self, row: int) -> None:
         if 0 <= row < len(self.sessions):
