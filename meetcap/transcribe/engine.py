@@ -43,6 +43,12 @@ DEFAULT_BEAM_SIZE = 1
 # Silence after the utterance in the fitted window (WhisperEngine): Whisper expects the
 # speech to be followed by quiet; 1 s measured best here.
 DEFAULT_PAD_S = 1.0
+# The most tokens a decode may produce per second of audio (+ a floor): fast speech is
+# ~4 words, ~6 tokens a second; a repetition loop stops here instead of at Whisper's 448.
+MAX_TOKENS_PER_S = 12
+MIN_MAX_TOKENS = 24
+# The retry of a doubtful fitted decode: beam search on the full 30 s window.
+FALLBACK_BEAM_SIZE = 5
 # Whisper's (and faster-whisper's) defaults for "no speech" and "hallucination".
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
@@ -121,6 +127,24 @@ def check_model_dir(path: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """One decode of an utterance and Whisper's measures of doubt about it."""
+
+    segments: tuple[EngineSegment, ...]
+    avg_logprob: float
+    compression_ratio: float
+    no_speech: bool
+
+    @property
+    def doubtful(self) -> bool:
+        # Whisper's rules: repetitive text (a hallucination loop) or a low probability.
+        return (
+            self.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+            or self.avg_logprob < LOGPROB_THRESHOLD
+        )
+
+
 class WhisperEngine:
     """Whisper through faster-whisper, int8 on the CPU. Build with :func:`load_engine`.
 
@@ -130,10 +154,17 @@ class WhisperEngine:
     would cost several times what one pass over the file costs. CTranslate2's encoder
     takes shorter inputs, so an utterance is encoded in a window fitted to it (its length
     plus ``pad_s`` of silence, in whole seconds), then decoded greedily without
-    timestamps, as one piece of text. When that decode looks like a hallucination
-    (Whisper's own compression-ratio and log-probability rules) the utterance is done
-    again by faster-whisper's ``transcribe()`` on the full 30 s window, with its
-    temperature fallback. ``fit_window=False`` always takes that path.
+    timestamps, as one piece of text.
+
+    A decode that Whisper's own rules find doubtful (compression ratio > 2.4: a
+    repetition loop; average log probability < -1) is retried, as Whisper retries, but
+    without its sampling at higher temperatures (random: CTranslate2 seeds its worker
+    threads once), because the same audio must always give the same transcript (live
+    and offline agree; a restarted worker redoes the same finals): first beam search (5)
+    in the fitted window, then faster-whisper's ``transcribe()`` with beam search on the
+    full 30 s window. If all stay doubtful, the least repetitive of them is kept, as
+    Whisper keeps its best failed attempt. ``fit_window=False`` takes the full-window
+    path only. A draft (a partial) is never retried.
     """
 
     def __init__(
@@ -152,8 +183,10 @@ class WhisperEngine:
         self.beam_size = beam_size
         self.fit_window = fit_window
         self.pad_s = pad_s
-        self.fallbacks = 0  # utterances redone on the full window
+        self.retries = 0  # doubtful decodes retried (beam search, then the full window)
+        self.fallbacks = 0  # utterances that went on to the full window
         self._tokenizer: Any = None
+        self._suppress: list[int] = []
 
     def transcribe(
         self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
@@ -161,20 +194,40 @@ class WhisperEngine:
     ) -> list[EngineSegment]:
         samples = _as_engine_input(samples)
         duration = len(samples) / SAMPLE_RATE_HZ
+        tried: list[_Decoded] = []
         if self.fit_window and self.language is not None and duration + self.pad_s < 30.0:
-            fitted = self._transcribe_fitted(
-                samples, prompt, draft=draft, prefix=prefix if draft else None
-            )
-            if fitted is not None:
-                return fitted
+            first = self._decode_fitted(samples, prompt, self.beam_size,
+                                        prefix=prefix if draft else None)
+            if first.no_speech:
+                return []
+            if draft or not first.doubtful:
+                return list(first.segments)
+            tried.append(first)
+            self.retries += 1
+            if self.beam_size < FALLBACK_BEAM_SIZE:
+                second = self._decode_fitted(samples, prompt, FALLBACK_BEAM_SIZE)
+                if second.no_speech:
+                    return []
+                if not second.doubtful:
+                    return list(second.segments)
+                tried.append(second)
             self.fallbacks += 1
-        return self._transcribe_full(samples, prompt)
+        full = self._decode_full(samples, prompt)
+        if not tried or not full.doubtful:
+            return list(full.segments)
+        tried.append(full)
+        return list(min(tried, key=lambda d: (d.compression_ratio > COMPRESSION_RATIO_THRESHOLD,
+                                              -d.avg_logprob)).segments)
 
-    def _transcribe_full(self, samples: np.ndarray, prompt: str | None) -> list[EngineSegment]:
+    def _decode_full(self, samples: np.ndarray, prompt: str | None) -> _Decoded:
+        from faster_whisper.transcribe import get_compression_ratio
+
         segments, _info = self.model.transcribe(
             samples,
             language=self.language,
-            beam_size=self.beam_size,
+            max_new_tokens=_max_tokens(len(samples)),
+            beam_size=max(FALLBACK_BEAM_SIZE, self.beam_size),
+            temperature=0.0,  # no sampling: see the class doc
             initial_prompt=prompt or None,
             # One call covers one utterance (<= ~20 s, under Whisper's 30 s window): there
             # is no earlier window of the same call to condition on, and meetcap's own VAD
@@ -182,18 +235,23 @@ class WhisperEngine:
             condition_on_previous_text=False,
             vad_filter=False,
         )
-        out = []
+        out, logprobs = [], []
         for seg in segments:  # a generator: decoding happens here
             text = seg.text.strip()
             if text:
                 out.append(EngineSegment(float(seg.start), float(seg.end), text))
-        return out
+                logprobs.append(float(seg.avg_logprob))
+        text = " ".join(s.text for s in out)
+        return _Decoded(
+            tuple(out), min(logprobs, default=0.0),
+            get_compression_ratio(text) if text else 0.0, no_speech=False,
+        )
 
-    def _transcribe_fitted(
-        self, samples: np.ndarray, prompt: str | None, *, draft: bool = False,
+    def _decode_fitted(
+        self, samples: np.ndarray, prompt: str | None, beam_size: int, *,
         prefix: str | None = None,
-    ) -> list[EngineSegment] | None:
-        """The fitted-window decode (class doc); None when it must be redone in full."""
+    ) -> _Decoded:
+        """One decode in a window fitted to the utterance (class doc)."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
@@ -218,28 +276,28 @@ class WhisperEngine:
         tokens_in = model.get_prompt(
             tokenizer, previous, without_timestamps=True, prefix=prefix or None
         )
+        max_length = min(model.max_length, len(tokens_in) + _max_tokens(len(samples)))
         result = model.model.generate(
-            encoder_output, [tokens_in], beam_size=self.beam_size,
-            max_length=model.max_length, return_scores=True, return_no_speech_prob=True,
+            encoder_output, [tokens_in], beam_size=beam_size,
+            max_length=max_length, return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=self._suppress,
         )[0]
         tokens = result.sequences_ids[0]
         text = tokenizer.decode(tokens).strip()
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
-        # Whisper's rules: no speech when the model says so and is unsure of its text.
-        if result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD:
-            return []
-        if not text:
-            return []
-        if not draft and (
-            get_compression_ratio(text) > COMPRESSION_RATIO_THRESHOLD
-            or avg_logprob < LOGPROB_THRESHOLD
-        ):
-            # Repetitive or unsure: redo with the full window and fallback. Not for a
-            # draft: a partial cut mid-word is often unsure, and LocalAgreement already
-            # keeps an unsure word out of sight until the next hypothesis confirms it.
-            return None
-        return [EngineSegment(0.0, len(samples) / SAMPLE_RATE_HZ, text)]
+        # Whisper's rule: no speech when the model says so and is unsure of its text.
+        no_speech = not text or (
+            result.no_speech_prob > NO_SPEECH_THRESHOLD and avg_logprob < LOGPROB_THRESHOLD
+        )
+        segments = () if no_speech else (
+            EngineSegment(0.0, len(samples) / SAMPLE_RATE_HZ, text),
+        )
+        return _Decoded(segments, avg_logprob, get_compression_ratio(text) if text else 0.0,
+                        no_speech)
+
+
+def _max_tokens(samples: int) -> int:
+    return MIN_MAX_TOKENS + int(MAX_TOKENS_PER_S * samples / SAMPLE_RATE_HZ)
 
 
 def _as_engine_input(samples: np.ndarray) -> np.ndarray:

@@ -110,3 +110,18 @@ def wer(reference: str, hypothesis: str) -> float:
     import jiwer
 
     return float(jiwer.wer(normalise(reference), normalise(hypothesis)))
+
+
+def make_overlap(sentences: tuple[tuple[str, str, int, int], ...] = SENTENCES, *,
+                 second_gain: float = 0.7) -> tuple[np.ndarray, str]:
+    """Two speakers talking over each other: the even sentences from one, the odd ones
+    from another starting 1.9 s later (each speaker pausing 2.5 s between sentences),
+    the second at ``second_gain``. Returns the mix and the reference text, the sentences
+    in the order they start."""
+    first = make_corpus(sentences[0::2], pause_s=2.5)
+    second = make_corpus(sentences[1::2], pause_s=2.5, lead_s=2.5, seed=3)
+    mix = np.zeros(max(len(first.samples), len(second.samples)), np.float32)
+    mix[: len(first.samples)] += first.samples
+    mix[: len(second.samples)] += second_gain * second.samples
+    said = sorted(first.utterances + second.utterances, key=lambda u: u.start_s)
+    return mix, " ".join(u.text for u in said)
