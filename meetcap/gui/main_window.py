@@ -303,6 +303,7 @@ class MainWindow(QMainWindow):
         self.refresh_text()
 
     def _on_session_finished(self, result: FinishResult) -> None:
+        self.transcript.end_live()
         self._event_warnings = {k: w for k, w in self._event_warnings.items()
                                 if not k.startswith("error:")}
         if not result.ok:

@@ -160,6 +160,12 @@ class TranscriptPane(Card):
         if self.session is None:
             self.view.add_segment(segment)
 
+    def end_live(self) -> None:
+        """The session ended: a partial that no final replaced was only a guess; it goes."""
+        self.live_partial = None
+        if self.session is None:
+            self.view.drop_partial()
+
     def set_lag(self, lag_s: float | None) -> None:
         """How far the transcript is behind the audio (None: unknown or not running)."""
         self.lag_s = lag_s

@@ -147,6 +147,12 @@ class TranscriptView(QPlainTextEdit):
         if self._query:
             self._research.start()
 
+    def drop_partial(self) -> None:
+        cursor = QTextCursor(self.document())
+        cursor.beginEditBlock()
+        self._remove_partial(cursor)
+        cursor.endEditBlock()
+
     def _lines(self) -> int:
         return len(self.finals) + (self.partial is not None)
 

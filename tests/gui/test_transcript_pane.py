@@ -66,6 +66,11 @@ def test_the_partial_is_replaced_not_appended_and_its_final_takes_its_place(pane
     pane.add_live_segment(final(1, "The next item is hiring."))  # delivered again
     pane.add_live_segment(partial(1, "the next item"))  # a late partial of a final line
     assert len(lines(pane)) == 2, "a final is shown once, and stays final"
+    # A partial no final replaced goes when the session ends (it was only a guess).
+    pane.add_live_segment(partial(2, "and then"))
+    pane.end_live()
+    assert lines(pane) == ["00:00  We start with the budget today.",
+                           "00:04  The next item is hiring."]
     # A partial alone (no final yet) is one line, and goes when its final comes.
     pane.start_live()
     pane.add_live_segment(partial(0, "hello"))
