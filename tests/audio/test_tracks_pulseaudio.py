@@ -42,7 +42,11 @@ def test_record_tracks_puts_each_voice_on_its_own_channel(pulse, speech_files, t
     out = tmp_path / "tracks.wav"
     proc = subprocess.Popen(
         [sys.executable, "-m", "meetcap", "record", "--mic", MIC_ID, "--system", SYSTEM_ID,
-         "--tracks", "--no-normalize", "--seconds", "9", "--out", str(out)],
+         # Echo cancellation off: this test is about which lane lands on which channel.
+         # (With "auto" and no echo path at all, the mic lane came out at 0.70-0.74
+         # correlation with the clean voice in 3 of 4 runs here: the canceller's business.)
+         "--tracks", "--no-normalize", "--echo-cancel", "off", "--seconds", "9",
+         "--out", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     # The voices start once frames are being written (the devices open in ~1 s).
@@ -67,5 +71,5 @@ def test_record_tracks_puts_each_voice_on_its_own_channel(pulse, speech_files, t
     }
     print("\ncorrelation of channel 1/2 with the mic/system voice:",
           {f"ch{c + 1}-{n}": round(v, 3) for (c, n), v in figures.items()})
-    assert figures[(0, "mic")] > 0.85 and figures[(1, "system")] > 0.85
+    assert figures[(0, "mic")] > 0.95 and figures[(1, "system")] > 0.95
     assert abs(figures[(0, "system")]) < 0.2 and abs(figures[(1, "mic")]) < 0.2
