@@ -5,7 +5,7 @@
     python bench/transcribe.py [--rounds 2] [--repeats 3] [--model DIR|NAME] [--cpu N]
 
 The audio: espeak-ng sentences of known text (tests/support/transcript_corpus.py, six
-voices and speeds), ``--rounds`` times over (2: about 60 s, 80 % of it speech), 16 kHz.
+voices and speeds), ``--rounds`` times over (2: about 60 s, 75 % of it speech), 16 kHz.
 The VAD flags come from meetcap's Silero VAD run once beforehand, as the live server gets
 them with the frames; the VAD's own cost is printed apart.
 
@@ -21,7 +21,7 @@ Speed is audio seconds per CPU second of this process ("x real time"), best of
 
 Live sessions: how many sessions with partials one server transcribes in real time on
 this machine, if every core runs one transcription worker: floor(cores * speed with
-partials). Meetings with more speech than this corpus (80 %) cost more.
+partials). Meetings with more speech than this corpus (75 %) cost more.
 
 The LAST line is exactly:
 ``transcribe: <N>x real time, faster-whisper alone <M>x, <S> live sessions``,
@@ -49,7 +49,12 @@ import numpy as np  # noqa: E402
 from meetcap.transcribe.engine import load_engine  # noqa: E402
 from meetcap.transcribe.offline import frames_with_speech, transcribe_frames  # noqa: E402
 from meetcap.transcribe.stream import StreamingTranscriber  # noqa: E402
-from tests.support.transcript_corpus import SENTENCES, make_corpus, wer  # noqa: E402
+from tests.support.transcript_corpus import (  # noqa: E402
+    SENTENCES,
+    make_corpus,
+    make_overlap,
+    wer,
+)
 
 OVERHEAD_TARGET = 0.30  # meetcap's segmentation may cost at most 30 % over faster-whisper
 
@@ -128,6 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     calls, partial_calls = counts["True"]
     print(f"with partials: {calls} engine calls, {partial_calls} of them partials "
           f"(each re-transcribes the utterance so far)")
+
+    # Overlapping speech: two voices at once (tests/support/transcript_corpus.make_overlap),
+    # WER against both speakers' sentences in the order they start. One run each: the
+    # WER is the figure here, and faster-whisper's own fallback samples (it varies).
+    mix, overlap_reference = make_overlap()
+    overlap_frames = frames_with_speech(mix)
+    streamed = " ".join(s.text for s in transcribe_frames(
+        StreamingTranscriber(engine, partials=False), overlap_frames))
+    direct_segments, _ = engine.model.transcribe(mix, language=engine.language,
+                                                 beam_size=engine.beam_size)
+    direct = " ".join(s.text for s in direct_segments)
+    print(f"overlapping speech ({len(mix) / 16000:.0f} s, two voices): WER meetcap "
+          f"{wer(overlap_reference, streamed):.1%}, faster-whisper alone "
+          f"{wer(overlap_reference, direct):.1%}")
 
     alone = speed["faster-whisper alone"]
     for label in ("meetcap finals only", "meetcap with partials"):
