@@ -72,13 +72,14 @@ def test_the_built_in_server_transcribes_and_the_listener_hears_each_final_once(
 ):
     recorder, heard, result = record(tmp_path, speech)  # the default: transcription on
     finals = [s for s in heard.segments if s.final]
-    assert [s.id for s in finals] == list(range(len(finals))) and finals
+    assert finals and [s.id for s in finals] == list(range(len(finals))), (
+        heard.segments, heard.problems)
     assert wer(SENTENCE, " ".join(s.text for s in finals)) <= 0.25, finals
     for partial in (s for s in heard.segments if not s.final):
         assert partial.id >= 0 and partial.text
     stored = tmp_path / "data" / "sessions" / f"{result.session_id}.transcript.json"
     assert stored.exists()
-    assert heard.problems == []
+    assert heard.problems == [], heard.problems
 
 
 def test_with_transcription_switched_off_nothing_is_transcribed(tmp_path, speech):
