@@ -26,31 +26,39 @@ def test_speech_into_the_sinks_appears_in_the_pane_and_exports_match_the_stored_
         transcribe=True))
     pane = window.transcript
 
-    def final_with(word: str) -> bool:
+    # Whisper tiny.en on a busy 2-core machine mishears a word now and then ("quarterly
+    # budget" came back as "water limit" once): a line counts as the sentence when it
+    # holds most of these words.
+    spoken = {"mic": {"morning", "everyone", "review", "budget", "hiring", "plan"},
+              "system": {"remote", "team", "finished", "release", "friday", "numbers"}}
+
+    def line_of(source: str) -> str | None:
         assert controller.phase is Phase.RECORDING, (
             f"the session ended by itself: {window.banner.text()}")
-        return any(word in s.text.lower() for s in pane.segments)
+        for line in pane.view.toPlainText().split("\n"):
+            words = set(line.lower().replace(",", " ").replace(".", " ").split())
+            if len(words & spoken[source]) >= 4 and not line.endswith("…"):
+                return line
+        return None
 
     window.session_panel.button.click()
     qtbot.waitUntil(lambda: controller.phase is Phase.RECORDING, timeout=30_000)
     qtbot.waitUntil(lambda: controller.recorder.frames_recorded > 0, timeout=10_000)
-    for source, sink, word in (("mic", MIC_SINK, "budget"), ("system", SPEAKER_SINK, "release")):
+    lines = {}
+    for source, sink in (("mic", MIC_SINK), ("system", SPEAKER_SINK)):
         pulse.play(speech_files[source].path, sink).wait(timeout=30)
         try:
-            qtbot.waitUntil(lambda w=word: final_with(w), timeout=30_000)
+            qtbot.waitUntil(lambda s=source: line_of(s) is not None, timeout=30_000)
         except TimeoutError:  # say what the pane showed
-            raise AssertionError(f"no final with {word!r}; the pane shows:\n"
+            raise AssertionError(f"no final line of the {source} sentence; the pane shows:\n"
                                  f"{pane.view.toPlainText()}\nbanner: {window.banner.text()}"
                                  f"\nlevels: {controller.recorder.levels()}\nstatus: "
                                  f"{controller.recorder.stream_status()}") from None
-    shown = pane.view.toPlainText()
-    print("the pane shows:\n" + shown)
-    assert "hiring" in shown.lower() and "friday" in shown.lower()
-    assert shown.split("\n")[0][:5] <= "00:02", "times run from the session's start"
-    [budget_line] = [line for line in shown.split("\n") if "budget" in line.lower()]
-    [release_line] = [line for line in shown.split("\n") if "release" in line.lower()]
-    assert budget_line[5:].startswith("  You: "), "the microphone's words are yours"
-    assert release_line[5:].startswith("  Others: "), "the meeting's sound is the others'"
+        lines[source] = line_of(source)
+    print("the pane shows:\n" + pane.view.toPlainText())
+    assert lines["mic"][:5] <= "00:02", "times run from the session's start"
+    assert lines["mic"][5:].startswith("  You: "), "the microphone's words are yours"
+    assert lines["system"][5:].startswith("  Others: "), "the meeting's sound is the others'"
     with qtbot.waitSignal(controller.session_finished, timeout=60_000) as finished:
         window.session_panel.button.click()
     result = finished.args[0]
