@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code (0 ok, 2 on a MeetcapError,
     whose message is printed without a traceback)."""
+    import multiprocessing
+
+    # The built-in server's transcription workers are spawned processes: in a frozen
+    # app (PyInstaller) each starts as this executable and must run the worker, not this.
+    multiprocessing.freeze_support()
     argv = sys.argv[1:] if argv is None else argv
     if not argv or (argv[0].startswith("-") and argv[0] not in _OWN_OPTIONS):
         return _run_app(argv)  # no command: the app, with its own options
