@@ -75,3 +75,21 @@ def test_finals_from_the_id_asked_then_partials_dropped_while_data_waits_stand_i
     ]
     assert sent[4]["text"] == "a partial that goes" and sent[4]["speaker"] is None
     assert sent[-1]["complete"] is True and sent[-1]["next_id"] == 4
+
+
+def test_a_failed_transcript_does_not_hold_the_end_of_the_session_stand_in_socket(tmp_path):
+    """A transcript file that cannot be read stops that transcript (it is never
+    overwritten); the connection's end then does not wait the tail timeout for finals."""
+    (tmp_path / "s1.transcript.json").write_text("{damaged")
+
+    async def scenario() -> float:
+        session = SessionTranscript("s1", TranscriptFiles(tmp_path, "s1"))
+        assert session.failed and "cannot read" in session.failed
+        feed = TranscriptFeed(StandInSocket(), session, next_id=0)
+        feed.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await feed.finish(10)
+        return loop.time() - started
+
+    assert asyncio.run(scenario()) < 1.0

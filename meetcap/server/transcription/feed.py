@@ -95,7 +95,9 @@ class TranscriptFeed:
                 event = session.changed()
                 await self._send_finals()
                 await self._send_status()
-                if session.complete and self.next_id >= len(session.finals):
+                if (session.complete or session.failed) and self.next_id >= len(session.finals):
+                    # A failed transcript (files unreadable: logged) gets no more finals:
+                    # do not hold the end of the session for them.
                     self._complete.set()
                     return
                 await self._send_partial()
