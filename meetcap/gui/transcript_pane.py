@@ -256,6 +256,7 @@ class TranscriptPane(Card):
         self._update_controls()
 
     def _on_playback_ended(self, error: object) -> None:
+        self.player.stop()  # its thread is on its way out: wait for it, so "playing" is false
         if error:
             self.problem.emit(str(error))
         self._update_controls()

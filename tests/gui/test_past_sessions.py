@@ -168,6 +168,11 @@ def test_a_click_on_a_line_plays_the_audio_from_there_until_stop(pulse, make_win
     assert 2.5 < played_s < 3.6, "Stop ended it (4 s would have followed)"
     assert np.abs(heard[-SAMPLE_RATE_HZ // 2:]).max() < 0.01, "silence after Stop"
     assert segments[1].start_s == SEGMENT_S
+    # Played to the end, the playback line and Stop go by themselves.
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=view.line_top(2))
+    assert pane.stop_button.isVisible()
+    qtbot.waitUntil(lambda: not pane.stop_button.isVisible(), timeout=6_000)
+    assert not pane.player.playing
 
 
 def test_nothing_plays_while_recording(make_window, qtbot):
