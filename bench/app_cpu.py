@@ -98,7 +98,7 @@ def long_speech(directory: Path) -> dict[str, Path]:
     return files
 
 
-def write_settings(path: Path, echo_cancel: str = "auto") -> None:
+def write_settings(path: Path, echo_cancel: str = "auto", transcribe: bool = True) -> None:
     """The app's settings file, written by the app's own settings code."""
     from meetcap.audio.manager import CaptureSettings
     from meetcap.gui.settings import SettingsStore
@@ -107,7 +107,7 @@ def write_settings(path: Path, echo_cancel: str = "auto") -> None:
     SettingsStore.at_path(path).save(SessionSettings(capture=CaptureSettings(
         mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=True,
         gain_db={"mic": 0.0, "system": -3.0}, echo_cancel=echo_cancel,
-    )))
+    ), transcribe=transcribe))
 
 
 def wait_growing(folder: Path, pattern: str, proc: subprocess.Popen,
@@ -253,6 +253,9 @@ def main() -> int:
     parser.add_argument("--screenshot", type=Path, help="save the window mid-run (xvfb)")
     parser.add_argument("--echo-cancel", choices=("auto", "on", "off"), default="auto",
                         help="the app's and the recorder's echo cancellation (default auto)")
+    parser.add_argument("--transcribe", choices=("on", "off"), default="on",
+                        help="the app's live transcription (its setting; default on, as in "
+                             "the app): the built-in server's workers count as the app's")
     parser.add_argument("--echo-path", action="store_true",
                         help="the speakers reach the microphone (module-loopback, 100 ms, "
                              "-15 dB: tests/support/echo_rig.py), as on a laptop without "
@@ -271,7 +274,7 @@ def main() -> int:
         ):
             speech = long_speech(work)
             settings = work / "settings.ini"
-            write_settings(settings, args.echo_cancel)
+            write_settings(settings, args.echo_cancel, args.transcribe == "on")
             if args.echo_path:
                 from tests.support.echo_rig import echo_path
 
@@ -333,7 +336,8 @@ def main() -> int:
         if run.exit_code != 0:
             lines = [x for x in run.log if not x.startswith(("  File", "Thread "))]
             print("".join(lines)[-3000:])
-    echo = f", echo cancellation {args.echo_cancel}" + (", echo path" if args.echo_path else "")
+    echo = (f", echo cancellation {args.echo_cancel}" + (", echo path" if args.echo_path else "")
+            + f", transcription {args.transcribe}")
     print(f"app CPU while recording two sources with VAD and meters ({args.display}, "
           f"{args.seconds:g} s{echo}): {app.percent:.1f} % of one core (target < "
           f"{TARGET_PERCENT:g} %), {app.percent / max(recorder.percent, 0.01):.1f}x the "
