@@ -41,6 +41,13 @@ SIGNIFICANCE = 8.0  # the peak over the median |correlation| across delays
 # canceller in "auto" must not switch off and on with it (bench/echo_screenshot.py
 # caught the word flipping).
 CLEAN_AFTER_WINDOWS = 6
+# An echo explains at least this share (correlation coefficient) of the microphone in a
+# window, at the same delay (within STEADY_DELAY_MS) in two windows in a row: two
+# different voices talking at once correlate at 0.05-0.15, at wandering delays
+# (tests/audio/test_tracks_pulseaudio.py saw "auto" turn on for a clean mic before).
+EXPLAINED_SHARE = 0.3
+CLEAR_SHARE = 0.6  # explains this much: an echo at once (only the far end is talking)
+STEADY_DELAY_MS = 2.0
 
 DECIMATE = 4
 
@@ -80,6 +87,7 @@ class EchoPathEstimator:
         self._filled = 0
         self._since_update = 0
         self._clean_windows = 0  # measured windows without an echo, in a row
+        self._last_candidate_ms: float | None = None  # the last window's echo delay
         self.score = EchoScore()
 
     def process(self, mic: np.ndarray, far: np.ndarray) -> None:
@@ -126,9 +134,23 @@ class EchoPathEstimator:
         energy = float(np.dot(delayed, delayed)) + 1e-30
         level_db = 20 * math.log10(max(magnitude / energy, 1e-12))
         delay_ms = peak * DECIMATE * 1000.0 / self._rate
-        if magnitude / noise >= SIGNIFICANCE and level_db >= AUDIBLE_DB:
+        # How much of the microphone the delayed system audio explains (1: all of it).
+        # Two people talking at once correlate a little at some delay; an echo a lot,
+        # and always at the same delay.
+        explained = magnitude / math.sqrt(energy * (float(np.dot(mic, mic)) + 1e-30))
+        candidate = (magnitude / noise >= SIGNIFICANCE and level_db >= AUDIBLE_DB
+                     and explained >= EXPLAINED_SHARE)
+        steady = (self._last_candidate_ms is not None
+                  and abs(delay_ms - self._last_candidate_ms) <= STEADY_DELAY_MS)
+        self._last_candidate_ms = delay_ms if candidate else None
+        if candidate and (steady or self.score.reaches_mic or explained >= CLEAR_SHARE):
             self._clean_windows = 0
             self.score = EchoScore(REACHES_MIC, level_db, delay_ms)
+            return
+        if level_db >= AUDIBLE_DB:
+            # Not an echo here, but not proof of none: the person's voice may hide one
+            # (double talk). Only a window where the system audio explains (almost)
+            # nothing of the microphone counts as clean.
             return
         self._clean_windows += 1
         if self.score.reaches_mic and self._clean_windows < CLEAN_AFTER_WINDOWS:
