@@ -15,6 +15,8 @@ file transcribed later agrees with the live transcript of the same audio.
   of audio as a **partial**. Partials follow LocalAgreement-2: a word is shown only once
   two consecutive hypotheses agree on it and on everything before it, and a shown word
   is never taken back, so each partial's text extends the previous one's (no flicker).
+  A long utterance is re-transcribed only in its newest ``partial_window_s`` (4 s):
+  older windows are closed and their words frozen, so a partial's cost stays bounded.
   At most one partial per :meth:`feed` call (the newest), so a worker catching up on a
   backlog does not re-transcribe every second of it; the server switches partials off
   (``partials_enabled = False``) first when it falls behind.
@@ -44,6 +46,9 @@ DEFAULT_MIN_PAUSE_S = 0.3  # pause frames (after the VAD's own 300 ms hangover) 
 DEFAULT_MIN_SPEECH_S = 0.5  # the VAD flags >= ~0.4 s for any detected sound; a word is more
 DEFAULT_PRE_ROLL_S = 0.2
 DEFAULT_CAP_SEARCH_S = 2.0
+# Partials re-transcribe at most this much of an utterance (see _close_partial_window).
+DEFAULT_PARTIAL_WINDOW_S = 4.0
+PROMPT_WORDS = 40  # context for a partial window's drafts
 
 
 def _frames(seconds: float) -> int:
@@ -63,7 +68,11 @@ class _Utterance:
         self.partial_at_frames = 0  # len(pcm) when the last partial was computed
         self.hypothesis_count = 0
         self.hypothesis: list[str] = []  # the previous partial hypothesis (its words)
-        self.committed: list[str] = []  # words shown in partials so far (never retracted)
+        # Words shown in partials so far (never retracted): ``frozen`` for the closed
+        # partial windows, ``committed`` for the open one, which starts at ``window_start``.
+        self.frozen: list[str] = []
+        self.committed: list[str] = []
+        self.window_start = 0  # index in ``pcm``
 
     def add(self, seq: int, pcm: bytes, speech: bool) -> None:
         self.pcm.append(pcm)
@@ -83,8 +92,8 @@ class _Utterance:
         """One past the last frame held."""
         return self.audio_seq + len(self.pcm)
 
-    def samples(self, upto: int | None = None) -> np.ndarray:
-        data = b"".join(self.pcm[:upto] if upto is not None else self.pcm)
+    def samples(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        data = b"".join(self.pcm[start:stop])
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768)
 
 
@@ -102,6 +111,7 @@ class StreamingTranscriber:
         min_speech_s: float = DEFAULT_MIN_SPEECH_S,
         pre_roll_s: float = DEFAULT_PRE_ROLL_S,
         cap_search_s: float = DEFAULT_CAP_SEARCH_S,
+        partial_window_s: float = DEFAULT_PARTIAL_WINDOW_S,
         partials: bool = True,
         prompt_with_previous: bool = False,
     ) -> None:
@@ -120,6 +130,7 @@ class StreamingTranscriber:
         self._min_pause = max(1, _frames(min_pause_s))
         self._min_speech = _frames(min_speech_s)
         self._cap_search = max(1, _frames(cap_search_s))
+        self._partial_window = max(self._cap_search + 1, _frames(partial_window_s))
         self._pre_roll: deque[bytes] = deque(maxlen=_frames(pre_roll_s))
         self._utterance: _Utterance | None = None
         self._expected_seq: int | None = None
@@ -265,21 +276,47 @@ class StreamingTranscriber:
             return None
         utt.partial_at_frames = len(utt.pcm)
         utt.hypothesis_count += 1
+        if len(utt.pcm) - utt.window_start > self._partial_window:
+            self._close_partial_window(utt)
         self.partial_calls += 1
-        prompt = self._previous_text if self.prompt_with_previous else None
-        # Continue from the words shown already: they are never taken back anyway.
+        # Continue from the words shown already (they are never taken back anyway), with
+        # the closed windows' words as context.
         hypothesis = self._transcribe(
-            utt.samples(), prompt, draft=True, prefix=" ".join(utt.committed) or None
+            utt.samples(utt.window_start), _context(utt.frozen), draft=True,
+            prefix=" ".join(utt.committed) or None,
         ).split()
         _agree(utt, hypothesis)
-        if not utt.committed:
+        shown = utt.frozen + utt.committed
+        if not shown:
             return None
-        text = " ".join(utt.committed)
+        text = " ".join(shown)
         return TranscriptSegment(
             id=self.next_id, start_s=utt.first_speech_seq * FRAME_S,
             end_s=utt.end_seq * FRAME_S, text=text, final=False,
             minor=is_minor(text, min_words=self.min_words),
         )
+
+    def _close_partial_window(self, utt: _Utterance) -> None:
+        """Partials re-transcribe only the newest ``partial_window_s`` of a long
+        utterance: each second of a 20 s monologue re-transcribed whole cost ~7x what
+        one pass of faster-whisper costs. The open window is closed after its quietest
+        frame of the last two seconds; its audio is transcribed once more (continuing
+        the words it showed), those words are frozen, and a new window starts. The final
+        still transcribes the whole utterance at once."""
+        n = len(utt.pcm)
+        search = range(max(utt.window_start + 1, n - self._cap_search), n)
+        cut = search[int(np.argmin([_frame_energy(utt.pcm[i]) for i in search]))] + 1
+        self.partial_calls += 1
+        closing = self._transcribe(
+            utt.samples(utt.window_start, cut), _context(utt.frozen), draft=True,
+            prefix=" ".join(utt.committed) or None,
+        ).split()
+        done = len(utt.committed)
+        if _norm(closing[:done]) == _norm(utt.committed):
+            utt.committed += closing[done:]
+        utt.frozen += utt.committed
+        utt.committed, utt.hypothesis = [], []
+        utt.window_start = cut
 
     def _transcribe(
         self, samples: np.ndarray, prompt: str | None, draft: bool = False,
@@ -305,6 +342,11 @@ def _agree(utt: _Utterance, hypothesis: list[str]) -> None:
     while agreed < limit and _norm([previous[agreed]]) == _norm([hypothesis[agreed]]):
         agreed += 1
     utt.committed.extend(hypothesis[done:agreed])
+
+
+def _context(frozen: list[str]) -> str | None:
+    """The last words shown, as the prompt of the next window's draft."""
+    return " ".join(frozen[-PROMPT_WORDS:]) or None
 
 
 def _norm(ws: list[str]) -> list[str]:

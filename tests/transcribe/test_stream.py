@@ -9,7 +9,7 @@ from meetcap.constants import FRAME_BYTES
 from meetcap.transcribe.offline import frames_with_speech, transcribe_frames
 from meetcap.transcribe.segments import is_minor
 from meetcap.transcribe.stream import StreamingTranscriber
-from tests.support.transcript_corpus import RATE_HZ, say
+from tests.support.transcript_corpus import RATE_HZ, say, wer
 
 
 class CountingEngine:
@@ -18,9 +18,12 @@ class CountingEngine:
     def __init__(self, engine):
         self.engine = engine
         self.calls: list[float] = []  # seconds of audio per call
+        self.draft_calls: list[float] = []
 
     def transcribe(self, samples, **kwargs):
         self.calls.append(len(samples) / RATE_HZ)
+        if kwargs.get("draft"):
+            self.draft_calls.append(len(samples) / RATE_HZ)
         return self.engine.transcribe(samples, **kwargs)
 
 
@@ -48,6 +51,30 @@ def test_partials_never_take_back_a_word_and_come_about_once_a_second(corpus, li
         # come every second until the utterance ends.
         assert partials[0].end_s - said.start_s <= 3.5, (partials[0], said)
         assert said.end_s - partials[-1].end_s <= 1.0, (partials[-1], said)
+
+
+def test_a_long_utterance_has_stable_partials_from_a_bounded_window(engine):
+    from tests.support.transcript_corpus import SENTENCES, make_corpus
+
+    # Three sentences with 0.25 s gaps: the VAD bridges them, one ~13 s utterance.
+    monologue = make_corpus(SENTENCES[:3], pause_s=0.25)
+    counting = CountingEngine(engine)
+    seen: list = []
+    finals = transcribe_frames(StreamingTranscriber(counting),
+                               frames_with_speech(monologue.samples), on_segment=seen.append)
+    assert len(finals) == 1 and finals[0].end_s - finals[0].start_s > 10.0
+    partials = [s for s in seen if not s.final]
+    assert len(partials) >= 8
+    for earlier, later in zip(partials, partials[1:], strict=False):
+        assert _words(later.text)[: len(_words(earlier.text))] == _words(earlier.text)
+        assert abs((later.end_s - earlier.end_s) - 1.0) < 1e-6
+    # Drafts re-transcribe at most the 4 s window (+ up to a second of new audio).
+    assert max(counting.draft_calls) <= 5.0 + 1e-6, counting.draft_calls
+    # The last partial shows most of what the final says.
+    final_words = _words(finals[0].text.lower())
+    shown = _words(partials[-1].text.lower())
+    assert len(shown) >= 0.6 * len(final_words), (partials[-1].text, finals[0].text)
+    assert wer(finals[0].text, partials[-1].text) <= 0.5
 
 
 def test_partial_words_agree_with_the_final(live_run):
