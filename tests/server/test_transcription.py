@@ -353,3 +353,27 @@ def test_a_resume_on_another_instance_gets_every_final_exactly_once(
         second.log_text(),
     )
     assert taken_up and int(taken_up[0][0]) > 0 and int(taken_up[0][1]) >= 1, taken_up
+
+
+def test_two_workers_share_the_sessions_and_each_transcript_is_whole(
+    speech, meetcap_server_factory, tmp_path
+):
+    _, frames, want = speech
+    server = meetcap_server_factory(transcribe_workers=2, **SERVER)
+    heard = [Heard(), Heard()]
+    streamers = [streamer(server.url, tmp_path / f"c{i}", h) for i, h in enumerate(heard)]
+    threads = [threading.Thread(target=submit, args=(s, frames, 0.01)) for s in streamers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results = [s.finish(120) for s in streamers]
+    for result, h in zip(results, heard, strict=True):
+        assert result.ok, result.message
+        same_finals(h.finals, want)
+        same_finals(formats.from_json(stored(server.data_dir, result.session_id)[0]), want)
+    workers = {
+        re.search(rf"\[worker (\d+)\]: session {r.session_id}: transcribing", server.log_text())
+        .group(1) for r in results
+    }
+    assert len(workers) == 2, "each session went to its own worker"
