@@ -132,7 +132,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{speed[label]:6.1f}x real time  WER {wer(reference, text):5.1%}")
     calls, partial_calls = counts["True"]
     print(f"with partials: {calls} engine calls, {partial_calls} of them partials "
-          f"(each re-transcribes the utterance so far)")
+          f"(each re-transcribes the open utterance, at most its newest 4 s window)")
+
+    # A monologue: the same sentences 0.25 s apart, which the VAD bridges, so utterances
+    # run to the 20 s cap and partials work on long utterances (the costly case).
+    monologue = make_corpus(sentences, pause_s=0.25)
+    monologue_frames = frames_with_speech(monologue.samples)
+
+    def monologue_run() -> str:
+        finals = transcribe_frames(StreamingTranscriber(engine), monologue_frames)
+        return " ".join(s.text for s in finals)
+
+    cpu_s, wall_s, text = _timed(monologue_run, args.repeats)
+    speed["monologue with partials"] = monologue.duration_s / cpu_s
+    print(f"{'monologue, partials':22s} cpu {cpu_s:6.2f} s  wall {wall_s:6.2f} s  "
+          f"{speed['monologue with partials']:6.1f}x real time  "
+          f"WER {wer(monologue.text, text):5.1%}  ({monologue.duration_s:.0f} s, "
+          f"utterances up to 20 s)")
 
     # Overlapping speech: two voices at once (tests/support/transcript_corpus.make_overlap),
     # WER against both speakers' sentences in the order they start. One run each: the
@@ -157,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     sessions = int(np.floor(cores * speed["meetcap with partials"]))
     print(f"live sessions: {cores} cores x {speed['meetcap with partials']:.1f}x real time "
           f"with partials = {sessions} (finals only, partials dropped when behind: "
-          f"{int(np.floor(cores * speed['meetcap finals only']))})")
+          f"{int(np.floor(cores * speed['meetcap finals only']))}; everyone talking in "
+          f"monologues: {int(np.floor(cores * speed['monologue with partials']))})")
     print(f"meetcap with partials: {speed['meetcap with partials']:.1f}x real time")
     print(f"transcribe: {speed['meetcap finals only']:.0f}x real time, "
           f"faster-whisper alone {alone:.0f}x, {sessions} live sessions")
