@@ -156,8 +156,13 @@ class Worker:
         if job.fed < job.durable:
             n = min(CHUNK_FRAMES, job.durable - job.fed)
             pcm, flags = audio.read(job.fed, n)
-            # Partials go first when behind: none while more than the limit waits.
-            transcriber.partials_enabled = job.durable - (job.fed + n) <= self._max_lag_frames
+            # Partials go first when behind: none while more than the limit waits. None
+            # either once the voice paused (the VAD's flag is off): the utterance is about
+            # to end, and a partial computed now would only make its final later.
+            transcriber.partials_enabled = (
+                job.durable - (job.fed + n) <= self._max_lag_frames
+                and bool(flags[-1] & FLAG_SPEECH)
+            )
             segments = transcriber.feed(job.fed, pcm, [bool(b & FLAG_SPEECH) for b in flags])
             job.fed += n
             finals = [self._with_speaker(audio, s) for s in segments if s.final]
