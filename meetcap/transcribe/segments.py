@@ -19,7 +19,8 @@ FILLER_WORDS = frozenset({
     "right", "you", "know", "i", "mean", "and", "the", "a", "thank", "thanks", "bye",
 })
 _WORD = re.compile(r"[\w']+(?:-[\w']+)*")
-_NON_SPEECH_TAG = re.compile(r"^\s*[\[\(\*][^\]\)\*]*[\]\)\*]\s*$")
+# Full-matched (no anchors): ``$`` would also match before a trailing newline.
+_NON_SPEECH_TAG = re.compile(r"\s*[\[\(\*][^\]\)\*]*[\]\)\*]\s*")
 
 
 def words(text: str) -> list[str]:
@@ -30,7 +31,7 @@ def words(text: str) -> list[str]:
 def is_minor(text: str, *, min_words: int = DEFAULT_MIN_WORDS) -> bool:
     """True for text a reader may hide: fewer than ``min_words`` words, only filler
     words, or only a non-speech tag such as ``[MUSIC]``."""
-    if _NON_SPEECH_TAG.match(text):
+    if _NON_SPEECH_TAG.fullmatch(text):
         return True
     found = words(text)
     if len(found) < min_words:
