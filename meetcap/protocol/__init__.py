@@ -8,6 +8,7 @@ JSON control messages (:mod:`.messages`); :mod:`.connection` holds the rules of 
 from meetcap.protocol.audio import (
     AUDIO_MESSAGE_BYTES,
     HEADER_BYTES,
+    TRACKS_MESSAGE_BYTES,
     AudioMessage,
     decode_audio,
     encode_audio,
@@ -40,12 +41,13 @@ from meetcap.protocol.messages import (
 
 # The URL path of the streaming endpoint; the version in it changes with PROTOCOL_VERSION.
 STREAM_PATH = "/v1/stream"
-# Largest message a server accepts: one audio frame; control messages are smaller.
+# Largest message a server accepts: one audio frame; control messages are smaller. The
+# one exception is the tracks extension's audio message (TRACKS_MESSAGE_BYTES, 3.5).
 MAX_MESSAGE_BYTES = AUDIO_MESSAGE_BYTES
 
 __all__ = [
     "AUDIO_MESSAGE_BYTES", "HEADER_BYTES", "MAX_MESSAGE_BYTES", "PROTOCOL_VERSION", "STREAM_PATH",
-    "Ack", "AudioMessage", "ClientConnection", "CloseCode", "DuplicateReceived", "End", "Ended",
+    "TRACKS_MESSAGE_BYTES", "Ack", "AudioMessage", "ClientConnection", "CloseCode", "DuplicateReceived", "End", "Ended",
     "EndReceived", "Error", "FrameReceived", "GoingAway", "Hello", "HelloReceived",
     "MessageReceived", "ProtocolViolation", "ServerConnection", "Transcript", "TranscriptStatus",
     "Welcome", "decode_audio",

@@ -10,6 +10,9 @@ Layout, network byte order for the header (the PCM itself is int16 little-endian
     4      8    seq       unsigned, 0 for the first frame of a session
     12     4    crc32     zlib.crc32 of bytes 0-11 followed by the PCM
     16     3200 pcm       1,600 samples, int16 little-endian, 16 kHz mono
+    3216   6400 tracks    only with the tracks extension (hello.tracks): 1,600 stereo
+                          samples, mic lane then system lane, interleaved; the CRC
+                          covers them after the PCM
 
 The checksum covers the sequence number too, so a frame cannot be replayed at another
 position undetected, and it catches corruption in the client's spool and in storage
@@ -43,6 +46,11 @@ _PREFIX = struct.Struct("!2sBBQ")  # the part the checksum covers before the PCM
 _CRC = struct.Struct("!I")
 HEADER_BYTES = _PREFIX.size + _CRC.size  # 16
 AUDIO_MESSAGE_BYTES = HEADER_BYTES + FRAME_BYTES  # 3,216
+# The tracks extension (docs/protocol.md 3.5, hello.tracks = 1): the same header and mono
+# PCM, then the mic and system lanes as 1,600 stereo samples. Told apart by its size.
+TRACKS_BYTES = 2 * FRAME_BYTES  # 6,400
+TRACKS_MESSAGE_BYTES = AUDIO_MESSAGE_BYTES + TRACKS_BYTES  # 9,616
+TRACKS_VERSION = 1
 MAX_SEQ = 2**64 - 1
 
 
@@ -55,6 +63,7 @@ class AudioMessage:
     pcm: bytes
     speech: bool = False
     speaker: int | None = None
+    tracks: bytes | None = None  # the two lanes (tracks extension), else None
 
     @property
     def flags(self) -> int:
@@ -66,15 +75,22 @@ def _refuse(code: CloseCode, message: str) -> ProtocolError:
     return ProtocolError(int(code), ERROR_NAMES[code], message)
 
 
-def encode_audio(seq: int, pcm: bytes, speech: bool = False, speaker: int | None = None) -> bytes:
+def encode_audio(
+    seq: int, pcm: bytes, speech: bool = False, speaker: int | None = None,
+    tracks: bytes | None = None,
+) -> bytes:
     """Build the binary message for frame ``seq``. ``pcm`` must be exactly 3,200 bytes.
 
     ``speaker`` (0-3, meetcap.frames.SPEAKER_*) sets bits 1-2: only on a connection whose
     welcome accepted the speakers extension (and in the client's own spool); None leaves
-    them 0, as every version-1 peer expects.
+    them 0, as every version-1 peer expects. ``tracks`` (6,400 bytes) makes it a tracks
+    message (9,616 bytes): only on a connection whose welcome accepted the tracks
+    extension (and in the client's own spool).
     """
     if len(pcm) != FRAME_BYTES:
         raise ValueError(f"an audio frame carries exactly {FRAME_BYTES} bytes, got {len(pcm)}")
+    if tracks is not None and len(tracks) != TRACKS_BYTES:
+        raise ValueError(f"a frame's tracks are exactly {TRACKS_BYTES} bytes, got {len(tracks)}")
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"sequence number out of range: {seq}")
     flags = FLAG_SPEECH if speech else 0
@@ -84,24 +100,37 @@ def encode_audio(seq: int, pcm: bytes, speech: bool = False, speaker: int | None
         flags |= speaker << SPEAKER_SHIFT
     prefix = _PREFIX.pack(MAGIC, AUDIO_VERSION, flags, seq)
     crc = zlib.crc32(pcm, zlib.crc32(prefix))
-    return b"".join((prefix, _CRC.pack(crc), pcm))
+    if tracks is None:
+        return b"".join((prefix, _CRC.pack(crc), pcm))
+    crc = zlib.crc32(tracks, crc)
+    return b"".join((prefix, _CRC.pack(crc), pcm, tracks))
 
 
-def decode_audio(data: bytes, *, speakers: bool = False) -> AudioMessage:
+def decode_audio(data: bytes, *, speakers: bool = False, tracks: bool = False) -> AudioMessage:
     """Parse and verify one binary message.
 
     ``speakers``: the speakers extension is on for this connection (bits 1-2 allowed and
     decoded into ``speaker``); without it they are unknown flags, as in version 1.
+    ``tracks``: the tracks extension is on (a 9,616-byte message is allowed and its two
+    lanes decoded into ``tracks``); without it only the 3,216-byte message is.
 
     Raises :class:`~meetcap.errors.ProtocolError` with the close code the receiver must
     answer with: ``bad_message`` for a wrong size, magic or flags,
     ``unsupported_version`` for another version, ``bad_checksum`` for corrupted bytes.
     """
-    if len(data) != AUDIO_MESSAGE_BYTES:
+    size = len(data)
+    if size == TRACKS_MESSAGE_BYTES and not tracks:
         raise _refuse(
             CloseCode.BAD_MESSAGE,
-            f"an audio message is {AUDIO_MESSAGE_BYTES} bytes (16 header + {FRAME_BYTES} PCM), "
-            f"got {len(data)}",
+            f"a {TRACKS_MESSAGE_BYTES}-byte audio message carries two tracks: it needs the "
+            "tracks extension in hello (and welcome.tracks)",
+        )
+    if size != AUDIO_MESSAGE_BYTES and size != TRACKS_MESSAGE_BYTES:
+        raise _refuse(
+            CloseCode.BAD_MESSAGE,
+            f"an audio message is {AUDIO_MESSAGE_BYTES} bytes (16 header + {FRAME_BYTES} PCM)"
+            + (f" or {TRACKS_MESSAGE_BYTES} with tracks" if tracks else "")
+            + f", got {size}",
         )
     view = memoryview(data)
     magic, version, flags, seq = _PREFIX.unpack_from(view, 0)
@@ -118,10 +147,11 @@ def decode_audio(data: bytes, *, speakers: bool = False) -> AudioMessage:
         )
         raise _refuse(CloseCode.BAD_MESSAGE, f"unknown audio flags 0x{flags:02x}{hint}")
     (crc,) = _CRC.unpack_from(view, _PREFIX.size)
-    pcm = bytes(view[HEADER_BYTES:])
-    if zlib.crc32(pcm, zlib.crc32(view[: _PREFIX.size])) != crc:
+    if zlib.crc32(view[HEADER_BYTES:], zlib.crc32(view[: _PREFIX.size])) != crc:
         raise _refuse(CloseCode.BAD_CHECKSUM, f"frame {seq} failed its CRC32 check")
+    pcm = bytes(view[HEADER_BYTES:AUDIO_MESSAGE_BYTES])
     return AudioMessage(
         seq=seq, pcm=pcm, speech=bool(flags & FLAG_SPEECH),
         speaker=(flags >> SPEAKER_SHIFT) & 3 if speakers else None,
+        tracks=bytes(view[AUDIO_MESSAGE_BYTES:]) if size == TRACKS_MESSAGE_BYTES else None,
     )

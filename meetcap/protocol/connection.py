@@ -123,6 +123,7 @@ class ServerConnection:
         self.state = ServerState.AWAIT_HELLO
         self.next_seq = 0  # the next sequence number this connection must send
         self.speakers = False  # the welcome accepted the speakers extension (bits 1-2)
+        self.tracks = False  # the welcome accepted the tracks extension (9,616-byte frames)
 
     # -- input
 
@@ -170,7 +171,7 @@ class ServerConnection:
                 return [self._violation(CloseCode.BAD_MESSAGE, "no frames may follow end")]
             return [self._violation(CloseCode.HELLO_REQUIRED, "the first message must be hello")]
         try:
-            frame = decode_audio(data, speakers=self.speakers)
+            frame = decode_audio(data, speakers=self.speakers, tracks=self.tracks)
         except ProtocolError as exc:
             return [self._violate(exc)]
         if frame.seq < self.next_seq:
@@ -195,6 +196,7 @@ class ServerConnection:
         self.state = ServerState.STREAMING
         self.next_seq = welcome.acked + 1
         self.speakers = bool(welcome.speakers)
+        self.tracks = bool(welcome.tracks)
         return encode_message(welcome)
 
     def ack(self, seq: int) -> str:
@@ -250,6 +252,7 @@ class ClientConnection:
         self.acked = -1
         self.highest_sent = -1
         self.speakers = False  # the server accepted the who-spoke flags on this connection
+        self.tracks = False  # the server accepted two-lane frames on this connection
 
     def hello(
         self,
@@ -261,6 +264,7 @@ class ClientConnection:
         transcript: bool = False,
         transcript_from: int = 0,
         speakers: int | None = None,
+        tracks: int | None = None,
     ) -> str:
         """The hello text; ``transcript`` asks for transcript messages from final id
         ``transcript_from`` on (an extension older servers ignore)."""
@@ -273,18 +277,24 @@ class ClientConnection:
                 transcript=transcript,
                 transcript_from=transcript_from,
                 speakers=speakers,
+                tracks=tracks,
             )
         )
 
     def frame(
-        self, seq: int, pcm: bytes, speech: bool = False, speaker: int | None = None
+        self, seq: int, pcm: bytes, speech: bool = False, speaker: int | None = None,
+        tracks: bytes | None = None,
     ) -> bytes:
         """Bytes of frame ``seq``; valid only after the welcome. ``speaker`` goes into
-        bits 1-2 only if the welcome accepted the speakers extension."""
+        bits 1-2 only if the welcome accepted the speakers extension, ``tracks`` (the
+        two lanes) only if it accepted the tracks extension: else the mono frame."""
         if self.state is not ClientState.STREAMING:
             raise RuntimeError(f"frames may be sent only while streaming, state is {self.state}")
         self.highest_sent = max(self.highest_sent, seq)
-        return encode_audio(seq, pcm, speech, speaker if self.speakers else None)
+        return encode_audio(
+            seq, pcm, speech, speaker if self.speakers else None,
+            tracks if self.tracks else None,
+        )
 
     def end(self, last_seq: int) -> str:
         self.state = ClientState.ENDING
@@ -302,6 +312,7 @@ class ClientConnection:
             self.acked = message.acked
             self.highest_sent = message.acked
             self.speakers = bool(message.speakers)
+            self.tracks = bool(message.tracks)
         elif isinstance(message, Ack):
             if message.seq > self.highest_sent:
                 return [

@@ -54,6 +54,9 @@ class Hello:
     # Speakers extension (docs/protocol.md 3.1): the version of the who-spoke frame flags
     # (bits 1-2) the client would send; None: none. An older server ignores it.
     speakers: int | None = None
+    # Tracks extension (docs/protocol.md 3.5): the version of the two-lane audio message
+    # the client would send (1); None: mono only. An older server ignores it.
+    tracks: int | None = None
 
     def __post_init__(self) -> None:
         if self.format is None:
@@ -77,6 +80,9 @@ class Welcome:
     # Speakers extension: the version the server accepts for this connection (only in
     # answer to a hello that offered it); None: frames keep bits 1-2 at 0.
     speakers: int | None = None
+    # Tracks extension: the version the server accepts for this connection (only in
+    # answer to a hello that offered it); None: only the mono 3,216-byte message.
+    tracks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +285,8 @@ def _validate(message: Message) -> None:
         _check_int("transcript_from", message.transcript_from, 0)
         if message.speakers is not None:
             _check_int("speakers", message.speakers, 0)
+        if message.tracks is not None:
+            _check_int("tracks", message.tracks, 0)
     elif isinstance(message, Transcript):
         _check_int("id", message.id, 0)
         object.__setattr__(message, "start", _check_seconds("start", message.start))
@@ -299,6 +307,8 @@ def _validate(message: Message) -> None:
         _check_int("epoch", message.epoch, 0)
         if message.speakers is not None:
             _check_int("speakers", message.speakers, 0)
+        if message.tracks is not None:
+            _check_int("tracks", message.tracks, 0)
     elif isinstance(message, Ack):
         _check_int("seq", message.seq, -1)
     elif isinstance(message, End):
