@@ -19,7 +19,7 @@ from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.asyncio.server import serve as ws_serve
 
 from meetcap import redact
-from meetcap.protocol import MAX_MESSAGE_BYTES, STREAM_PATH, CloseCode
+from meetcap.protocol import STREAM_PATH, TRACKS_MESSAGE_BYTES, CloseCode
 from meetcap.server.auth import Authenticator, handshake_checker
 from meetcap.server.config import ServerConfig
 from meetcap.server.flusher import Flusher
@@ -151,7 +151,9 @@ class MeetcapServer:
                 self.auth, self.config.allowed_origins, lambda: self.closing, self.ip_limits
             ),
             compression=None,  # audio does not compress; deflate costs memory per link
-            max_size=MAX_MESSAGE_BYTES,
+            # The tracks extension's audio message is the largest; the handler closes
+            # anything else over 3,216 bytes with 1009 itself (meetcap.server.msgsize).
+            max_size=TRACKS_MESSAGE_BYTES,
             # Our own keepalive (see _watch): a websockets ping waits behind the audio a
             # paced catch-up has not read yet and would time out a healthy connection.
             ping_interval=None,

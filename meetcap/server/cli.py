@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--offline-grace-s", type=float, default=d["offline_grace_s"],
                         help="how much audio captured before the session was created "
                         "(hello.started_at) the flood rule accepts")
+    limits.add_argument("--no-tracks", dest="accept_tracks", action="store_false",
+                        help="do not accept the tracks extension (two-lane frames, "
+                        "docs/protocol.md 3.5): clients send the mono mix only")
     limits.add_argument("--catchup-x", type=float, default=d["catchup_x"],
                         help="fastest a session is read, in multiples of real time")
     limits.add_argument("--max-sessions-per-user", type=int,
@@ -158,6 +161,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         realtime_slack_s=args.realtime_slack_s,
         offline_grace_s=args.offline_grace_s,
         catchup_x=args.catchup_x,
+        accept_tracks=args.accept_tracks,
         max_sessions_per_user=args.max_sessions_per_user,
         new_sessions_per_minute=args.new_sessions_per_minute,
         flush_interval_ms=args.flush_interval_ms,

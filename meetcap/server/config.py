@@ -79,6 +79,9 @@ class ServerConfig:
     takeover_wait_s: float = 5.0
     session_ttl_s: int = 7 * 24 * 3600  # Redis keeps idle session state this long
     max_pending_frames: int = 100  # received but not yet stored, per connection
+    # The tracks extension (docs/protocol.md 3.5): accept two-lane frames from clients
+    # that offer them (off: answer like a server that does not know the extension).
+    accept_tracks: bool = True
     # Bytes the server may hold unsent for one connection before it closes the peer with
     # not_reading (4013). What it sends is small (acks of ~25 bytes, pongs): reaching
     # this needs the kernel's socket buffers full too, a peer that stopped reading.

@@ -33,9 +33,10 @@ from meetcap.protocol import (
     ServerConnection,
     Welcome,
 )
-from meetcap.protocol.audio import SPEAKERS_VERSION
+from meetcap.protocol.audio import SPEAKERS_VERSION, TRACKS_VERSION
 from meetcap.protocol.codes import ERROR_NAMES
 from meetcap.protocol.connection import Event
+from meetcap.server.msgsize import too_big
 from meetcap.server.ratelimit import AudioClock, Pacer
 from meetcap.server.refusals import ANSWERED, Answer, answer_for
 from meetcap.server.sidecar import SessionMeta, read_sidecar
@@ -93,6 +94,7 @@ class ConnectionHandler:
         self._refused_after_end = False
         self._refusal = Answer(CloseCode.INTERNAL_ERROR, "")
         self.transcript: TranscriptFeed | None = None  # when the server transcribes
+        self.tracks = False  # this connection's welcome accepted the tracks extension
 
     @property
     def session_id(self) -> str | None:
@@ -133,6 +135,9 @@ class ConnectionHandler:
                 if ending and not self._ended_sent and not self._taken_over:
                     await self._refuse_after_end(message)
                 continue  # the close under way will end recv() soon
+            if too_big(message):
+                await self._close_too_big()
+                return
             if isinstance(message, bytes):
                 events = conn.receive_binary(message)
             else:
@@ -169,7 +174,8 @@ class ConnectionHandler:
             )
             return False
         try:
-            writer.append(frame.pcm, frame.flags)  # speech, and who spoke if negotiated
+            # speech, and who spoke if negotiated; the two lanes with the tracks extension
+            writer.append(frame.pcm, frame.flags, frame.tracks)
         except ANSWERED as exc:  # the storage failed, or the session is full
             self._refusal = answer_for(exc)
             return False
@@ -218,6 +224,9 @@ class ConnectionHandler:
             )
             return False
         self.last_receive_s = time.monotonic()
+        if too_big(message):
+            await self._close_too_big()
+            return False
         if isinstance(message, bytes):
             events = self.conn.receive_binary(message)
         else:
@@ -243,6 +252,8 @@ class ConnectionHandler:
                 self.record.session_id, self._token, acked=acked, epoch=self.record.epoch,
                 # The speakers extension: accepted whenever offered (docs/protocol.md 3.1).
                 speakers=SPEAKERS_VERSION if event.hello.speakers else None,
+                # The tracks extension (3.5): unless the operator switched it off.
+                tracks=TRACKS_VERSION if self.tracks else None,
             )
         )
         await self.ws.send(text)
@@ -256,6 +267,7 @@ class ConnectionHandler:
 
     async def _attach_session(self, hello: Hello) -> None:
         server, store = self.server, self.server.store
+        self.tracks = bool(hello.tracks) and self.config.accept_tracks
         self._token = new_token()
         now_s = time.time()
         create = hello.session_id is None
@@ -290,7 +302,7 @@ class ConnectionHandler:
             try:
                 self.writer = await server.storage.open(
                     meta, record.epoch, create=create, wait_s=self.config.takeover_wait_s,
-                    superseded=superseded,
+                    superseded=superseded, tracks=self.tracks,
                 )
             except BaseException:
                 await store.release(self.user, session_id, record.epoch)
@@ -489,6 +501,17 @@ class ConnectionHandler:
             await self.ws.send(error_text)
             reason = message.encode()[:_CLOSE_REASON_BYTES].decode(errors="ignore")
             await self.ws.close(code, reason)
+        except ConnectionClosed:
+            pass
+
+    async def _close_too_big(self) -> None:
+        """1009 without a JSON error, as the WebSocket layer closes beyond its max_size
+        (docs/protocol.md 2: only a tracks audio message may exceed 3,216 bytes)."""
+        self._closing = True
+        log.info("session %s of %s: closing with 1009: message too big",
+                 self.session_id or "(none)", self.user)
+        try:
+            await self.ws.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
         except ConnectionClosed:
             pass
 

@@ -101,8 +101,10 @@ def write_sidecar(
     *,
     finished: bool = False,
     sha256: str | None = None,
+    tracks_audio: str | None = None,
 ) -> None:
-    """Write the sidecar of a session holding ``len(flags)`` frames. Blocks (fsync)."""
+    """Write the sidecar of a session holding ``len(flags)`` frames. Blocks (fsync).
+    ``tracks_audio``: the two-lane WAV's name, for a tracks session (protocol.md 3.5)."""
     frames = len(flags)
     atomic_write_json(
         path,
@@ -121,6 +123,8 @@ def write_sidecar(
             "duration_ms": frames * FRAME_MS,
             "speech_segments": speech_segments(flags),
             "speaker_turns": speaker_turns(flags),
+            "tracks": tracks_audio is not None,
+            "tracks_audio": tracks_audio,
             "finished": finished,
             "sha256": sha256,
         },

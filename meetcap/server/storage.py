@@ -6,6 +6,8 @@ Files of session ``<id>`` in the data directory:
 * ``<id>.speech`` - one byte per frame (the frame's flags: bit 0 speech, bits 1-2 who spoke) while the session is open; folded
   into the sidecar's speech segments and removed when the session ends.
 * ``<id>.json`` - the sidecar (sidecar.py).
+* ``<id>.tracks.wav`` - a tracks session's two lanes (tracksfile, docs/protocol.md 3.5),
+  written, fsynced and reconciled with the mono WAV so that an ack covers both.
 
 One :class:`SessionWriter` at a time owns a session's files: it holds an exclusive
 lock on the WAV (:func:`meetcap.oscalls.lock_exclusive`) for as long as it is attached,
@@ -40,7 +42,7 @@ from meetcap.oscalls import (
     pwrite_all,
     unlock,
 )
-from meetcap.server import wavfile
+from meetcap.server import tracksfile, wavfile
 from meetcap.server.sidecar import SessionMeta, write_sidecar
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ class Batch:
     pcm: list[bytes]
     flags: bytearray
     data: bytes = b""
+    tracks: list[bytes] = field(default_factory=list)  # a tracks session's, else empty
 
     @property
     def frames(self) -> int:
@@ -120,7 +123,9 @@ class SessionWriter:
     durable_frames: int
     failed: StorageError | None = None
     closed: bool = False
+    tracks_fd: int | None = None  # a tracks session's two-lane WAV (tracksfile)
     _pending: list[bytes] = field(default_factory=list)
+    _pending_tracks: list[bytes] = field(default_factory=list)
     _pending_flags: bytearray = field(default_factory=bytearray)
     _inflight: Batch | None = None
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -155,20 +160,31 @@ class SessionWriter:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    def append(self, pcm: bytes, flags: int | bool) -> None:
+    @property
+    def max_frames(self) -> int:
+        """The most frames the session's files hold (a two-channel WAV fills twice as fast)."""
+        return tracksfile.MAX_FRAMES if self.tracks_fd is not None else wavfile.MAX_FRAMES
+
+    def append(self, pcm: bytes, flags: int | bool, tracks: bytes | None = None) -> None:
         """Queue the next frame for the next write round. Raises the storage failure,
         or SessionFull. ``flags``: the frame's header flags (bit 0 speech, bits 1-2 who
-        spoke, meetcap.protocol.audio); a bool is the speech flag alone."""
+        spoke, meetcap.protocol.audio); a bool is the speech flag alone. ``tracks``: the
+        frame's two lanes; in a tracks session a frame without them (it came over a
+        connection without the extension) is stored as silence there, so the tracks
+        file stays frame for frame in step with the mono one."""
         if self.failed is not None:
             raise self.failed
         if self.closed:
             raise UsageError("append() on a closed session writer")
-        if self.received_frames >= wavfile.MAX_FRAMES:
+        if self.received_frames >= self.max_frames:
+            hours = self.max_frames * 0.1 / 3600
             raise SessionFull(
-                f"session {self.meta.session_id} reached {wavfile.MAX_FRAMES} frames, the most "
-                "one WAV file holds (about 37 hours): end it and start a new session"
+                f"session {self.meta.session_id} reached {self.max_frames} frames, the most "
+                f"one WAV file holds (about {hours:.0f} hours): end it and start a new session"
             )
         self._pending.append(pcm)
+        if self.tracks_fd is not None:
+            self._pending_tracks.append(tracks if tracks is not None else tracksfile.SILENCE)
         self._pending_flags.append(int(flags))
         self.storage.flusher.mark_dirty(self)
 
@@ -189,8 +205,11 @@ class SessionWriter:
         """Flusher only: hand the pending frames over to a write round."""
         if self._inflight is not None or not self._pending or self.closed or self.failed:
             return None
-        batch = Batch(self, self.durable_frames, self._pending, self._pending_flags)
-        self._pending, self._pending_flags = [], bytearray()
+        batch = Batch(
+            self, self.durable_frames, self._pending, self._pending_flags,
+            tracks=self._pending_tracks,
+        )
+        self._pending, self._pending_flags, self._pending_tracks = [], bytearray(), []
         self._inflight = batch
         self._idle.clear()
         return batch
@@ -229,7 +248,7 @@ class SessionWriter:
             except StorageError:
                 pass  # already logged; those frames were never acknowledged
         self.closed = True
-        self._pending, self._pending_flags = [], bytearray()
+        self._pending, self._pending_flags, self._pending_tracks = [], bytearray(), []
         await self._idle.wait()  # a round may still be writing our last batch
         self._notify()
         await asyncio.to_thread(self._release)
@@ -249,6 +268,10 @@ class SessionWriter:
         """
         batch.data = batch.pcm[0] if len(batch.pcm) == 1 else b"".join(batch.pcm)
         pwrite_all(self.wav_fd, batch.data, wavfile.pcm_offset(batch.first_seq))
+        if self.tracks_fd is not None:  # fsynced in the same sync(): one ack covers both
+            pwrite_all(
+                self.tracks_fd, b"".join(batch.tracks), tracksfile.pcm_offset(batch.first_seq)
+            )
         # The flags go to their file with the audio, every round: the transcriber reads
         # them from disk with the frames the sink announced (docs/server.md).
         pwrite_all(self.speech_fd, bytes(batch.flags), batch.first_seq)
@@ -261,11 +284,15 @@ class SessionWriter:
     def _write_meta(self, frames: int) -> None:
         """Write the WAV header's sizes for ``frames`` frames."""
         wavfile.write_sizes(self.wav_fd, frames * FRAME_BYTES)
+        if self.tracks_fd is not None:
+            tracksfile.write_sizes(self.tracks_fd, frames)
 
     def sync(self) -> None:
         """Make the written audio durable (fdatasync); the speech flags at most once a
         second (see _SPEECH_SYNC_INTERVAL_S). Blocks: runs on a flusher thread."""
         datasync(self.wav_fd)
+        if self.tracks_fd is not None:
+            datasync(self.tracks_fd)
         now = time.monotonic()
         if now - self._speech_synced_at >= _SPEECH_SYNC_INTERVAL_S:
             datasync(self.speech_fd)
@@ -282,19 +309,29 @@ class SessionWriter:
             if self.failed is None and self.finalised is None:
                 self._write_meta(self.durable_frames)
                 datasync(self.wav_fd)
+                if self.tracks_fd is not None:
+                    datasync(self.tracks_fd)
                 datasync(self.speech_fd)
                 paths = self.storage.paths(self.meta.session_id)
                 write_sidecar(
-                    paths.sidecar, self.meta, paths.wav.name, self.read_flags(self.durable_frames)
+                    paths.sidecar, self.meta, paths.wav.name, self.read_flags(self.durable_frames),
+                    tracks_audio=self._tracks_name(),
                 )
         except OSError as exc:
             log.warning("session %s: sidecar not updated: %s", self.meta.session_id, exc)
         finally:
             os.close(self.speech_fd)
+            if self.tracks_fd is not None:
+                os.close(self.tracks_fd)
             try:
                 unlock(self.wav_fd)
             finally:
                 os.close(self.wav_fd)
+
+    def _tracks_name(self) -> str | None:
+        if self.tracks_fd is None:
+            return None
+        return self.storage.paths(self.meta.session_id).tracks.name
 
     def finalise_sync(self) -> Finalised:
         """Hash the stored PCM and mark the sidecar finished. Blocks: run in a thread.
@@ -320,11 +357,13 @@ class SessionWriter:
             digest.update(chunk)
             offset += len(chunk)
         datasync(self.speech_fd)
+        if self.tracks_fd is not None:
+            datasync(self.tracks_fd)
         paths = self.storage.paths(self.meta.session_id)
         sha256 = digest.hexdigest()
         write_sidecar(
             paths.sidecar, self.meta, paths.wav.name, self.read_flags(frames),
-            finished=True, sha256=sha256,
+            finished=True, sha256=sha256, tracks_audio=self._tracks_name(),
         )
         self.finalised = Finalised(frames, sha256, paths.wav, paths.sidecar)
         return self.finalised
@@ -335,6 +374,7 @@ class SessionPaths:
     wav: Path
     speech: Path
     sidecar: Path
+    tracks: Path  # exists only for a tracks session
 
 
 class Storage:
@@ -359,7 +399,8 @@ class Storage:
     def paths(self, session_id: str) -> SessionPaths:
         base = self.data_dir / session_id
         return SessionPaths(
-            base.with_suffix(".wav"), base.with_suffix(".speech"), base.with_suffix(".json")
+            base.with_suffix(".wav"), base.with_suffix(".speech"), base.with_suffix(".json"),
+            self.data_dir / f"{session_id}{tracksfile.SUFFIX}",
         )
 
     async def open(
@@ -370,14 +411,18 @@ class Storage:
         create: bool,
         wait_s: float,
         superseded: Callable[[], Awaitable[bool]],
+        tracks: bool = False,
     ) -> SessionWriter:
         """Attach to a session's files, waiting up to ``wait_s`` for another instance to
         let go of them. Raises SessionSuperseded when ``superseded()`` turns True while
-        waiting, SessionLocked on timeout, AudioFileMissing, or StorageError."""
+        waiting, SessionLocked on timeout, AudioFileMissing, or StorageError.
+
+        ``tracks``: this connection sends two-lane frames; the session's tracks file is
+        created if it has none yet. A session that has one keeps writing it either way."""
         deadline = time.monotonic() + wait_s
         while True:
             try:
-                return await asyncio.to_thread(self._open_sync, meta, epoch, create)
+                return await asyncio.to_thread(self._open_sync, meta, epoch, create, tracks)
             except SessionLocked:
                 if await superseded():
                     raise SessionSuperseded() from None
@@ -389,33 +434,73 @@ class Storage:
                     f"cannot open the audio of session {meta.session_id}: {exc.strerror or exc}"
                 ) from exc
 
-    def _open_sync(self, meta: SessionMeta, epoch: int, create: bool) -> SessionWriter:
+    def _open_sync(
+        self, meta: SessionMeta, epoch: int, create: bool, tracks: bool = False
+    ) -> SessionWriter:
         paths = self.paths(meta.session_id)
         if not create and not paths.wav.exists():
             raise AudioFileMissing(str(paths.wav))
         wav_fd = open_file(paths.wav, os.O_RDWR | os.O_CREAT, 0o640)
+        tracks_fd: int | None = None
         try:
-            if not lock_exclusive(wav_fd):
+            if not lock_exclusive(wav_fd):  # the lock on the mono WAV covers all the files
                 raise SessionLocked(str(paths.wav))
             frames = self._reconcile(wav_fd)
+            if tracks or paths.tracks.exists():
+                tracks_fd, frames = self._open_tracks(paths.tracks, wav_fd, frames)
             speech_fd = open_file(paths.speech, os.O_RDWR | os.O_CREAT, 0o640)
         except BaseException:
             os.close(wav_fd)
+            if tracks_fd is not None:
+                os.close(tracks_fd)
             raise
         try:
             # Flags beyond the audio belong to frames never stored; missing ones read 0.
             os.ftruncate(speech_fd, frames)
             datasync(speech_fd)
-            if create:
+            if create or tracks_fd is not None:
                 fsync_dir(self.data_dir)
-                write_sidecar(paths.sidecar, meta, paths.wav.name, b"")
+            if create:
+                write_sidecar(
+                    paths.sidecar, meta, paths.wav.name, b"",
+                    tracks_audio=paths.tracks.name if tracks_fd is not None else None,
+                )
         except BaseException:
             os.close(speech_fd)
             os.close(wav_fd)
+            if tracks_fd is not None:
+                os.close(tracks_fd)
             raise
         return SessionWriter(
-            self, meta, epoch, wav_fd, speech_fd, frames, _flags_written=frames
+            self, meta, epoch, wav_fd, speech_fd, frames, tracks_fd=tracks_fd,
+            _flags_written=frames,
         )
+
+    @staticmethod
+    def _open_tracks(path: Path, wav_fd: int, frames: int) -> tuple[int, int]:
+        """Open (or create) the tracks file and make both files hold the same frames.
+
+        A new tracks file (a session that was mono until now) is filled with silence up
+        to the mono file's frames. An existing one shorter than the mono file lost its
+        last frames in a crash (both are fsynced in the same round before an ack, so
+        never an acked frame): the mono file is cut to match. Returns (fd, frames)."""
+        existed = path.exists()
+        fd = open_file(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            if existed:
+                size = os.fstat(fd).st_size
+                if size >= tracksfile.HEADER_BYTES and tracksfile.frames_in(size) < frames:
+                    frames = tracksfile.frames_in(size)
+                    os.ftruncate(wav_fd, wavfile.pcm_offset(frames))
+                    wavfile.write_sizes(wav_fd, frames * FRAME_BYTES)
+                    datasync(wav_fd)
+            os.ftruncate(fd, tracksfile.pcm_offset(frames))  # zeros (silence) when short
+            tracksfile.write_sizes(fd, frames)
+            datasync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, frames
 
     @staticmethod
     def _reconcile(wav_fd: int) -> int:
