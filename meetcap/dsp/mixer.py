@@ -1,35 +1,53 @@
 """The mixer: every source on ONE 16 kHz timeline, whatever its device clock does.
 
-The timeline is driven from outside: ``render(n)`` says that n more samples of the
-timeline are due (the worker derives n from ``time.monotonic()``), and every source then
-contributes exactly n samples. That keeps the timeline gapless and lets the sources'
-clocks differ from the master clock and from each other.
+The timeline is driven from outside: ``render(n, clock_lead)`` says that n more samples
+of the timeline are due (the worker derives n from ``time.monotonic()``; the chain
+renders whole 100 ms units and says how far the clock is already past them), and every
+source then contributes exactly n samples. That keeps the timeline gapless and lets the
+sources' clocks differ from the master clock and from each other.
 
 Each source's resampled audio waits in its own FIFO (a :class:`SourceLane`):
 
 - **Latency** of a lane = the samples in its FIFO + those still inside the source's
-  resampler (soxr releases output in bursts of a few hundred samples; counting what it
-  holds makes the measure smooth). The caller passes the latter with each push.
-- **Startup margin (priming).** A lane starts playing only once its latency reaches
-  ``target_latency_ms`` (100 ms), and it starts so that exactly that much is left after
-  the render. Of those 100 ms the resampler holds 6-40 ms (soxr HQ, 44.1-48 kHz), so the
-  FIFO itself keeps 60-94 ms against late device blocks: enough for capture blocks of
-  10-40 ms and a worker that wakes every 20-50 ms. A device that delivers in bigger
-  blocks needs a bigger target. The price: every source reaches the mix 100 ms after it
-  was captured.
+  resampler - the samples the clock has passed but not rendered yet (``clock_lead``):
+  how long the newest audio will wait before it plays.
+- **Startup margin (priming).** A lane starts playing once its latency reaches
+  ``target_latency_ms`` (200 ms), so that exactly that much is left after the render.
+  Measured here (docs/figures.md, "Mix timing"): PulseAudio hands a null sink's monitor
+  over in 20-60 ms blocks with gaps of up to 162 ms, and the chain takes 100 ms at a
+  time, so 100 ms ran dry two times a minute per lane; 200 ms has not, in any run here.
 - **Nothing delivered.** When a lane runs dry (WASAPI loopback sends nothing during
-  silence, a device was unplugged), the missing part is zeros, so the timeline never
-  stalls or jumps and the other sources are untouched. The lane primes again before it
-  resumes, which puts its latency back at the target.
+  silence, a device was unplugged, a server stalled), the missing part is zeros, so the
+  timeline never stalls or jumps and the other sources are untouched. The lane primes
+  again (to the latency it had) before it resumes; audio that arrives late on top (a
+  stall's backlog) is worked off smoothly (:mod:`meetcap.dsp.drift`), never dropped.
 - **Clock drift.** A device clock that runs fast fills its FIFO, a slow one drains it
-  (100 ppm is 1.6 samples a second at 16 kHz, 0.36 s an hour). The lane
-  smooths its latency over ~2 s and, when that is more than ``deadband_ms`` (4 ms) from
-  the target, drops or repeats single samples at a rate proportional to the
-  error (reaching the target in ~10 s, at most ``max_correction_ppm``). Each dropped or
-  repeated sample sits where the waveform is flattest in its stretch (the smallest
-  step between neighbours), so the splice is as small as the signal allows. For 100 ppm
-  that is 1.6 splices a second, far apart, and the latency stays within a few ms of the
-  target for as long as capture runs (tests/dsp/test_mixer.py measures it over 60 min).
+  (100 ppm is 1.6 samples a second at 16 kHz, 0.36 s an hour). A
+  :class:`~meetcap.dsp.drift.DriftLoop` per lane measures the clock difference from
+  the trend of the latency and ignores its wander; the lane then reads its FIFO at
+  ``1 + correction`` samples per timeline sample with a 32-tap windowed-sinc
+  interpolator (:mod:`meetcap.dsp.interpolate`), the read rate gliding from one render
+  to the next: no sample is ever dropped or repeated, a correction is never a step. With
+  no correction (one clock) the lane copies samples untouched.
+  :attr:`SourceLane.correction_ppm` is what it applies now.
+
+Why not single-sample splices any more (issue 10, measured through real PulseAudio with
+two espeak-ng voices on one clock, 30-60 s, `tests/audio` rig): the old lane smoothed
+FIFO + resampler level over 2 s and dropped or repeated a sample whenever that was 4 ms
+off a target it adopted after 4 s. The level it watched wanders by +-13 ms (1 s means;
+5-8 ms std per render) with no trend at all, because the chain's 100 ms units beat
+against 50 ms worker ticks and 20-60 ms device blocks, and soxr holds back 0-36 ms
+(``upstream_samples``) in bursts. So (1) the lane spliced 55-72 ppm gross where the
+drift was zero, (2) its adopted target moved with the wander (100 -> 79.9 -> 89.4 ->
+109 ms in one run), and above all (3) the 100 ms margin, counted with the resampler's
+held-back samples and without the unrendered clock, ran dry 2 times per lane in 30 s
+(FIFO 0 at a 100 ms pull after a 162 ms delivery gap): every underrun zero-filled a gap
+and re-primed at a new place, moving the lane by 40-80 samples. A whole-recording fit
+explained 3-13 % of it (R^2 0.03, 0.13); the same capture with the lane fixed (no
+correction, a 250 ms margin) gave R^2 0.99999 and no underrun, so PulseAudio itself
+keeps time. Now: no splices, the latency is measured against the clock, a 200 ms margin,
+and the loop does not chase the wander: R^2 1.0000 per lane and for the mix over 60 s,
+0 ppm applied (tests/audio/test_capture_pulseaudio.py).
 
 Gains apply per source before the sum; the mix is the plain sum (not the average):
 normalising and limiting come later (:mod:`meetcap.dsp.normalize`).
@@ -46,51 +64,23 @@ from typing import Any
 import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp.drift import DEFAULT_MAX_PPM, DriftLoop
 from meetcap.dsp.fifo import SampleFifo
 from meetcap.dsp.gain import Gain
-from meetcap.dsp.units import ms_to_samples, s_to_samples
+from meetcap.dsp.interpolate import HISTORY, LOOKAHEAD, interpolate
+from meetcap.dsp.units import ms_to_samples
 
-DEFAULT_TARGET_LATENCY_MS = 100.0
-DEFAULT_DEADBAND_MS = 4.0
-DEFAULT_CORRECTION_TIME_S = 10.0
-DEFAULT_LEVEL_SMOOTHING_S = 2.0
-# After (re)priming, a lane watches its latency this long before correcting anything, then
-# adopts the settled value as its target. Where in the device's block cycle priming
-# happened leaves the lane up to a block (~20 ms) off the nominal target; correcting that
-# offset stretched a source by ~1,500 ppm for its first 10-20 s (measured through
-# PulseAudio in tests/audio), which is audible as a slow pitch bend. Holding the settled
-# latency instead costs nothing: drift compensation still keeps it from moving.
-DEFAULT_SETTLE_S = 4.0
-# 1 %: enough to absorb any real device clock (they are within a few hundred ppm) and to
-# work off a burst of backlog in seconds, while splices stay >= 100 samples apart.
-DEFAULT_MAX_CORRECTION_PPM = 10_000.0
-# Never more than one splice per this many samples in a render, however large the error.
-_MIN_SPLICE_SPACING = 64
-
-
-def splice_out(samples: np.ndarray, count: int) -> np.ndarray:
-    """Remove ``count`` single samples, one per equal stretch, where the waveform is flattest."""
-    if count <= 0:
-        return samples.copy()
-    spacing = len(samples) // count
-    grid = samples[: count * spacing].reshape(count, spacing)
-    # Drop x[i] where |x[i] - x[i-1]| is smallest: the neighbours then join almost seamlessly.
-    where = np.argmin(np.abs(np.diff(grid, axis=1)), axis=1) + 1
-    return np.delete(samples, where + np.arange(count) * spacing)
-
-
-def splice_in(samples: np.ndarray, count: int) -> np.ndarray:
-    """Repeat ``count`` single samples, one per equal stretch, where the waveform is flattest."""
-    if count <= 0:
-        return samples.copy()
-    spacing = len(samples) // count
-    grid = samples[: count * spacing].reshape(count, spacing)
-    where = np.argmin(np.abs(np.diff(grid, axis=1)), axis=1) + np.arange(count) * spacing
-    return np.insert(samples, where + 1, samples[where])
+DEFAULT_TARGET_LATENCY_MS = 200.0
+DEFAULT_MAX_CORRECTION_PPM = DEFAULT_MAX_PPM
+# The reference latency a lane adopts is kept at least this share of the target, so the
+# lane never settles on a margin too thin for the next delivery.
+_MIN_REFERENCE_SHARE = 0.25
+# ... and at most this multiple of it: a latency step beyond that is worked off.
+_MAX_REFERENCE_SHARE = 2.5
 
 
 class SourceLane:
-    """One source's FIFO between its resampler and the timeline, with drift compensation.
+    """One source's FIFO between its resampler and the timeline, read at a corrected rate.
 
     :meth:`push` resampled 16 kHz audio as it arrives; :meth:`pull` exactly n samples per
     render. See the module docstring for the policy.
@@ -100,49 +90,51 @@ class SourceLane:
         self,
         *,
         target_latency_ms: float = DEFAULT_TARGET_LATENCY_MS,
-        deadband_ms: float = DEFAULT_DEADBAND_MS,
-        correction_time_s: float = DEFAULT_CORRECTION_TIME_S,
-        level_smoothing_s: float = DEFAULT_LEVEL_SMOOTHING_S,
         max_correction_ppm: float = DEFAULT_MAX_CORRECTION_PPM,
         drift_compensation: bool = True,
         sample_rate_hz: int = SAMPLE_RATE_HZ,
-        settle_s: float = DEFAULT_SETTLE_S,
+        drift_options: dict[str, float] | None = None,
     ) -> None:
         self.target_samples = ms_to_samples(target_latency_ms, sample_rate_hz)
-        self._nominal_target = self.target_samples
-        self._settle = s_to_samples(settle_s, sample_rate_hz)
-        self._settling_left = 0
-        self._deadband = ms_to_samples(deadband_ms, sample_rate_hz)
-        self._correction_time = max(1, s_to_samples(correction_time_s, sample_rate_hz))
-        self._smoothing = max(1, s_to_samples(level_smoothing_s, sample_rate_hz))
-        self._max_ratio = max_correction_ppm * 1e-6
+        self._rate_hz = sample_rate_hz
         self.drift_compensation = drift_compensation
+        self.loop = DriftLoop(
+            sample_rate_hz, max_ppm=max_correction_ppm,
+            min_reference=_MIN_REFERENCE_SHARE * self.target_samples,
+            max_reference=_MAX_REFERENCE_SHARE * self.target_samples, **(drift_options or {}),
+        )
         self._fifo = SampleFifo(np.float32, capacity=4 * self.target_samples + 16_384)
+        self._fifo.push_value(0.0, HISTORY)  # what the interpolator looks back at
+        self._pos = float(HISTORY)  # FIFO index of the next output sample (fractional)
+        self._applied = 0.0  # the correction the last read ended at
         self.primed = False
         self.closing = False  # removed: play out what is left, then go away
         self._upstream = 0.0  # samples still inside the source's resampler
-        self._latency_avg = float(self.target_samples)
-        self._splice_debt = 0.0
         # Statistics a caller may log or test.
         self.underruns = 0
-        self.samples_dropped = 0
-        self.samples_repeated = 0
         self.samples_filled = 0
 
     @property
     def level(self) -> int:
-        """Samples waiting in the FIFO."""
-        return len(self._fifo)
+        """Samples waiting in the FIFO (not yet played)."""
+        return max(0, math.ceil(len(self._fifo) - self._pos))
 
     @property
     def latency_samples(self) -> float:
         """Captured audio not yet played: the FIFO plus what is inside the resampler."""
-        return len(self._fifo) + self._upstream
+        return len(self._fifo) - self._pos + self._upstream
+
+    @property
+    def correction_ppm(self) -> float:
+        """The read-rate correction applied now, in ppm (positive: the source runs fast
+        and is read faster). Zero while the lane adopts its latency or without drift
+        compensation."""
+        return self._applied * 1e6
 
     @property
     def latency_error_samples(self) -> float:
-        """Smoothed latency minus the target (positive: the source runs ahead)."""
-        return self._latency_avg - self.target_samples
+        """Filtered latency minus the adopted reference (positive: the source runs ahead)."""
+        return self.loop.offset_ms * self._rate_hz / 1000.0
 
     def push(self, samples: np.ndarray, upstream_samples: float = 0.0) -> None:
         """Queue resampled 16 kHz mono samples from the source.
@@ -153,87 +145,100 @@ class SourceLane:
         self._fifo.push(samples)
         self._upstream = upstream_samples
 
-    def pull(self, n: int) -> tuple[np.ndarray, slice]:
+    def pull(self, n: int, clock_lead: int = 0) -> tuple[np.ndarray, slice]:
         """Take this source's next ``n`` timeline samples.
 
+        ``clock_lead``: samples the master clock has already passed but the caller has not
+        rendered yet (they are due, so the FIFO's surplus over them is the real margin).
         Returns the block and the slice of it that holds delivered audio; the rest is zero
         fill (before it while priming, after it when the FIFO ran dry).
         """
         if self.closing:
             return self._drain(n)
         if not self.primed:
-            return self._prime(n)
-        splices = self._splices_due(n)
-        need = n + splices
-        if len(self._fifo) < need:
-            if len(self._fifo) >= n:
-                self._splice_debt += abs(splices)  # not now: keep the correction owed
-                splices, need = 0, n
-            else:
-                self.underruns += 1
-                self.primed = False
-                return self._drain(n)
-        data = self._fifo.pop(need)
-        if splices > 0:
-            out = splice_out(data, splices)
-            self.samples_dropped += splices
-        elif splices < 0:
-            out = splice_in(data, -splices)
-            self.samples_repeated -= splices
-        else:
-            out = data.copy()
-        self._track_level(n)
+            return self._prime(n, clock_lead)
+        target = self.loop.correction if self.drift_compensation else 0.0
+        if self._available(n, max(self._applied, target)) < n:
+            self.underruns += 1
+            self.primed = False
+            return self._drain(n)
+        out = self._read(n, self._applied, target)
+        extra = n * (self._applied + target) / 2  # read beyond n by the gliding correction
+        self._applied = target
+        self.loop.observe(self.latency_samples - clock_lead, n, extra)
         return out, slice(0, n)
 
+    def _available(self, n: int, correction: float) -> int:
+        """How many of ``n`` outputs the FIFO can make now at (at most) ``correction``."""
+        room = len(self._fifo) - LOOKAHEAD - 1 - self._pos  # last position it can make
+        if room < 0:
+            return 0
+        return min(n, int(room / (1.0 + correction)) + 1)
+
+    def _read(self, n: int, start: float, end: float, *, last: bool = False) -> np.ndarray:
+        """``n`` outputs, the read rate gliding from ``1 + start`` to ``1 + end``.
+
+        ``last``: the source has nothing more to give; silence stands in for the
+        look-ahead the final samples need.
+        """
+        if n == 0:
+            return np.zeros(0, dtype=np.float32)
+        if start == end == 0.0 and self._pos == int(self._pos) and not last:
+            first = int(self._pos)
+            out = self._fifo.peek(first + n)[first:].copy()  # no correction: exact copy
+            self._pos += n
+        else:
+            steps = 1.0 + start + (end - start) * (np.arange(n) + 0.5) / n
+            positions = self._pos + np.concatenate(([0.0], np.cumsum(steps[:-1])))
+            data = self._fifo.peek(len(self._fifo))
+            if last:
+                data = np.concatenate((data, np.zeros(LOOKAHEAD + 1, np.float32)))
+            out = interpolate(data, positions)
+            self._pos = float(positions[-1] + steps[-1])
+        done = int(self._pos) - HISTORY
+        if done >= len(self._fifo) - HISTORY:  # everything played: history is silence again
+            self._fifo.clear()
+            self._fifo.push_value(0.0, HISTORY)
+            self._pos = float(HISTORY)
+        elif done > 0:
+            self._fifo.pop(done)
+            self._pos -= done
+        return out
+
     def _drain(self, n: int) -> tuple[np.ndarray, slice]:
-        got = min(n, len(self._fifo))
+        """Play what is left (silence stands in for the look-ahead), then zeros."""
         out = np.zeros(n, dtype=np.float32)
-        out[:got] = self._fifo.pop(got)
+        if self._available(n, self._applied) >= n:
+            got = n
+            out[:] = self._read(n, self._applied, self._applied)
+        else:
+            got = min(n, self.level)
+            out[:got] = self._read(got, self._applied, self._applied, last=True)
         self.samples_filled += n - got
         return out, slice(0, got)
 
-    def _prime(self, n: int) -> tuple[np.ndarray, slice]:
-        surplus = min(len(self._fifo), int(self.latency_samples) - self.target_samples)
+    def _prime(self, n: int, clock_lead: int) -> tuple[np.ndarray, slice]:
+        # Back to the latency the lane has adopted (a source that paused comes back at the
+        # same place), or the target before it has one.
+        margin = self.loop.reference if self.loop.reference is not None else self.target_samples
+        surplus = min(self.level - LOOKAHEAD,
+                      int(self.latency_samples - clock_lead - margin))
         if surplus <= 0:
             self.samples_filled += n
             return np.zeros(n, dtype=np.float32), slice(n, n)
+        correction = self.loop.correction if self.drift_compensation else 0.0
+        # Leave the margin behind (or more: the loop works it off).
+        take = min(n, surplus, self._available(n, correction))
+        if take <= 0:
+            self.samples_filled += n
+            return np.zeros(n, dtype=np.float32), slice(n, n)
         self.primed = True
-        self._splice_debt = 0.0
-        take = min(n, surplus)  # leave exactly the target behind (or more: drift fixes it)
+        self.loop.restart()
         out = np.zeros(n, dtype=np.float32)
-        out[n - take :] = self._fifo.pop(take)
+        out[n - take :] = self._read(take, correction, correction)
+        self._applied = correction
         self.samples_filled += n - take
-        self._latency_avg = self.latency_samples
-        self.target_samples = self._nominal_target
-        self._settling_left = self._settle
         return out, slice(n - take, n)
-
-    def _splices_due(self, n: int) -> int:
-        """Signed number of samples to drop (+) or repeat (-) in the next n."""
-        if not self.drift_compensation:
-            return 0
-        if self._settling_left > 0:
-            self._settling_left -= n
-            if self._settling_left <= 0:
-                # Adopt the settled latency unless it leaves too little margin for jitter.
-                settled = int(round(self._latency_avg))
-                if settled >= self._nominal_target // 2:
-                    self.target_samples = settled
-            return 0
-        error = self._latency_avg - self.target_samples
-        excess = abs(error) - self._deadband
-        if excess <= 0:
-            self._splice_debt = 0.0
-            return 0
-        rate = min(excess / self._correction_time, self._max_ratio)
-        self._splice_debt += rate * n
-        count = min(int(self._splice_debt), n // _MIN_SPLICE_SPACING, int(math.ceil(excess)))
-        self._splice_debt -= count
-        return count if error > 0 else -count
-
-    def _track_level(self, n: int) -> None:
-        alpha = 1.0 - math.exp(-n / self._smoothing)
-        self._latency_avg += alpha * (self.latency_samples - self._latency_avg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,14 +319,18 @@ class Mixer:
         """Queue resampled 16 kHz mono audio of source ``name`` (see :meth:`SourceLane.push`)."""
         self.lane(name).push(samples, upstream_samples)
 
-    def render(self, n: int) -> MixBlock:
-        """Advance the timeline by ``n`` samples and return the mix and every source's part."""
+    def render(self, n: int, clock_lead: int = 0) -> MixBlock:
+        """Advance the timeline by ``n`` samples and return the mix and every source's part.
+
+        ``clock_lead``: timeline samples the master clock has passed beyond these ``n``
+        that the caller renders later (see :meth:`SourceLane.pull`).
+        """
         if n < 0:
             raise ValueError(f"cannot render a negative number of samples ({n})")
         mix = np.zeros(n, dtype=np.float32)
         parts: dict[str, SourcePart] = {}
         for name, lane in list(self._lanes.items()):
-            raw, delivered = lane.pull(n)
+            raw, delivered = lane.pull(n, clock_lead)
             gained = self.gain(name).process(raw)
             mix += gained
             parts[name] = SourcePart(raw, gained, delivered)
