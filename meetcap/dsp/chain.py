@@ -360,7 +360,7 @@ class MixChain:
         self._levels = None
         for name in self._resamplers:
             self._resample_pending(name)
-        block = self._mixer.render(n)
+        block = self._mixer.render(n, self._due)
         for name, tracker in self._trackers.items():
             part = block.parts.get(name)
             if part is not None and tracker.active:
