@@ -145,9 +145,9 @@ def test_a_source_dropping_out_and_reopening_keeps_frames_gapless() -> None:
     frames = worker.frames + chain.finish()
 
     assert [f.seq for f in frames] == list(range(len(frames)))
-    # 8 s on the clock, then finish() plays out the ~0.1-0.2 s still queued.
+    # 8 s on the clock, then finish() plays out the ~0.2-0.3 s still queued.
     assert len(frames) == chain.samples_rendered // FRAME_SAMPLES
-    assert 80 < len(frames) <= 82
+    assert 80 < len(frames) <= 83
     assert frames[79].capture_time == pytest.approx(1000.0 + 7.9)
     assert chain.levels()["system"].health is not Health.LOST
 
@@ -281,5 +281,5 @@ def test_jittery_delivery_neither_starves_nor_keeps_splicing() -> None:
     for name in blocks:
         lane = chain.mixer.lane(name)
         assert lane.underruns == 0
-        assert lane.samples_dropped + lane.samples_repeated < 100  # ~one settling, 5 min
-        assert abs(lane.latency_error_samples) < 80  # within 5 ms of the 100 ms target
+        assert lane.correction_ppm == 0.0  # equal clocks: nothing to correct, no warp
+        assert abs(lane.latency_error_samples) < 80  # within 5 ms of where it settled
