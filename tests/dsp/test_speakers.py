@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from meetcap.dsp.chain import MixChain
+from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS
 from meetcap.frames import SPEAKER_BOTH, SPEAKER_NOBODY, SPEAKER_OTHERS, SPEAKER_YOU
 from tests.support.speech import PLAY_RATE_HZ, make_speech
+
+# Frames by which the mixer's margin delays every lane (100 ms frames).
+LATE = round(DEFAULT_TARGET_LATENCY_MS / 100)
 
 RATE = PLAY_RATE_HZ
 # (who, seconds): turns with pauses, as in a conversation, and one stretch of double talk.
@@ -70,8 +74,8 @@ def test_frames_where_one_side_speaks_are_labelled_right(lanes, echo):
         heard[delay:] += system[:-delay] * np.float32(10 ** (gain_db / 20))
     frames = run_chain(heard, system)
     assert all(f.speaker is not None for f in frames)
-    # The mixer delays every lane by its 100 ms latency: frame k holds played frame k-1.
-    labels = np.array([f.speaker for f in frames[1:]])
+    # The mixer delays every lane by its latency: frame k holds played frame k - LATE.
+    labels = np.array([f.speaker for f in frames[LATE:]])
     you, others = truth(mic), truth(system)
     n = min(len(labels), len(you))
     labels, you, others = labels[:n], you[:n], others[:n]
@@ -86,4 +90,4 @@ def test_frames_where_one_side_speaks_are_labelled_right(lanes, echo):
     assert len(right) > 100
     assert right.mean() >= 0.95
     assert np.mean(both == SPEAKER_BOTH) >= 0.8  # the person's voice is not lost in double talk
-    assert np.all(labels[[f.speech for f in frames[1:]][:n]] != SPEAKER_NOBODY)
+    assert np.all(labels[[f.speech for f in frames[LATE:]][:n]] != SPEAKER_NOBODY)
