@@ -34,6 +34,10 @@ class TranscriptionConfig:
     # its worker (the files and their lock), so another instance can take it over.
     idle_release_s: float = 10.0
     ready_timeout_s: float = 120.0  # a worker must load its model within this
+    # A session on which its worker died this many times in a row, each time at the same
+    # point of its audio, is given up (service.py): it would crash it forever and starve
+    # the other sessions on that worker.
+    max_crashes: int = 3
 
     def __post_init__(self) -> None:
         checks = [
@@ -44,6 +48,7 @@ class TranscriptionConfig:
             (self.max_utterance_s >= 5, "max_utterance_s must be >= 5"),
             (self.tail_timeout_s >= 0, "tail_timeout_s must be >= 0"),
             (self.idle_release_s > 0, "idle_release_s must be > 0"),
+            (self.max_crashes >= 1, "max_crashes must be >= 1"),
         ]
         for ok, message in checks:
             if not ok:

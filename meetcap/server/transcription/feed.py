@@ -47,12 +47,12 @@ def transcript_text(seg: TranscriptSegment) -> str:
     return text
 
 
-def status_text(lag_s: float, next_id: int, complete: bool) -> str:
-    return json.dumps(
-        {"type": "transcript_status", "lag_s": round(lag_s, 1), "next_id": next_id,
-         "complete": complete},
-        separators=(",", ":"),
-    )
+def status_text(lag_s: float, next_id: int, complete: bool, failed: str | None = None) -> str:
+    body: dict = {"type": "transcript_status", "lag_s": round(lag_s, 1), "next_id": next_id,
+                  "complete": complete}
+    if failed:
+        body["failed"] = failed[:1024]  # a sentence (service.py); bounded all the same
+    return json.dumps(body, separators=(",", ":"))
 
 
 class TranscriptFeed:
@@ -68,6 +68,7 @@ class TranscriptFeed:
         self._sent_partial: TranscriptSegment | None = None
         self._sent_lag: float | None = None
         self._sent_complete = False
+        self._sent_failed: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._complete = asyncio.Event()
         self.partials_dropped = 0
@@ -124,9 +125,11 @@ class TranscriptFeed:
             or abs(lag - self._sent_lag) >= LAG_STEP_S
             or (lag == 0 and self._sent_lag != 0)
             or complete != self._sent_complete
+            or session.failed != self._sent_failed
         ):
             self._sent_lag, self._sent_complete = lag, complete
-            await self.ws.send(status_text(lag, self.next_id, complete))
+            self._sent_failed = session.failed
+            await self.ws.send(status_text(lag, self.next_id, complete, session.failed))
 
     async def _send_partial(self) -> None:
         partial = self.session.partial

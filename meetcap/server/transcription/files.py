@@ -3,7 +3,9 @@
 * ``<id>.transcript.json`` - the truth: every final segment (formats.to_json), plus
   ``resume_seq`` (the first frame whose finals are not all in the file: a restarted
   worker feeds the stored audio again from there) and ``complete`` (the ended session's
-  transcript is whole). Replaced atomically (meetcap.durable) after each utterance's
+  transcript is whole), and ``failed`` (a sentence: transcription of this session was
+  given up, its worker crashed on the same audio again and again; never retried by
+  itself, see service.py). Replaced atomically (meetcap.durable) after each utterance's
   finals, so after a kill -9 it holds each final exactly once and a resume point that
   matches them.
 * ``<id>.vtt`` / ``<id>.srt`` - derived from the JSON, rewritten after it (also when a
@@ -35,6 +37,7 @@ class TranscriptState:
     segments: list[TranscriptSegment] = field(default_factory=list)
     resume_seq: int = 0
     complete: bool = False
+    failed: str | None = None  # given up (see service.py); no worker takes it up again
 
     @property
     def next_id(self) -> int:
@@ -71,17 +74,22 @@ class TranscriptFiles:
             raise StorageError(f"{self.json_path.name} is not a meetcap transcript: {exc}") from exc
         if [s.id for s in segments] != list(range(len(segments))):
             raise StorageError(f"{self.json_path.name}: segment ids are not 0, 1, 2, ...")
-        return TranscriptState(segments, resume_seq, bool(doc.get("complete", False)))
+        failed = doc.get("failed")
+        return TranscriptState(
+            segments, resume_seq, bool(doc.get("complete", False)),
+            str(failed) if failed else None,
+        )
 
     # -- writing (the lock holder only)
 
     def save(self, state: TranscriptState) -> None:
         """JSON first (atomic, fsynced), then the VTT and SRT derived from it. Blocks."""
+        meta = {"failed": state.failed} if state.failed else {}
         atomic_write_json(
             self.json_path,
             formats.to_json(
                 state.segments, session_id=self.session_id, resume_seq=state.resume_seq,
-                complete=state.complete,
+                complete=state.complete, **meta,
             ),
         )
         self.write_derived(state)

@@ -10,6 +10,14 @@ transcribed again). Each session it serves has a :class:`SessionTranscript`: the
 (loaded from ``<id>.transcript.json``, then as the worker reports them: each is on disk
 before it is reported), the newest partial, and the lag, which connection feeds
 (feed.py) turn into messages.
+
+A session whose audio crashes its worker every time would be retried for ever and
+starve the other sessions of that worker. Each worker says which session it works on
+(``step``); when it dies, that session is blamed, and after ``max_crashes`` deaths in a
+row at the same point of its audio its transcription is given up: logged, written into
+its ``<id>.transcript.json`` (``failed``: a restarted server does not retry it either;
+the audio is whole, ``meetcap transcribe`` can be tried on it), and sent to its clients
+in ``transcript_status.failed``. The worker is restarted for the other sessions.
 """
 
 from __future__ import annotations
@@ -59,6 +67,8 @@ class SessionTranscript:
         self.ended = False
         self.complete = False
         self.failed: str | None = None
+        self.crashes = 0  # worker deaths while on this session, at position crash_at
+        self.crash_at = -1
         self.feeds: set[TranscriptFeed] = set()
         self._changed = asyncio.Event()
         self.reload()
@@ -89,6 +99,7 @@ class SessionTranscript:
         if len(state.segments) > len(self.finals):
             self.finals = state.segments
         self.complete = self.complete or state.complete
+        self.failed = self.failed or state.failed
 
     def add_finals(self, segments: list[TranscriptSegment]) -> None:
         for seg in segments:
@@ -112,6 +123,7 @@ class _WorkerProcess:
     ready: asyncio.Future[str]
     started_at: float = field(default_factory=time.monotonic)
     alive: bool = True
+    stepping: str | None = None  # the session it said it works on (blamed if it dies)
 
 
 class TranscriptionService:
@@ -303,6 +315,9 @@ class TranscriptionService:
 
     def _on_message(self, worker: _WorkerProcess, message: tuple) -> None:
         kind = message[0]
+        if kind == "step":
+            worker.stepping = message[1]
+            return
         if kind == "ready":
             if not worker.ready.done():
                 worker.ready.set_result(message[1])
@@ -350,6 +365,7 @@ class TranscriptionService:
                 f"{worker.process.exitcode}) before loading its model"
             ))
             return
+        self._blame(worker)
         healthy = time.monotonic() - worker.started_at > _STABLE_AFTER_S
         self._failures[worker.index] = 0 if healthy else self._failures[worker.index] + 1
         delay = _RESTART_DELAYS_S[min(self._failures[worker.index], len(_RESTART_DELAYS_S) - 1)]
@@ -360,6 +376,34 @@ class TranscriptionService:
         )
         assert self._loop is not None
         self._loop.call_later(delay, self._restart, worker.index)
+
+    def _blame(self, worker: _WorkerProcess) -> None:
+        """The worker died while on ``worker.stepping``: count it against that session at
+        its position; give the session up after ``max_crashes`` at one position."""
+        session = self.sessions.get(worker.stepping or "")
+        if session is None or session.complete or session.failed:
+            return
+        if session.crash_at == session.fed:
+            session.crashes += 1
+        else:
+            session.crashes, session.crash_at = 1, session.fed
+        if session.crashes < self.config.max_crashes:
+            return
+        sentence = (
+            f"transcription of this session stopped: the transcription worker crashed "
+            f"{session.crashes} times on its audio at {session.fed * FRAME_MS / 1000:.1f} s "
+            f"(status {worker.process.exitcode}); the audio is stored whole, and "
+            f"'meetcap transcribe {session.session_id}.wav' can be tried on it"
+        )
+        log.error("session %s: %s", session.session_id, sentence)
+        session.failed = sentence
+        session.partial = None
+        self._assigned.pop(session.session_id, None)
+        session.notify()
+        # Into its transcript file (a restart does not retry it), off the loop.
+        assert self._loop is not None
+        self._loop.run_in_executor(None, _record_failure, session.files, sentence)
+        self._maybe_forget(session)
 
     def _restart(self, index: int) -> None:
         if self._stopping:
@@ -406,3 +450,23 @@ class TranscriptionService:
         session.ended = True
         session.durable = max(session.durable, frames)
         self._send(session_id, ("ended", session_id, frames))
+
+
+def _record_failure(files: TranscriptFiles, sentence: str) -> None:
+    """Thread: write ``failed`` into the session's transcript file and remove its lock
+    file (the worker that held the lock is dead; the restarted one is not given this
+    session), so neither this server nor a restarted one takes it up again."""
+    try:
+        if not files.try_lock():
+            log.warning("session %s: its transcript is locked by another process; the "
+                        "failure is not recorded in it", files.session_id)
+            return
+        try:
+            state = files.load()
+            state.failed = sentence
+            files.save(state)
+        finally:
+            files.unlock(remove=True)
+    except (OSError, StorageError) as exc:
+        log.error("session %s: the failure cannot be recorded in its transcript: %s",
+                  files.session_id, exc)

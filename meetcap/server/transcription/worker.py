@@ -3,8 +3,10 @@
 Runs in its own process (multiprocessing, spawn), so the engine's CPU and any crash stay
 away from the server's event loop: storage and acks never wait for it. The server tells
 it, per session, how many frames are durable (and when the session ended); the worker
-reads those frames and their speech flags back from disk (storedaudio.py), feeds them to
-a :class:`~meetcap.transcribe.stream.StreamingTranscriber`, writes each utterance's finals
+reads those frames back from disk (storedaudio.py), decides speech itself with the
+Silero VAD (speech.py: the frames' own speech bit is not used, so a client without a VAD
+gets its transcript), feeds them to a
+:class:`~meetcap.transcribe.stream.StreamingTranscriber`, writes each utterance's finals
 to the transcript files (files.py) and only then reports them. Because it works from the
 files, it catches up after falling behind or after a restart from ``resume_seq``.
 
@@ -12,7 +14,12 @@ Messages (tuples over a multiprocessing Pipe). Server -> worker: ``("stored", si
 frames)``, ``("ended", sid, frames)``, ``("detached", sid, frames)``, ``("stop", "", 0)``. Worker -> server: ``("ready", model_dir)``,
 ``("fatal", sentence)``, ``("finals", sid, [segment dicts])``, ``("partial", sid,
 segment dict)``, ``("progress", sid, fed, durable)``, ``("complete", sid, next_id)``,
-``("released", sid)``, ``("failed", sid, sentence)``.
+``("released", sid)``, ``("failed", sid, sentence)``, ``("step", sid)`` (the session
+it works on from now on: the server blames that one when the worker dies).
+
+Fault injection (tests only): with ``MEETCAP_FAULT_CRASH_SESSIONS_FILE`` set to a file,
+the worker exits abruptly (``os._exit``, as a crash of the engine's native code would)
+when it is about to work on a session whose id is a line of that file.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from meetcap.protocol.audio import FLAG_SPEECH
 from meetcap.server.sidecar import speaker_of_frames
 from meetcap.server.transcription.config import TranscriptionConfig
 from meetcap.server.transcription.files import TranscriptFiles, TranscriptState
+from meetcap.server.transcription.speech import SpeechDecider
 from meetcap.server.transcription.storedaudio import StoredAudio
 from meetcap.transcribe.engine import Engine
 from meetcap.transcribe.segments import TranscriptSegment
@@ -39,7 +47,11 @@ from meetcap.transcribe.stream import StreamingTranscriber
 
 log = logging.getLogger(__name__)
 
+FAULT_CRASH_ENV = "MEETCAP_FAULT_CRASH_SESSIONS_FILE"  # fault-injection hook, tests only
+FAULT_CRASH_STATUS = 70
+
 CHUNK_FRAMES = 10  # fed at once: 1 s of audio, so a backlog is read in big steps
+WARM_UP_FRAMES = 600  # the VAD's warm-up at a take-up, a minute (~0.25 s) per step
 _SAVE_AFTER_FRAMES = 300  # move resume_seq on over 30 s of silence even without finals
 _LOCK_RETRY_S = 0.25
 _PROGRESS_INTERVAL_S = 0.25
@@ -59,7 +71,11 @@ class _Job:
     files: TranscriptFiles | None = None
     audio: StoredAudio | None = None
     transcriber: StreamingTranscriber | None = None
+    speech: SpeechDecider | None = None
     state: TranscriptState | None = None
+    read: int = 0  # frames read from disk into ``speech`` (it decides them, then feeds)
+    resume: int = 0  # where it was taken up: ``speech`` only warms up on frames before
+    read_high: int = 0  # max(read, resume): what progress reports
     fed: int = 0
     saved_resume: int = 0
     progress_sent: tuple[int, int] = (-1, -1)
@@ -86,6 +102,8 @@ class Worker:
         self.send = send
         self.jobs: dict[str, _Job] = {}
         self._max_lag_frames = round(config.partial_max_lag_s * FRAMES_PER_SECOND)
+        self._crash_file = os.environ.get(FAULT_CRASH_ENV)
+        self._stepping: str | None = None
 
     def run(self) -> None:
         while True:
@@ -135,7 +153,7 @@ class Worker:
     def _wants_work(self, job: _Job, now: float) -> bool:
         if not job.taken:
             return job.retry_lock_at <= now
-        return job.fed < job.durable or job.ended
+        return job.read < job.durable or job.ended
 
     def _next_job(self) -> _Job | None:
         """Round robin over the sessions with work: a session catching up on a long
@@ -149,48 +167,88 @@ class Worker:
         return job
 
     def _step(self, job: _Job) -> None:
+        if job.session_id != self._stepping:
+            self._stepping = job.session_id
+            self.send(("step", job.session_id))  # read before our death, if it comes
+        self._fault_injection(job)
         if not job.taken and not self._take_up(job):
             return
-        transcriber, state, files, audio = job.transcriber, job.state, job.files, job.audio
-        assert transcriber and state and files and audio
-        if job.fed < job.durable:
-            n = min(CHUNK_FRAMES, job.durable - job.fed)
-            pcm, flags = audio.read(job.fed, n)
-            # Partials go first when behind: none while more than the limit waits. None
-            # either once the voice paused (the VAD's flag is off): the utterance is about
-            # to end, and a partial computed now would only make its final later.
-            transcriber.partials_enabled = (
-                job.durable - (job.fed + n) <= self._max_lag_frames
-                and bool(flags[-1] & FLAG_SPEECH)
-            )
-            segments = transcriber.feed(job.fed, pcm, [bool(b & FLAG_SPEECH) for b in flags])
-            job.fed += n
-            finals = [self._with_speaker(audio, s) for s in segments if s.final]
-            resume = transcriber.resume_seq
-            if finals or (resume is not None and resume - job.saved_resume >= _SAVE_AFTER_FRAMES):
-                state.segments.extend(finals)
-                state.resume_seq = resume if resume is not None else job.fed
-                files.save(state)  # durable before anyone hears of them
-                job.saved_resume = state.resume_seq
-            if finals:
-                self.send(("finals", job.session_id, [s.to_json() for s in finals]))
-            partials = [s for s in segments if not s.final]
-            if partials and partials[-1].id == transcriber.next_id:
-                self.send(("partial", job.session_id, partials[-1].to_json()))
+        speech, audio = job.speech, job.audio
+        assert speech and audio
+        if job.read < min(job.resume, job.durable):
+            # The VAD hears the session from its start first (speech.py).
+            n = min(WARM_UP_FRAMES, min(job.resume, job.durable) - job.read)
+            speech.warm_up(audio.read(job.read, n)[0])
+            job.read += n
+        elif job.read < job.durable:
+            n = min(CHUNK_FRAMES, job.durable - job.read)
+            pcm, _ = audio.read(job.read, n)  # the client's speech bit is not used
+            job.read += n
+            job.read_high = max(job.read_high, job.read)
+            self._transcribe(job, *speech.feed(pcm))
             self._progress(job)
         elif job.ended:
-            finals = [self._with_speaker(audio, s) for s in transcriber.flush()]
+            self._transcribe(job, *speech.flush())
+            self._complete(job)
+
+    def _transcribe(self, job: _Job, first_seq: int, pcm: bytes, speech: list[bool]) -> None:
+        """Feed the frames whose speech is decided; save and report the finals."""
+        transcriber, state, files, audio = job.transcriber, job.state, job.files, job.audio
+        assert transcriber and state and files and audio
+        if not speech:
+            return
+        end = first_seq + len(speech)
+        # Partials go first when behind: none while more than the limit waits. None
+        # either once the voice paused (the VAD says no speech): the utterance is about
+        # to end, and a partial computed now would only make its final later.
+        transcriber.partials_enabled = (
+            job.durable - end <= self._max_lag_frames and speech[-1]
+        )
+        segments = transcriber.feed(first_seq, pcm, speech)
+        job.fed = end
+        finals = [self._with_speaker(audio, s) for s in segments if s.final]
+        resume = transcriber.resume_seq
+        if finals or (resume is not None and resume - job.saved_resume >= _SAVE_AFTER_FRAMES):
             state.segments.extend(finals)
-            state.resume_seq = job.durable
-            state.complete = True
-            files.save(state)
-            if finals:
-                self.send(("finals", job.session_id, [s.to_json() for s in finals]))
-            self._progress(job, force=True)
-            self.send(("complete", job.session_id, state.next_id))
-            log.info("session %s: transcript complete, %d segments", job.session_id,
-                     state.next_id)
-            self._drop(job, remove_lock=True)
+            state.resume_seq = resume if resume is not None else job.fed
+            files.save(state)  # durable before anyone hears of them
+            job.saved_resume = state.resume_seq
+        if finals:
+            self.send(("finals", job.session_id, [s.to_json() for s in finals]))
+        partials = [s for s in segments if not s.final]
+        if partials and partials[-1].id == transcriber.next_id:
+            self.send(("partial", job.session_id, partials[-1].to_json()))
+
+    def _complete(self, job: _Job) -> None:
+        transcriber, state, files, audio = job.transcriber, job.state, job.files, job.audio
+        assert transcriber and state and files and audio
+        finals = [self._with_speaker(audio, s) for s in transcriber.flush()]
+        state.segments.extend(finals)
+        state.resume_seq = job.durable
+        state.complete = True
+        files.save(state)
+        if finals:
+            self.send(("finals", job.session_id, [s.to_json() for s in finals]))
+        job.fed = job.durable
+        self._progress(job, force=True)
+        self.send(("complete", job.session_id, state.next_id))
+        log.info("session %s: transcript complete, %d segments", job.session_id,
+                 state.next_id)
+        self._drop(job, remove_lock=True)
+
+    def _fault_injection(self, job: _Job) -> None:
+        """The test-only crash hook (module doc); nothing unless the variable is set."""
+        if not self._crash_file:
+            return
+        try:
+            doomed = Path(self._crash_file).read_text().split()
+        except OSError:
+            return
+        if job.session_id in doomed:
+            log.error("session %s: fault injection: the worker crashes now (%s)",
+                      job.session_id, FAULT_CRASH_ENV)
+            logging.shutdown()
+            os._exit(FAULT_CRASH_STATUS)
 
     @staticmethod
     def _with_speaker(audio: StoredAudio, segment: TranscriptSegment) -> TranscriptSegment:
@@ -213,6 +271,11 @@ class Worker:
             return False
         try:
             state = files.load()
+            if state.failed:  # given up before (service.py): never taken up again
+                self.send(("failed", job.session_id, state.failed))
+                files.unlock(remove=True)
+                del self.jobs[job.session_id]
+                return False
             if state.complete:
                 self.send(("complete", job.session_id, state.next_id))
                 files.unlock(remove=True)
@@ -230,7 +293,9 @@ class Worker:
         transcriber.resume_from(state.resume_seq, state.next_id)
         job.files, job.state, job.transcriber = files, state, transcriber
         job.audio = StoredAudio(self.data_dir, job.session_id)
-        job.fed = job.saved_resume = state.resume_seq
+        job.speech = SpeechDecider(state.resume_seq)
+        job.read = 0  # the VAD warms up on the frames before resume_seq (speech.py)
+        job.resume = job.fed = job.saved_resume = job.read_high = state.resume_seq
         log.info("session %s: transcribing from frame %d (next segment %d)",
                  job.session_id, state.resume_seq, state.next_id)
         self._progress(job, force=True)
@@ -238,13 +303,13 @@ class Worker:
 
     def _progress(self, job: _Job, force: bool = False) -> None:
         now = time.monotonic()
-        current = (job.fed, job.durable)
-        caught_up = job.fed >= job.durable
+        current = (job.read_high, job.durable)
+        caught_up = job.read_high >= job.durable
         if current != job.progress_sent and (
             force or caught_up or now - job.progress_at >= _PROGRESS_INTERVAL_S
         ):
             job.progress_sent, job.progress_at = current, now
-            self.send(("progress", job.session_id, job.fed, job.durable))
+            self.send(("progress", job.session_id, job.read_high, job.durable))
 
     def _release_idle(self) -> None:
         """Let go of sessions whose client went away (see TranscriptionConfig)."""
@@ -254,7 +319,7 @@ class Worker:
                 not job.detached and now - job.last_news < self.config.idle_release_s
             ):
                 continue
-            if job.taken and job.fed < job.durable:
+            if job.taken and job.read < job.durable:
                 continue  # finish what is stored first
             if job.taken:
                 assert job.state is not None and job.files is not None
