@@ -68,6 +68,9 @@ class StreamerConfig:
     # Ask the server for the live session's transcript (docs/protocol.md, the transcript
     # extension; a server that does not transcribe ignores it).
     transcript: bool = False
+    # Tracks mode (docs/protocol.md 3.5): the spool keeps both lanes of every frame and
+    # sends them to a server that accepts the extension; any other gets the mono mix.
+    tracks: bool = False
 
     def __post_init__(self) -> None:
         self.url = validate_url(self.url)

@@ -49,7 +49,7 @@ from meetcap.protocol import (
     TranscriptStatus,
     Welcome,
 )
-from meetcap.protocol.audio import SPEAKERS_VERSION
+from meetcap.protocol.audio import SPEAKERS_VERSION, TRACKS_VERSION
 from meetcap.protocol.connection import ClientState
 from meetcap.protocol.messages import MAX_TEXT_BYTES
 from meetcap.transcribe.segments import TranscriptSegment
@@ -78,6 +78,9 @@ class LinkSnapshot:
     reconnects: int
     quick_failures: int
     transcript_lag_s: float | None
+    # A tracks session: whether the server stores both lanes (welcome.tracks of the last
+    # connection); None before a welcome, or for a mono session.
+    tracks_stored: bool | None = None
 
 
 class SessionLink:
@@ -145,6 +148,7 @@ class SessionLink:
         self._transcript_next = 0
         self._transcript_lag_s: float | None = None
         self._tail = False  # `ended` came; reading the last transcript messages
+        self._tracks_stored: bool | None = None  # see LinkSnapshot.tracks_stored
 
     # -- called on the loop thread (via call_soon_threadsafe from other threads)
 
@@ -178,6 +182,7 @@ class SessionLink:
                 reconnects=self._reconnects,
                 quick_failures=self._backoff.quick_failures,
                 transcript_lag_s=self._transcript_lag_s,
+                tracks_stored=self._tracks_stored,
             )
 
     def _set_state(self, state: State, reason: str | None = None, retry_at: float | None = None):
@@ -287,6 +292,8 @@ class SessionLink:
                 meta.session_id, meta.resume_token, meta.started_at, self.config.client_name,
                 transcript=self._wants_transcript, transcript_from=self._transcript_next,
                 speakers=SPEAKERS_VERSION,  # who spoke rides in frame flags if accepted
+                # The two lanes ride in the frames only if the welcome accepts them.
+                tracks=TRACKS_VERSION if self.session.tracks else None,
             )
         )
         ended: Outcome | None = None
@@ -408,6 +415,15 @@ class SessionLink:
                 "session %s: audio captured while offline is ahead of the server's clock; "
                 "sending it at real-time pace", welcome.session_id,
             )
+        if self.session.tracks:
+            stored = bool(welcome.tracks)
+            if not stored and self._tracks_stored is not False:
+                log.warning(
+                    "session %s: this server does not store two tracks; it gets the mono "
+                    "mix only (a local copy keeps both)", welcome.session_id,
+                )
+            with self._lock:
+                self._tracks_stored = stored
         self._welcomed = True
         now = time.monotonic()
         self._last_progress = now
@@ -501,7 +517,9 @@ class SessionLink:
                     now = time.monotonic()
                     if conn.highest_sent <= conn.acked:
                         self._outstanding_since = now  # the ack clock starts now
-                    data = conn.frame(message.seq, message.pcm, message.speech, message.speaker)
+                    # The lanes go out only if this connection's welcome accepted them.
+                    data = conn.frame(message.seq, message.pcm, message.speech,
+                                      message.speaker, message.tracks)
                     self._sent_at.append((message.seq, now))
                     await ws.send(data)
                     cursor += 1

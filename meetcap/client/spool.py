@@ -11,7 +11,10 @@ of the app. Layout of the spool root (one directory per capture session)::
 A record is the protocol's binary audio message (meetcap.protocol.audio): 3,216 bytes
 carrying the sequence number and a CRC32, so a record torn by a crash or damaged on
 disk is caught, never delivered as audio. Records are fixed-size, so record ``i`` of the
-segment that starts at ``first`` is frame ``first + i``.
+segment that starts at ``first`` is frame ``first + i``. A tracks session (both lanes
+kept, docs/protocol.md 3.5) writes the 9,616-byte tracks message instead, in segments
+named ``seg-<first seq>.trk``: the name says the record size, so every tool that reads
+the folder (survey, spooled_frames) knows it without session.json.
 
 Durability: each frame is written to the segment file with one ``os.write`` (no user
 space buffer), so a crash of the app loses nothing that :meth:`SpoolSession.append`
@@ -55,7 +58,14 @@ from meetcap.constants import FRAME_BYTES
 from meetcap.durable import atomic_write_bytes, write_all
 from meetcap.errors import ProtocolError, SpoolFullError, StorageError, UsageError
 from meetcap.frames import Frame
-from meetcap.protocol import AUDIO_MESSAGE_BYTES, AudioMessage, decode_audio, encode_audio
+from meetcap.protocol import (
+    AUDIO_MESSAGE_BYTES,
+    TRACKS_MESSAGE_BYTES,
+    AudioMessage,
+    decode_audio,
+    encode_audio,
+)
+from meetcap.protocol.audio import TRACKS_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +77,8 @@ FRAMES_PER_SEGMENT = 600
 META_NAME = "session.json"
 LOCK_NAME = "lock"
 _SEGMENT_PREFIX, _SEGMENT_SUFFIX = "seg-", ".dat"
+_TRACKS_SUFFIX = ".trk"  # a tracks session's segments: TRACKS_MESSAGE_BYTES records
+SILENT_TRACKS = bytes(TRACKS_BYTES)  # a frame that came without its lanes, in a tracks session
 _META_VERSION = 3  # 2: destination, account and the last refusal; 3: spooled_to, damage
 SILENT_PCM = bytes(FRAME_BYTES)  # what a frame lost from the spool is sent as
 
@@ -132,6 +144,9 @@ class SpoolMeta:
     # silence or cut off (see WHY_*). Ranges (first, last, why), in frame order.
     damaged: tuple[LostRange, ...] = ()
     lost: tuple[LostRange, ...] = ()
+    # Tracks mode: records carry the two lanes too (.trk segments); sent as the tracks
+    # message to a server that accepts it, as the mono frame to any other.
+    tracks: bool = False
 
 
 # session.json's fields and the JSON types each may hold (read_meta checks them: a file of
@@ -144,7 +159,7 @@ _META_FIELDS: dict[str, tuple[str, ...]] = {
     "ended": (_BOOL,), "version": (_INT,), "destination": (_TEXT, _NULL),
     "account": (_TEXT, _NULL), "refused_code": (_INT, _NULL),
     "refused_reason": (_TEXT, _NULL), "refused_at": (_NUMBER, _NULL),
-    "spooled_to": (_INT,), "damaged": (_RANGES,), "lost": (_RANGES,),
+    "spooled_to": (_INT,), "damaged": (_RANGES,), "lost": (_RANGES,), "tracks": (_BOOL,),
 }
 
 
@@ -313,14 +328,28 @@ class _Segment:
     first_seq: int
     count: int  # whole records in the file
     path: Path
+    record_bytes: int = RECORD_BYTES  # TRACKS_MESSAGE_BYTES in a .trk segment
 
     @property
     def end_seq(self) -> int:  # one past the last frame
         return self.first_seq + self.count
 
 
-def _segment_name(first_seq: int) -> str:
-    return f"{_SEGMENT_PREFIX}{first_seq:020d}{_SEGMENT_SUFFIX}"
+def _segment_name(first_seq: int, tracks: bool = False) -> str:
+    return f"{_SEGMENT_PREFIX}{first_seq:020d}{_TRACKS_SUFFIX if tracks else _SEGMENT_SUFFIX}"
+
+
+def _segment_files(directory: Path):
+    """(path, first seq or None when the name is odd, record size) of each segment file."""
+    for path in directory.glob(f"{_SEGMENT_PREFIX}*"):
+        for suffix, size in ((_SEGMENT_SUFFIX, RECORD_BYTES), (_TRACKS_SUFFIX, TRACKS_MESSAGE_BYTES)):
+            if path.name.endswith(suffix):
+                try:
+                    first: int | None = int(path.name[len(_SEGMENT_PREFIX) : -len(suffix)])
+                except ValueError:
+                    first = None
+                yield path, first, size
+                break
 
 
 class SpoolSession:
@@ -342,6 +371,8 @@ class SpoolSession:
         self._meta = meta
         self._budget = budget
         self._segment_frames = segment_frames or FRAMES_PER_SEGMENT
+        self.tracks = meta.tracks
+        self._record_bytes = TRACKS_MESSAGE_BYTES if meta.tracks else RECORD_BYTES
         self._lock = threading.Lock()  # guards everything below but fsync
         self._sync_lock = threading.Lock()  # keeps close() from closing an fd being fsynced
         self._segments: list[_Segment] = []
@@ -438,7 +469,9 @@ class SpoolSession:
         Raises :class:`SpoolFullError` at the byte cap and :class:`StorageError` when the
         disk refuses the write; in both cases nothing was stored.
         """
-        data = encode_audio(frame.seq, frame.pcm, frame.speech, frame.speaker)
+        tracks = (frame.tracks or SILENT_TRACKS) if self.tracks else None
+        data = encode_audio(frame.seq, frame.pcm, frame.speech, frame.speaker, tracks)
+        size = len(data)
         with self._lock:
             if self._closed:
                 raise UsageError("the spool session is closed")
@@ -447,7 +480,7 @@ class SpoolSession:
                     f"frames must be spooled in order without gaps: expected frame "
                     f"{self._next_seq}, got {frame.seq}"
                 )
-            self._budget.reserve(RECORD_BYTES, self.dir)
+            self._budget.reserve(size, self.dir)
             try:
                 segment = self._writable_segment()
                 assert self._write_fd is not None
@@ -455,10 +488,10 @@ class SpoolSession:
                     write_all(self._write_fd, data)
                 except OSError:
                     # Cut a partial record so the file stays a whole number of records.
-                    os.ftruncate(self._write_fd, segment.count * RECORD_BYTES)
+                    os.ftruncate(self._write_fd, segment.count * size)
                     raise
             except OSError as exc:
-                self._budget.release(RECORD_BYTES)
+                self._budget.release(size)
                 raise StorageError(
                     f"cannot write the audio spool in {self.dir}: {exc.strerror or exc}; "
                     "capture stops so that no audio is lost silently"
@@ -474,9 +507,9 @@ class SpoolSession:
                 return last
             self._retired_fds.append(self._write_fd)
             self._write_fd = None
-        path = self.dir / _segment_name(self._next_seq)
+        path = self.dir / _segment_name(self._next_seq, self.tracks)
         self._write_fd = oscalls.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        segment = _Segment(self._next_seq, 0, path)
+        segment = _Segment(self._next_seq, 0, path, self._record_bytes)
         self._segments.append(segment)
         self._dir_dirty = True
         return segment
@@ -519,9 +552,10 @@ class SpoolSession:
                 return []
             segment = self._find_segment(seq)
         blob, wanted = self._pread(segment, seq, max_frames)
-        if len(blob) != wanted * RECORD_BYTES:
+        if len(blob) != wanted * segment.record_bytes:
             raise StorageError(f"spool segment {segment.path} is shorter than its records")
-        return [blob[i : i + RECORD_BYTES] for i in range(0, len(blob), RECORD_BYTES)]
+        size = segment.record_bytes
+        return [blob[i : i + size] for i in range(0, len(blob), size)]
 
     def _pread(self, segment: _Segment, seq: int, max_frames: int) -> tuple[bytes, int]:
         """The bytes of up to ``max_frames`` records of ``segment`` from ``seq`` on, and
@@ -532,8 +566,8 @@ class SpoolSession:
                 fd = oscalls.open_file(segment.path, os.O_RDONLY)
                 self._read_fds[segment.first_seq] = fd
             count = min(max_frames, segment.end_seq - seq)
-            offset = (seq - segment.first_seq) * RECORD_BYTES
-            return oscalls.pread(fd, count * RECORD_BYTES, offset), count
+            offset = (seq - segment.first_seq) * segment.record_bytes
+            return oscalls.pread(fd, count * segment.record_bytes, offset), count
 
     def read_frames(self, seq: int, max_frames: int) -> list[AudioMessage]:
         """Up to ``max_frames`` checked frames from ``seq`` on (fewer at a segment end or
@@ -574,7 +608,8 @@ class SpoolSession:
             raise StorageError(
                 f"cannot read the audio spool in {self.dir}: {exc.strerror or exc}"
             ) from exc
-        whole = len(blob) // RECORD_BYTES
+        size = segment.record_bytes
+        whole = len(blob) // size
         if whole < max(wanted, 1):
             # The file went away or was cut short while the session was open: the rest of
             # this segment is missing.
@@ -587,7 +622,7 @@ class SpoolSession:
             n = seq + i
             try:
                 message = decode_audio(
-                    blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES], speakers=True
+                    blob[i * size : (i + 1) * size], speakers=True, tracks=True
                 )
             except ProtocolError:
                 message = None
@@ -697,7 +732,7 @@ class SpoolSession:
             if fd is not None:
                 os.close(fd)
             segment.path.unlink(missing_ok=True)
-            self._budget.release(segment.count * RECORD_BYTES)
+            self._budget.release(segment.count * segment.record_bytes)
 
     def mark_ended(self) -> None:
         """The server answered ``ended``: the session is delivered; remove it from disk."""
@@ -709,7 +744,7 @@ class SpoolSession:
         """Delete the session from disk (delivered, or nothing worth delivering)."""
         self.close(keep=False)
         with self._lock:
-            released = sum(s.count for s in self._segments) * RECORD_BYTES
+            released = sum(s.count * s.record_bytes for s in self._segments)
             self._segments.clear()
         self._budget.release(released)
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -803,8 +838,8 @@ class SpoolSession:
             try:
                 size = last.path.stat().st_size
             except OSError:
-                size = last.count * RECORD_BYTES
-            if size != keep * RECORD_BYTES:
+                size = last.count * last.record_bytes
+            if size != keep * last.record_bytes:
                 shrink = (last, keep)  # a partial record, or the cut records
             last.count = keep
             if keep == 0:
@@ -838,23 +873,24 @@ class SpoolSession:
                 doomed.append(segment.path)
             else:
                 with open(segment.path, "r+b") as fh:
-                    fh.truncate(keep * RECORD_BYTES)
+                    fh.truncate(keep * segment.record_bytes)
                     fh.flush()
                     oscalls.datasync(fh.fileno())
         for path in doomed:
             path.unlink(missing_ok=True)
-        self._budget.add_existing(sum(s.count for s in segments) * RECORD_BYTES)
+        self._budget.add_existing(sum(s.count * s.record_bytes for s in segments))
 
     @staticmethod
     def _check_records(segment: _Segment) -> list[bool]:
         """For each whole record of ``segment``: whether it decodes and carries its seq."""
         with open(segment.path, "rb") as fh:
-            blob = fh.read(segment.count * RECORD_BYTES)
+            blob = fh.read(segment.count * segment.record_bytes)
+        size = segment.record_bytes
         intact = []
-        for i in range(len(blob) // RECORD_BYTES):
+        for i in range(len(blob) // size):
             try:
                 message = decode_audio(
-                    blob[i * RECORD_BYTES : (i + 1) * RECORD_BYTES], speakers=True
+                    blob[i * size : (i + 1) * size], speakers=True, tracks=True
                 )
             except ProtocolError:
                 intact.append(False)
@@ -887,16 +923,12 @@ def survey(directory: Path, acked: int = -1, spooled_to: int = -1) -> SpoolSurve
     :class:`SpoolSurvey`. ``acked`` and ``spooled_to`` come from its session.json."""
     found: list[tuple[int, int, Path]] = []
     odd: list[str] = []
-    for path in directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
-        try:
-            first = int(path.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
-            if first < 0:
-                raise ValueError(first)
-        except ValueError:
+    for path, first, record_bytes in _segment_files(directory):
+        if first is None or first < 0:
             odd.append(f"{path.name} is not a segment file meetcap writes")
             continue
         try:
-            found.append((first, path.stat().st_size, path))
+            found.append((first, path.stat().st_size, path, record_bytes))
         except OSError:
             continue  # deleted meanwhile (acked by the process delivering it)
     found.sort()
@@ -904,8 +936,8 @@ def survey(directory: Path, acked: int = -1, spooled_to: int = -1) -> SpoolSurve
     segments: list[_Segment] = []
     holes: list[LostRange] = []
     leftovers: list[Path] = []
-    for index, (first, size, path) in enumerate(found):
-        count = size // RECORD_BYTES
+    for index, (first, size, path, record_bytes) in enumerate(found):
+        count = size // record_bytes
         prev_end = segments[-1].end_seq if segments else None
         if prev_end is not None and first < prev_end:
             odd.append(f"{path.name} overlaps the segment file before it")
@@ -916,7 +948,7 @@ def survey(directory: Path, acked: int = -1, spooled_to: int = -1) -> SpoolSurve
         gap_from = max(start, prev_end if prev_end is not None else start)
         if first > gap_from:
             holes.append((gap_from, first - 1, WHY_MISSING))
-        segments.append(_Segment(first, count, path))
+        segments.append(_Segment(first, count, path, record_bytes))
     last_on_disk = segments[-1].end_seq - 1 if segments else start - 1
     if spooled_to > last_on_disk and spooled_to >= start:
         holes.append((max(last_on_disk + 1, start), spooled_to, WHY_MISSING))
@@ -1105,17 +1137,21 @@ class Spool:
         *,
         destination: str | None = None,
         account: str | None = None,
+        tracks: bool = False,
     ) -> SpoolSession:
         """Create the directory of a new capture session (frames start at seq 0) for
-        ``destination`` (see :class:`SpoolMeta`)."""
+        ``destination`` (see :class:`SpoolMeta`); ``tracks``: its records keep both lanes."""
         local_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at))
         local_id += f"-{secrets.token_hex(4)}"
         directory = self.root / local_id
-        meta = SpoolMeta(local_id, started_at, url, destination=destination, account=account)
+        meta = SpoolMeta(
+            local_id, started_at, url, destination=destination, account=account, tracks=tracks
+        )
+        record_bytes = TRACKS_MESSAGE_BYTES if tracks else RECORD_BYTES
         # Segments of at most a quarter of the cap: the last segment is kept while acked
         # (it marks where the frames end), so a cap below a few segments would otherwise
         # fill with acked audio that is never freed.
-        segment_frames = max(1, min(FRAMES_PER_SEGMENT, self.budget.cap_bytes // RECORD_BYTES // 4))
+        segment_frames = max(1, min(FRAMES_PER_SEGMENT, self.budget.cap_bytes // record_bytes // 4))
         try:
             directory.mkdir()
             session = SpoolSession(directory, meta, self.budget, segment_frames)
@@ -1152,9 +1188,9 @@ def meta_problem(directory: Path, exc: BaseException | None) -> str:
 def spooled_bytes(directory: Path) -> int:
     """Bytes of whole records in the segment files of ``directory`` (no lock, no checks)."""
     total = 0
-    for path in directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
+    for path, _first, record_bytes in _segment_files(directory):
         try:
-            total += path.stat().st_size // RECORD_BYTES * RECORD_BYTES
+            total += path.stat().st_size // record_bytes * record_bytes
         except OSError:
             continue  # deleted meanwhile (acked by the process delivering it)
     return total
@@ -1164,11 +1200,12 @@ def spooled_frames(directory: Path) -> tuple[int, int]:
     """(first, last) frame numbers on disk in ``directory``, from the file names and sizes
     alone (no lock, no checks; a torn tail is not looked for); (0, -1) when none."""
     spans = []
-    for path in directory.glob(f"{_SEGMENT_PREFIX}*{_SEGMENT_SUFFIX}"):
+    for path, first, record_bytes in _segment_files(directory):
+        if first is None:
+            continue
         try:
-            first = int(path.name[len(_SEGMENT_PREFIX) : -len(_SEGMENT_SUFFIX)])
-            count = path.stat().st_size // RECORD_BYTES
-        except (ValueError, OSError):
+            count = path.stat().st_size // record_bytes
+        except OSError:
             continue
         if count:
             spans.append((first, first + count - 1))

@@ -48,6 +48,9 @@ class StreamStatus:
     earlier_sessions: int = 0
     earlier_frames_spooled: int = 0
     spool_problems: tuple[str, ...] = ()
+    # Tracks mode: True when the server stores both lanes, False when it takes the mono
+    # mix only (an older server, or one with the extension off), None until known.
+    tracks_stored: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -129,7 +129,7 @@ class Streamer:
         if self._capture:
             self._live = self._spool.new_session(
                 time.time(), self.config.url, destination=destination,
-                account=self.config.account(),
+                account=self.config.account(), tracks=self.config.tracks,
             )
             self._live_link = SessionLink(
                 self._live, self.config, live=True, on_change=self._notify,

@@ -157,6 +157,7 @@ class Recorder:
                         on_failure=lambda why: self.listener.on_problem(as_sentence(why)))
             if builtin_server else None)
         self.streamer_options = dict(streamer_options or {})
+        self._told_no_tracks = False  # "this server does not store two tracks", said once
         self.finish_timeout_s = finish_timeout_s
         manager_options: dict[str, Any] = {"capture_factory": capture_factory,
                                            "watcher": watcher}
@@ -355,7 +356,9 @@ class Recorder:
             token, destination = self.local_server.token, BUILTIN_DESTINATION
         else:
             return None, None, False
-        options = {"transcript": self.settings.transcribe, **self.streamer_options}
+        options = {"transcript": self.settings.transcribe,
+                   "tracks": self.settings.capture.tracks, **self.streamer_options}
+        self._told_no_tracks = False
         config = StreamerConfig(url=url, token=token, spool_dir=paths.spool_dir(self.data_root),
                                 destination=destination, **options)
         streamer = Streamer(config, on_status=self._on_stream_status,
@@ -417,6 +420,12 @@ class Recorder:
         self.listener.on_audio_event(event)
 
     def _on_stream_status(self, status: StreamStatus) -> None:
+        if status.tracks_stored is False and not self._told_no_tracks:
+            self._told_no_tracks = True  # once a session, in words
+            self.listener.on_problem(
+                "this server does not store two tracks: it gets the mono mix only (nothing "
+                "of it is lost); a local copy (--out) keeps both tracks"
+            )
         self.listener.on_stream_status(status)
 
     def _on_transcript(self, segment: TranscriptSegment) -> None:
