@@ -67,8 +67,8 @@ class MixChain:
     """Device blocks of any number of sources in, 100 ms speech-ready frames out.
 
     ``start_time`` is the wall-clock time (``time.time()``) of timeline sample 0; frame
-    ``seq`` then starts at ``start_time + seq * 0.1``. Frames come out 105-205 ms after
-    their audio was captured (100 ms mixer margin, 5 ms limiter look-ahead, and up to
+    ``seq`` then starts at ``start_time + seq * 0.1``. Frames come out 205-305 ms after
+    their audio was captured (200 ms mixer margin, 5 ms limiter look-ahead, and up to
     100 ms until the 100 ms unit that holds it is due), plus up to
     ~0.3 s more while the VAD is on: a frame waits for the VAD batch (``vad_batch_ms``,
     192 ms) that covers its end, and up to 96 ms for a speech start to be confirmed
