@@ -37,7 +37,8 @@ __all__ = ["CaptureWorker", "stopped_levels"]
 
 # The chain works in whole 100 ms frames and the levels change once per frame, so a
 # faster tick buys nothing; 20 ms ticks cost ~0.7 % of a core more (bench/app_cpu.py).
-# The mixer's 100 ms margin covers a 50 ms tick plus 20 ms device blocks (dsp/mixer.py).
+# The mixer's 200 ms margin covers a 50 ms tick, the chain's 100 ms units and the
+# 162 ms delivery gaps measured through PulseAudio (dsp/mixer.py).
 TICK_S = 0.05
 # A wanted device that is listed but failed to open is tried again this often.
 REOPEN_EVERY_S = 2.0
