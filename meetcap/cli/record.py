@@ -71,8 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "data folder, or $MEETCAP_DATA_DIR)")
     p.add_argument("--transcript", action="store_true",
                    help="with --url: print the server's live transcript, final segments as "
-                        "they arrive (the server must run with --transcribe; turns on --vad, "
-                        "which marks the speech the server transcribes)")
+                        "they arrive (the server must run with --transcribe; it finds the "
+                        "speech itself, so --vad is not needed; with --vad the segments also "
+                        "say who spoke)")
     p.add_argument("--finish-timeout", type=float, default=DEFAULT_FINISH_TIMEOUT_S, metavar="S",
                    help="how long to wait at the end for the server to acknowledge everything")
     p.set_defaults(run=run)
@@ -104,7 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> SessionSettings:
         system_device_id=pick(args.system, args.no_system, "loopback"),
         gain_db={"mic": args.gain_mic, "system": args.gain_system},
         normalize=not args.no_normalize,
-        vad=args.vad or args.transcript,
+        vad=args.vad,  # the server's transcript does not need it (it runs its own)
         vad_model_path=args.vad_model,
         echo_cancel=args.echo_cancel,
         noise_suppress=args.noise_suppress,
