@@ -1,5 +1,5 @@
 """`meetcap record --url ... --transcript` as a user runs it: espeak-ng speech played into
-a real PulseAudio sink, captured by `meetcap record` (a subprocess, its VAD on), streamed
+a real PulseAudio sink, captured by `meetcap record` (a subprocess, no --vad: the server finds the speech), streamed
 to a real `meetcap-server --transcribe`; the final segments are printed as they arrive."""
 
 from __future__ import annotations
