@@ -20,16 +20,18 @@ from websockets.asyncio.client import connect
 from meetcap.protocol import encode_audio
 from meetcap.server.transcription.worker import FAULT_CRASH_ENV
 from meetcap.transcribe import formats
-from tests.server.test_transcription import (  # noqa: F401 (speech is a fixture)
+from tests.server import test_transcription
+from tests.server.test_transcription import (
     SERVER,
     Heard,
     same_finals,
-    speech,
     stored,
     streamer,
     submit,
 )
 from tests.support.server_proc import TOKEN
+
+speech = test_transcription.speech  # the module-scoped fixture: three sentences
 
 MAX_CRASHES = 3  # TranscriptionConfig.max_crashes
 

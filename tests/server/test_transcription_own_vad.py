@@ -17,15 +17,17 @@ from meetcap.constants import FRAME_BYTES
 from meetcap.server.transcription.speech import SpeechDecider, pcm_to_float
 from meetcap.transcribe import formats
 from meetcap.transcribe.offline import frames_with_speech
-from tests.server.test_transcription import (  # noqa: F401 (speech is a fixture)
+from tests.server import test_transcription
+from tests.server.test_transcription import (
     SERVER,
     Heard,
     same_finals,
-    speech,
     stored,
     streamer,
     submit,
 )
+
+speech = test_transcription.speech  # the module-scoped fixture: three sentences
 
 
 def without_speech_flags(frames):

@@ -38,10 +38,11 @@ class SpeechDecider:
     """Speech flags, one a frame, for the frames fed in order from ``first_seq`` on.
 
     :meth:`warm_up` with the frames before ``first_seq`` (in order, from frame 0, in
-    any number of calls), then :meth:`feed` frames; each call returns the frames whose flag is decided by now
-    (the VAD holds back up to ~0.1 s to confirm a speech start), and :meth:`flush` the
-    rest at the end of the session. A frame is speech when at least half of its samples
-    are (meetcap.dsp.framer's rule, which the client and ``meetcap transcribe`` use).
+    any number of calls), then :meth:`feed` frames; each call returns the frames whose
+    flag is decided by now (the VAD holds back up to ~0.1 s to confirm a speech start),
+    and :meth:`flush` the rest at the end of the session. A frame is speech when at least
+    half of its samples are (meetcap.dsp.framer's rule, as the client and ``meetcap
+    transcribe`` use).
     """
 
     def __init__(self, first_seq: int, vad: VadStream | None = None) -> None:

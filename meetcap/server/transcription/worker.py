@@ -35,7 +35,6 @@ from pathlib import Path
 
 from meetcap.constants import FRAMES_PER_SECOND
 from meetcap.errors import MeetcapError, StorageError
-from meetcap.protocol.audio import FLAG_SPEECH
 from meetcap.server.sidecar import speaker_of_frames
 from meetcap.server.transcription.config import TranscriptionConfig
 from meetcap.server.transcription.files import TranscriptFiles, TranscriptState
