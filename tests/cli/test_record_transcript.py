@@ -1,6 +1,7 @@
 """`meetcap record --url ... --transcript` as a user runs it: espeak-ng speech played into
-a real PulseAudio sink, captured by `meetcap record` (a subprocess, no --vad: the server finds the speech), streamed
-to a real `meetcap-server --transcribe`; the final segments are printed as they arrive."""
+a real PulseAudio sink, captured by `meetcap record` (a subprocess, no --vad: the server
+finds the speech), streamed to a real `meetcap-server --transcribe`; the final segments
+are printed as they arrive."""
 
 from __future__ import annotations
 
