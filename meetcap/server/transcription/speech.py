@@ -6,7 +6,8 @@ docs/protocol.md need never set bit 0. So the worker ignores the frames' speech 
 decides speech itself with meetcap's Silero VAD, set up exactly as ``meetcap transcribe``
 sets it up (meetcap/transcribe/offline.py: default thresholds, no gate), over the stored
 PCM: live and offline transcripts of one session run the same VAD on the same samples.
-It costs about 1 % of what Whisper costs on the same audio (bench/transcribe_vad_cost.py).
+It runs ~255x real time on one core: ~5 % over what a live session's transcription with
+partials costs, ~18 % over finals only (bench/transcribe_vad_cost.py).
 
 Restarts: the VAD is recurrent, and Silero's state carries over seconds (a VAD started
 afresh two seconds before a frame can end a sentence 0.1 s off from one that heard the
