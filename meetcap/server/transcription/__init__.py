@@ -3,6 +3,7 @@
 - config.py: :class:`TranscriptionConfig` (model, language, workers, filters).
 - storedaudio.py: reads a session's frames and speech flags back from its files.
 - files.py: the ``<id>.transcript.json`` / ``.vtt`` / ``.srt`` files and their lock.
+- speech.py: the worker's own Silero VAD over the stored audio (clients need no VAD).
 - worker.py: the worker process (one engine each), transcribing what is durable.
 - service.py: :class:`TranscriptionService` on the server's loop: the sink that tells
   workers what is stored, restarts crashed workers, and holds each session's finals.
