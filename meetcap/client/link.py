@@ -56,6 +56,13 @@ from meetcap.transcribe.segments import TranscriptSegment
 
 log = logging.getLogger(__name__)
 
+
+def format_offset(frame: int) -> str:
+    """Where frame ``frame`` starts in the recording, as m:ss (h:mm:ss past an hour)."""
+    seconds = frame * FRAME_MS // 1000
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
 _READ_BATCH = 32  # spool records read per pread while catching up (100 KB)
 _RTT_SMOOTHING = 0.2  # weight of the newest sample in the moving average
 _QUICK_FAILURES_WORTH_SAYING = 3
@@ -149,6 +156,7 @@ class SessionLink:
         self._transcript_lag_s: float | None = None
         self._tail = False  # `ended` came; reading the last transcript messages
         self._tracks_stored: bool | None = None  # see LinkSnapshot.tracks_stored
+        self._reopened_at_ack: int | None = None  # the ack when re-opened as new, this run
 
     # -- called on the loop thread (via call_soon_threadsafe from other threads)
 
@@ -289,7 +297,8 @@ class SessionLink:
         hello_sent_at = time.monotonic()
         await ws.send(
             conn.hello(
-                meta.session_id, meta.resume_token, meta.started_at, self.config.client_name,
+                meta.session_id, meta.resume_token, self.session.wire_started_at(),
+                self.config.client_name,
                 transcript=self._wants_transcript, transcript_from=self._transcript_next,
                 speakers=SPEAKERS_VERSION,  # who spoke rides in frame flags if accepted
                 # The two lanes ride in the frames only if the welcome accepts them.
@@ -320,9 +329,10 @@ class SessionLink:
                         if refusal is not None:
                             await ws.close(CloseCode.BAD_MESSAGE, refusal.reason[:120])
                             return refusal
-                        sender = asyncio.create_task(self._send_guarded(ws, conn, msg.acked + 1))
+                        cursor = msg.acked + 1 + self.session.seq_offset  # a local number
+                        sender = asyncio.create_task(self._send_guarded(ws, conn, cursor))
                     elif isinstance(msg, Ack):
-                        self._on_ack(msg.seq)
+                        self._on_ack(msg.seq + self.session.seq_offset)
                     elif isinstance(msg, Ended):
                         ended = await self._on_ended(msg)
                         if not self._wants_transcript:
@@ -369,6 +379,12 @@ class SessionLink:
         if self._stall_reason is not None:
             return Outcome("retry", self._stall_reason)
         code = ws.close_code
+        if code in (CloseCode.UNKNOWN_SESSION, CloseCode.BAD_RESUME_TOKEN) and (
+            self.session.meta.session_id is not None
+        ):
+            reopened = await self._reopen_as_new(code)
+            if reopened is not None:
+                return reopened
         if code == CloseCode.SESSION_ENDED and self._input_closed:
             # The server finalised the session but the ended answer was lost with the old
             # connection: every frame up to our end is stored.
@@ -379,6 +395,31 @@ class SessionLink:
             session_id=self.session.meta.session_id,
         )
 
+    async def _reopen_as_new(self, code: int) -> Outcome | None:
+        """The server lost the session (4005) or holds it under an older token than ours
+        (4006: its state restored from an old snapshot): what it acknowledged is all it
+        has, and resuming can never work again. The frames not acknowledged go out as a
+        new session (never stranded in the spool), and the user is told once, in words.
+        None (the refusal stands) when a session re-opened on this run is refused again
+        before the server acknowledged anything of it: no loop of new sessions."""
+        session = self.session
+        if self._reopened_at_ack is not None and session.acked <= self._reopened_at_ack:
+            return None
+        old = session.meta.session_id
+        offset = await asyncio.to_thread(session.reopen_as_new)
+        self._reopened_at_ack = session.acked
+        what = "no longer knows" if code == CloseCode.UNKNOWN_SESSION else (
+            "refused the resume token of"
+        )
+        reason = (
+            f"the server {what} session {old} (code {code}: it lost that session's state); "
+            f"the audio it had not acknowledged, from {format_offset(offset)} on, is sent "
+            "as a new session"
+        )
+        log.warning("session %s: %s", old, reason)
+        self._backoff.reset()  # a new session: no reason to wait
+        return Outcome("retry", reason, close_code=code)
+
     async def _on_welcome(self, welcome: Welcome) -> Outcome | None:
         meta = self.session.meta
         if meta.session_id is not None and welcome.session_id != meta.session_id:
@@ -387,13 +428,15 @@ class SessionLink:
                 f"the server broke the protocol: asked to resume session {meta.session_id}, "
                 f"it welcomed {welcome.session_id}",
             )
-        if welcome.acked > self.session.last_seq:
+        acked = welcome.acked + self.session.seq_offset  # local frame numbers from here
+        if acked > self.session.last_seq:
             return Outcome(
                 "fatal",
                 f"the server broke the protocol: it says it stored frame {welcome.acked}, but "
-                f"only frames up to {self.session.last_seq} were captured",
+                f"only frames up to {self.session.last_seq - self.session.seq_offset} were "
+                "captured",
             )
-        if welcome.acked < self.session.first_seq - 1:
+        if acked < self.session.first_seq - 1:
             return Outcome(
                 "fatal",
                 f"the server lost audio it had acknowledged: it holds frames up to "
@@ -404,7 +447,7 @@ class SessionLink:
         # if we crash now, the next run resumes with it (or the previous one, which the
         # server still accepts until the new one is used).
         await asyncio.to_thread(self.session.set_session, welcome.session_id, welcome.resume_token)
-        self.session.ack(welcome.acked)
+        self.session.ack(acked)
         if self._refused_at is not None:
             # The refused frame was the first one not stored: welcome.acked + 1.
             refused_t, excess_ms = self._refused_at
@@ -477,7 +520,7 @@ class SessionLink:
                 self._rtt_avg_ms = rtt_ms if avg is None else avg + _RTT_SMOOTHING * (rtt_ms - avg)
 
     async def _on_ended(self, ended: Ended) -> Outcome:
-        expected = self.session.last_seq + 1
+        expected = self.session.last_seq + 1 - self.session.seq_offset
         if ended.frames != expected:
             log.error(
                 "session %s: the server ended with %d frames, %d were captured",
@@ -509,7 +552,7 @@ class SessionLink:
                 for message in session.read_frames(cursor, _READ_BATCH):
                     if conn.state is not ClientState.STREAMING:
                         return  # the server said goodbye; the receiver handles the close
-                    wait_s = self._flood_wait_s(message.seq)
+                    wait_s = self._flood_wait_s(message.seq - session.seq_offset)
                     if wait_s > 0:
                         await asyncio.sleep(wait_s)
                         if conn.state is not ClientState.STREAMING:
@@ -518,8 +561,8 @@ class SessionLink:
                     if conn.highest_sent <= conn.acked:
                         self._outstanding_since = now  # the ack clock starts now
                     # The lanes go out only if this connection's welcome accepted them.
-                    data = conn.frame(message.seq, message.pcm, message.speech,
-                                      message.speaker, message.tracks)
+                    data = conn.frame(message.seq - session.seq_offset, message.pcm,
+                                      message.speech, message.speaker, message.tracks)
                     self._sent_at.append((message.seq, now))
                     await ws.send(data)
                     cursor += 1
@@ -530,7 +573,7 @@ class SessionLink:
                 if conn.highest_sent <= conn.acked:
                     self._outstanding_since = time.monotonic()
                 self._end_sent = True
-                await ws.send(conn.end(session.last_seq))
+                await ws.send(conn.end(session.last_seq - session.seq_offset))
                 return
             await self._wake.wait()
 

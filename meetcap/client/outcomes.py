@@ -57,12 +57,12 @@ _CLOSE_REASONS: dict[int, str] = {
     CloseCode.HELLO_REQUIRED: "the server says this client skipped its hello (a bug)",
     CloseCode.UNKNOWN_SESSION: (
         "the server no longer knows session {session} (it holds no audio for it); its "
-        "unsent audio stays in the spool: send it to the right server with `meetcap spool "
-        "deliver <id> --url URL`, or discard it (`meetcap spool list` shows the id)"
+        "unsent audio stays in the spool: `meetcap spool deliver <id> --token TOKEN` sends "
+        "it as a new session (`meetcap spool list` shows the id)"
     ),
     CloseCode.BAD_RESUME_TOKEN: (
         "the server refused the resume token of session {session}; its unsent audio stays "
-        "in the spool"
+        "in the spool: `meetcap spool deliver <id> --token TOKEN` sends it as a new session"
     ),
     CloseCode.FORBIDDEN: "session {session} belongs to another user",
     CloseCode.TAKEN_OVER: (

@@ -344,6 +344,13 @@ def _describe(directory: Path) -> PendingRecording | None:
         state, why = "waiting", WHY_NOT_DELIVERED
     if damage:
         why = f"{damage}; {why}"
+    if meta.lost_session is not None:
+        # Re-opened as a new server session (SpoolSession.reopen_as_new): say so.
+        new = f"new session {meta.session_id}" if meta.session_id else "a new session"
+        why = (
+            f"the server lost session {meta.lost_session}: the audio from "
+            f"{format_duration(meta.seq_offset * FRAME_MS / 1000)} on goes to {new}; {why}"
+        )
     return PendingRecording(
         # The folder's name, which `deliver` and `discard` take (a session.json copied
         # from another folder may say otherwise).

@@ -54,7 +54,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from meetcap import oscalls
-from meetcap.constants import FRAME_BYTES
+from meetcap.constants import FRAME_BYTES, FRAME_MS
 from meetcap.durable import atomic_write_bytes, write_all
 from meetcap.errors import ProtocolError, SpoolFullError, StorageError, UsageError
 from meetcap.frames import Frame
@@ -147,6 +147,11 @@ class SpoolMeta:
     # Tracks mode: records carry the two lanes too (.trk segments); sent as the tracks
     # message to a server that accepts it, as the mono frame to any other.
     tracks: bool = False
+    # Re-opened as a new server session (the server lost the old one: resume refused with
+    # 4005/4006, see SpoolSession.reopen_as_new): local frame ``n`` goes out as frame
+    # ``n - seq_offset`` of ``session_id``; ``lost_session`` is the id the server lost.
+    seq_offset: int = 0
+    lost_session: str | None = None
 
 
 # session.json's fields and the JSON types each may hold (read_meta checks them: a file of
@@ -160,6 +165,7 @@ _META_FIELDS: dict[str, tuple[str, ...]] = {
     "account": (_TEXT, _NULL), "refused_code": (_INT, _NULL),
     "refused_reason": (_TEXT, _NULL), "refused_at": (_NUMBER, _NULL),
     "spooled_to": (_INT,), "damaged": (_RANGES,), "lost": (_RANGES,), "tracks": (_BOOL,),
+    "seq_offset": (_INT,), "lost_session": (_TEXT, _NULL),
 }
 
 
@@ -207,7 +213,7 @@ def _check_meta(raw: object) -> SpoolMeta:
     missing = [n for n in ("local_id", "started_at", "url") if n not in values]
     if missing:
         raise ValueError(f"field {missing[0]!r} is missing")
-    for name in ("acked", "spooled_to"):
+    for name in ("acked", "spooled_to", "seq_offset"):
         if not -1 <= values.get(name, -1) <= _MAX_FRAME:  # type: ignore[operator]
             raise ValueError(f"field {name!r} is not a frame number")
     for name in ("damaged", "lost"):
@@ -695,6 +701,33 @@ class SpoolSession:
         meta = self._meta_now(refused_code=code, refused_reason=reason, refused_at=time.time())
         if self.dir.exists():
             self._write_meta(meta)
+
+    def reopen_as_new(self) -> int:
+        """The server lost this session (a resume refused as unknown or stale): from now on
+        deliver every frame not acknowledged as a NEW server session, durably, before
+        the next hello. Returns the first frame it carries (its frame 0): the wire
+        numbers are offset by it (:attr:`SpoolMeta.seq_offset`) so a crash mid-delivery
+        resumes the new session, never doubling or losing a frame."""
+        with self._lock:
+            offset = self._meta.acked + 1
+            old = self._meta.session_id
+        meta = self._meta_now(
+            session_id=None, resume_token=None, seq_offset=offset, lost_session=old,
+            refused_code=None, refused_reason=None, refused_at=None,
+        )
+        self._write_meta(meta)
+        return offset
+
+    @property
+    def seq_offset(self) -> int:
+        """What is subtracted from a local frame number to give its number on the wire."""
+        return self._meta.seq_offset
+
+    def wire_started_at(self) -> float:
+        """``hello.started_at``: the wall time of the first frame the server session holds
+        (a re-opened session starts ``seq_offset`` frames into the recording)."""
+        meta = self._meta
+        return meta.started_at + meta.seq_offset * FRAME_MS / 1000
 
     def rebind(self, destination: str, url: str, account: str | None) -> None:
         """Durably send this session to another destination from now on (new server or

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, replace
 
 from meetcap.client.config import StreamerConfig
-from meetcap.client.link import SessionLink
+from meetcap.client.link import SessionLink, format_offset
 from meetcap.client.outcomes import Outcome
 from meetcap.client.spool import Spool, SpoolSession, describe_lost
 from meetcap.client.status import FinishResult, State, StreamStatus
@@ -344,6 +344,10 @@ class Streamer:
         session_id = session.meta.session_id
         left = 0 if outcome is not None and outcome.kind == "finished" else session.unacked_frames
         lost = session.lost
+        if session.seq_offset:
+            # Re-opened as a new server session (the server lost the first): its copy
+            # starts seq_offset frames in, so the whole capture's hash cannot match it.
+            local_sha256 = None
         # Audio the spool lost on disk, in words: what went out as silence, or was cut.
         lost_words = (
             f"; audio lost from the spool before delivery: {describe_lost(session.lost_ranges)}"
@@ -362,7 +366,7 @@ class Streamer:
                     "server's final answer was lost, so its hash was not checked)" + lost_words,
                 )
             verified = local_sha256 is not None and ended.sha256 == local_sha256
-            captured = session.last_seq + 1
+            captured = session.last_seq + 1 - session.seq_offset
             if lost and ended.frames == captured:
                 # The hash differs, as it must: silence went out for the lost frames.
                 message = (
@@ -383,6 +387,7 @@ class Streamer:
                     + (" and verified" if verified else "")
                 )
             ok = ended.frames == captured and (local_sha256 is None or verified) and not lost
+            message = reopened_words(session) + message
             return FinishResult(
                 ok=ok, message=message, session_id=session_id, frames=ended.frames,
                 duration_ms=ended.duration_ms, sha256=ended.sha256, local_sha256=local_sha256,
@@ -411,6 +416,19 @@ class Streamer:
             ok=False, message=message, session_id=session_id, frames=session.acked + 1,
             local_sha256=local_sha256, frames_left=left, lost=lost,
         )
+
+
+def reopened_words(session: SpoolSession) -> str:
+    """What became of a session the server lost (see SpoolSession.reopen_as_new), in
+    words, ending in "; " ("" for any other session)."""
+    meta = session.meta
+    if not meta.seq_offset and meta.lost_session is None:
+        return ""
+    return (
+        f"the server had lost session {meta.lost_session}; the audio it had not "
+        f"acknowledged, from {format_offset(meta.seq_offset)} on (frames {meta.seq_offset}-"
+        f"{session.last_seq}), went to a new session: "
+    )
 
 
 def _with_earlier(result: FinishResult, earlier: tuple[FinishResult, ...]) -> FinishResult:

@@ -1,0 +1,131 @@
+"""Issue 11: a server that lost a session (data dir wiped, state gone) must not strand the
+audio it never acknowledged. Real meetcap-server processes, real websockets, a real
+`meetcap spool deliver` killed with SIGKILL in the middle of the re-delivery.
+
+The resume of the lost session is refused (4005); the client re-opens what was not
+acknowledged as a NEW session (its frame 0 = the first unacknowledged frame), records the
+mapping in the spool before the new hello, and a crash mid-way resumes that new session:
+every frame once, byte-exact, with a truthful started_at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from meetcap.client import Streamer
+from meetcap.client.spool import META_NAME
+from meetcap.constants import FRAME_BYTES
+from tests.client.conftest import fast_config, wait_until
+from tests.client.delivery import stored_pcm
+from tests.client.frames import synthetic_frames
+from tests.support.server_proc import TOKEN
+
+_REPO = Path(__file__).resolve().parents[2]
+ACKED, LATER = 100, 200  # frames the lost session acknowledged; frames captured after
+
+
+def _env(data_dir: Path) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, MEETCAP_DATA_DIR=str(data_dir), PYTHONPATH=path)
+
+
+def _meetcap(args, env, timeout_s=120.0):
+    return subprocess.run(
+        [sys.executable, "-m", "meetcap", *args], env=env, cwd=_REPO,
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s,
+    )
+
+
+def _wav_frames(data_dir: Path, session_id: str) -> int:
+    try:
+        return len(stored_pcm(data_dir, session_id)) // FRAME_BYTES
+    except FileNotFoundError:
+        return 0
+
+
+def test_audio_of_a_session_the_server_lost_goes_to_a_new_session_across_a_kill(
+    meetcap_server_factory, tmp_path
+):
+    # The server paces a catch-up at 2x real time: 20 s of audio take ~10 s to re-deliver,
+    # so the client can be killed in the middle. A generous slack lets the live part in.
+    server = meetcap_server_factory(catchup_x=2, realtime_slack_s=1000)
+    data = tmp_path / "meetcap-data"
+    spool = data / "spool"
+    frames = list(synthetic_frames(ACKED + LATER, seed=11))
+
+    # 1. A live recording: the first ACKED frames are stored and acknowledged.
+    streamer = Streamer(fast_config(server.url, spool, token=TOKEN))
+    streamer.start()
+    for frame in frames[:ACKED]:
+        streamer.submit(frame)
+    wait_until(lambda: streamer.status().frames_acked >= ACKED, timeout_s=30)
+    old_id = streamer.status().session_id
+    started_at = streamer._live.meta.started_at
+    local_id = streamer._live.meta.local_id
+    # 2. The server dies; the rest is captured into the spool; the app quits.
+    server.kill()
+    for frame in frames[ACKED:]:
+        streamer.submit(frame)
+    streamer.close()
+    meta = json.loads((spool / local_id / META_NAME).read_text())
+    assert meta["session_id"] == old_id and meta["acked"] == ACKED - 1
+
+    # 3. The server comes back having lost everything (its data dir wiped).
+    shutil.rmtree(server.data_dir)
+    server.data_dir.mkdir()
+    server.start()
+
+    # 4. The user delivers; the resume is refused (4005), the rest goes as a new session.
+    # The delivering process is killed (-9) in the middle of it.
+    env = _env(data)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meetcap", "spool", "deliver", local_id, "--token", TOKEN],
+        env=env, cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        def new_session():
+            m = json.loads((spool / local_id / META_NAME).read_text())
+            return m["session_id"] if m["session_id"] not in (None, old_id) else None
+
+        new_id = wait_until(new_session, timeout_s=30)
+        wait_until(lambda: _wav_frames(server.data_dir, new_id) >= 20, timeout_s=30)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    time.sleep(0.5)  # the server stores what had arrived
+    part = _wav_frames(server.data_dir, new_id)
+    assert 20 <= part < LATER, f"the kill was not mid-delivery ({part} frames stored)"
+    meta = json.loads((spool / local_id / META_NAME).read_text())
+    assert meta["seq_offset"] == ACKED and meta["lost_session"] == old_id
+    assert meta["session_id"] == new_id
+
+    # `meetcap spool list` says what happened.
+    listed = json.loads(_meetcap(["spool", "list", "--json"], env).stdout)
+    (entry,) = listed
+    assert f"the server lost session {old_id}" in entry["why"], entry["why"]
+    assert f"from 0:10 on goes to new session {new_id}" in entry["why"], entry["why"]
+
+    # 5. The same command again resumes the new session and finishes it.
+    done = _meetcap(["spool", "deliver", local_id, "--token", TOKEN], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"the server had lost session {old_id}" in done.stdout, done.stdout
+    assert "from 0:10 on (frames 100-299)" in done.stdout, done.stdout
+    assert f"new session: session {new_id}: {LATER} frames" in done.stdout, done.stdout
+    assert not (spool / local_id).exists()
+
+    # The server holds exactly one session: the frames never acknowledged, each once, in
+    # order, byte for byte; its started_at is the wall time of frame ACKED.
+    sidecars = [json.loads(p.read_text()) for p in server.data_dir.glob("*.json")]
+    (sidecar,) = [s for s in sidecars if "session_id" in s]
+    assert sidecar["session_id"] == new_id and sidecar["finished"] is True
+    assert sidecar["frames"] == LATER
+    assert stored_pcm(server.data_dir, new_id) == b"".join(f.pcm for f in frames[ACKED:])
+    assert abs(sidecar["started_at"] - (started_at + ACKED * 0.1)) < 1e-6
