@@ -129,3 +129,98 @@ def test_audio_of_a_session_the_server_lost_goes_to_a_new_session_across_a_kill(
     assert sidecar["frames"] == LATER
     assert stored_pcm(server.data_dir, new_id) == b"".join(f.pcm for f in frames[ACKED:])
     assert abs(sidecar["started_at"] - (started_at + ACKED * 0.1)) < 1e-6
+
+
+def test_a_live_recording_whose_session_the_server_lost_goes_on_in_a_new_session(
+    meetcap_server_factory, redis_server, redis_url
+):
+    """Server state in Redis: mid-recording the server is killed, its data dir wiped and
+    Redis flushed. The streamer is told 4005 on resume, says so once, and carries on: the
+    frames not acknowledged and every later one end up in one new session, byte-exact."""
+    server = meetcap_server_factory(redis=redis_url, realtime_slack_s=1000)
+    frames = list(synthetic_frames(150, seed=12))
+    reasons: list[str] = []
+    streamer = Streamer(
+        fast_config(server.url, server.data_dir.parent / "spool-live", token=TOKEN),
+        on_status=lambda status: reasons.append(status.reason or ""),
+    )
+    streamer.start()
+    for frame in frames[:50]:
+        streamer.submit(frame)
+    wait_until(lambda: streamer.status().frames_acked >= 50, timeout_s=30)
+    old_id = streamer.status().session_id
+    server.kill()
+    for frame in frames[50:100]:
+        streamer.submit(frame)
+    shutil.rmtree(server.data_dir)
+    server.data_dir.mkdir()
+    redis_server.flush()
+    server.start()
+    for frame in frames[100:]:
+        streamer.submit(frame)
+    result = streamer.finish(60)
+
+    offset = streamer._live.meta.seq_offset
+    assert offset == 50  # everything the server had acknowledged before it lost them
+    assert result.ok, result.message
+    new_id = result.session_id
+    assert new_id not in (None, old_id) and result.frames == 100
+    assert result.message.startswith(
+        f"the server had lost session {old_id}; the audio it had not acknowledged, from "
+        f"0:05 on (frames 50-149), went to a new session: session {new_id}: 100 frames"
+    ), result.message
+    told = {r for r in reasons if "is sent as a new session" in r}
+    assert told == {
+        f"the server no longer knows session {old_id} (code 4005: it lost that session's "
+        "state); the audio it had not acknowledged, from 0:05 on, is sent as a new session"
+    }, reasons
+    (sidecar,) = [json.loads(p.read_text()) for p in server.data_dir.glob("*.json")]
+    assert sidecar["session_id"] == new_id and sidecar["frames"] == 100
+    assert stored_pcm(server.data_dir, new_id) == b"".join(f.pcm for f in frames[50:])
+
+
+def test_a_session_whose_redis_state_went_back_to_an_old_snapshot_goes_on_in_a_new_session(
+    meetcap_server_factory, redis_url
+):
+    """Redis restored from a snapshot older than the client's resume token: the resume is
+    refused as stale (4006). The server keeps what it had acknowledged under the old
+    session; everything after it goes to a new session: together, every frame once."""
+    import redis
+
+    db = redis.Redis.from_url(redis_url)
+    server = meetcap_server_factory(redis=redis_url, realtime_slack_s=1000)
+    frames = list(synthetic_frames(90, seed=13))
+    reasons: list[str] = []
+    streamer = Streamer(
+        fast_config(server.url, server.data_dir.parent / "spool-stale", token=TOKEN),
+        on_status=lambda status: reasons.append(status.reason or ""),
+    )
+    streamer.start()
+    for frame in frames[:30]:
+        streamer.submit(frame)
+    wait_until(lambda: streamer.status().frames_acked >= 30, timeout_s=30)
+    old_id = streamer.status().session_id
+    snapshot = db.dump(f"meetcap:s:{old_id}")  # the state as of the first token
+    server.restart()  # kill -9: the client resumes and gets (and uses) a newer token
+    for frame in frames[30:60]:
+        streamer.submit(frame)
+    wait_until(lambda: streamer.status().frames_acked >= 60, timeout_s=30)
+    server.kill()
+    db.restore(f"meetcap:s:{old_id}", 0, snapshot, replace=True)
+    for frame in frames[60:]:
+        streamer.submit(frame)
+    server.start()
+    result = streamer.finish(60)
+
+    offset = streamer._live.meta.seq_offset
+    assert offset == 60 and result.ok, result.message
+    new_id = result.session_id
+    assert new_id not in (None, old_id) and result.frames == 30
+    assert result.message.startswith(f"the server had lost session {old_id}; "), result.message
+    assert any(
+        f"the server refused the resume token of session {old_id} (code 4006" in r
+        for r in reasons
+    ), reasons
+    old_pcm = stored_pcm(server.data_dir, old_id)
+    assert old_pcm == b"".join(f.pcm for f in frames[:offset])  # what it acknowledged
+    assert stored_pcm(server.data_dir, new_id) == b"".join(f.pcm for f in frames[offset:])
