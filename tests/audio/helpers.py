@@ -154,7 +154,7 @@ def fractional_lag(recorded: np.ndarray, reference: np.ndarray) -> float:
         left, mid, right = corr[lag - 1], corr[lag], corr[lag + 1]
         bend = left - 2 * mid + right
         if bend < 0:
-            return lag + 0.5 * (left - right) / bend
+            return float(lag + 0.5 * (left - right) / bend)  # not float32: callers add epochs
     return float(lag)
 
 
