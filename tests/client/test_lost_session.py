@@ -20,11 +20,15 @@ import time
 from pathlib import Path
 
 from meetcap.client import Streamer
+from meetcap.client.pending import deliver, list_pending
 from meetcap.client.spool import META_NAME
 from meetcap.constants import FRAME_BYTES
+from meetcap.protocol import CloseCode
+from tests.client.conftest import TOKEN as SCRIPTED_TOKEN
 from tests.client.conftest import fast_config, wait_until
 from tests.client.delivery import stored_pcm
 from tests.client.frames import synthetic_frames
+from tests.client.scripted_server import ScriptedServer
 from tests.support.server_proc import TOKEN
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -224,3 +228,64 @@ def test_a_session_whose_redis_state_went_back_to_an_old_snapshot_goes_on_in_a_n
     old_pcm = stored_pcm(server.data_dir, old_id)
     assert old_pcm == b"".join(f.pcm for f in frames[:offset])  # what it acknowledged
     assert stored_pcm(server.data_dir, new_id) == b"".join(f.pcm for f in frames[offset:])
+
+
+class _Unknown(Exception):
+    pass
+
+
+class _ForgetfulServer(ScriptedServer):
+    """A stand-in server that, once told to ``forget``, loses every session at each new
+    connection (a misbehaviour the real server cannot be made to repeat on cue)."""
+
+    forget = False
+
+    def _attach(self, hello):
+        if hello.session_id is not None and hello.session_id not in self.sessions:
+            raise _Unknown
+        return super()._attach(hello)
+
+    async def _handle(self, ws) -> None:
+        if self.forget:
+            self.sessions.clear()
+        try:
+            await super()._handle(ws)
+        except _Unknown:
+            await ws.close(int(CloseCode.UNKNOWN_SESSION), "unknown session")
+
+
+def test_a_server_that_loses_the_new_session_too_stops_it_with_advice_that_works(tmp_path):
+    """No endless chain of new sessions: re-opened once, lost again before any ack, the
+    link stops with 4005 and names the command; that command then delivers the audio."""
+    server = _ForgetfulServer(token=SCRIPTED_TOKEN).start()
+    try:
+        spool = tmp_path / "spool"
+        frames = list(synthetic_frames(30, seed=14))
+        streamer = Streamer(fast_config(server.url, spool))
+        streamer.start()
+        for frame in frames[:20]:
+            streamer.submit(frame)
+        wait_until(lambda: streamer.status().frames_acked >= 20, timeout_s=10)
+        local_id = streamer._live.meta.local_id
+        server.mode, server.forget = "no_acks", True  # the ack watchdog reconnects
+        for frame in frames[20:]:
+            streamer.submit(frame)
+        wait_until(lambda: streamer.status().state == "failed", timeout_s=30)
+        result = streamer.finish(5)
+        assert not result.ok and result.frames_left == 10
+        assert "no longer knows session" in result.message, result.message
+        assert "`meetcap spool deliver <id> --token TOKEN` sends it as a new session" in (
+            result.message
+        )
+        listed = {r.local_id: r for r in list_pending(spool)}
+        assert listed[local_id].refused_code == CloseCode.UNKNOWN_SESSION
+
+        server.mode, server.forget = "normal", False
+        delivered = deliver(spool, local_id, token=SCRIPTED_TOKEN, timeout_s=20)
+        assert delivered.ok, delivered.message
+        assert "from 0:02 on (frames 20-29)" in delivered.message, delivered.message
+        stored = server.sessions[delivered.session_id].frames
+        assert stored == [f.pcm for f in frames[20:]]
+        assert not (spool / local_id).exists()
+    finally:
+        server.stop()
