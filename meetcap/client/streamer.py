@@ -359,10 +359,12 @@ class Streamer:
                 # The server finalised the session after our end{last_seq} (it accepts end
                 # only once every frame arrived) but its answer was lost with the
                 # connection: stored, though its hash cannot be checked.
+                stored = session.last_seq + 1 - session.seq_offset
                 return FinishResult(
-                    ok=not lost, session_id=session_id, frames=session.last_seq + 1,
+                    ok=not lost, session_id=session_id, frames=stored,
                     local_sha256=local_sha256, lost=lost,
-                    message=f"session {session_id}: {session.last_seq + 1} frames stored (the "
+                    message=reopened_words(session) + f"session {session_id}: {stored} "
+                    "frames stored (the "
                     "server's final answer was lost, so its hash was not checked)" + lost_words,
                 )
             verified = local_sha256 is not None and ended.sha256 == local_sha256
