@@ -335,9 +335,12 @@ def _rescan_if_idle() -> None:
     import sounddevice as sd
 
     _rescan_pending = False
+    from meetcap.stderr_lock import STDERR_LOCK
+
     while sd._initialized:  # noqa: SLF001 - sounddevice's documented way to re-scan
         sd._terminate()  # noqa: SLF001
-    sd._initialize()  # noqa: SLF001
+    with STDERR_LOCK:  # fd 2 goes to /dev/null meanwhile: no line may be printed then
+        sd._initialize()  # noqa: SLF001
 
 
 @contextmanager

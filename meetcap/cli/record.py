@@ -22,6 +22,7 @@ from meetcap.errors import ConfigError
 from meetcap.levels import SourceLevels
 from meetcap.session import Recorder, RecorderListener, SessionSettings
 from meetcap.session.recorder import DEFAULT_FINISH_TIMEOUT_S
+from meetcap.stderr_lock import STDERR_LOCK
 from meetcap.transcribe.segments import TranscriptSegment
 
 EXIT_OK = 0
@@ -63,7 +64,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="write a .wav or .flac file")
     p.add_argument("--tracks", action="store_true",
                    help="--out gets two channels: 1 the microphone, 2 the system audio "
-                        "(each after gain, echo cancellation and normalisation), 16 kHz")
+                        "(each after gain, echo cancellation and normalisation), 16 kHz; "
+                        "with --url, so does the server if it accepts two tracks")
     p.add_argument("--url", help="stream to a meetcap server, e.g. ws://127.0.0.1:8765/v1/stream")
     p.add_argument("--token", help="bearer token for --url")
     p.add_argument("--data-dir", metavar="DIR",
@@ -178,11 +180,24 @@ def format_segment(segment: TranscriptSegment) -> str:
 
 
 def _say(line: str) -> None:
-    print(f"\n{line}", file=sys.stderr, flush=True)
+    with STDERR_LOCK:  # not while PortAudio re-initialises (it silences fd 2 then)
+        print(f"\n{line}", file=sys.stderr, flush=True)
+
+
+def _portaudio_ready() -> None:
+    """Initialise PortAudio here, before the streamer's and capture's threads run: its
+    initialisation silences fd 2 for a moment (meetcap.stderr_lock), and a warning
+    another thread printed then would be lost. A failure is the capture's to report."""
+    with STDERR_LOCK:
+        try:
+            import sounddevice  # noqa: F401
+        except (ImportError, OSError):
+            pass
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    _portaudio_ready()
     limit = int(round(args.seconds * FRAMES_PER_SECOND)) if args.seconds else None
     recorder = Recorder(settings, listener=_Printer(), builtin_server=False,
                         data_root=args.data_dir, finish_timeout_s=args.finish_timeout)
