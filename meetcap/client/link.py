@@ -461,7 +461,7 @@ class SessionLink:
         if self.session.tracks:
             stored = bool(welcome.tracks)
             if not stored and self._tracks_stored is not False:
-                log.warning(
+                log.info(  # the user is told by the recorder (on_problem), once
                     "session %s: this server does not store two tracks; it gets the mono "
                     "mix only (a local copy keeps both)", welcome.session_id,
                 )

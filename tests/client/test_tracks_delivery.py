@@ -6,6 +6,7 @@ mono mix alone, whole, to a server that does not take tracks."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import threading
 import time
@@ -134,9 +135,10 @@ def test_tracks_resume_on_another_instance_through_redis(
     _assert_both_files_exact(result, pump, shared)
 
 
-def test_a_server_without_tracks_gets_the_whole_mono_mix_and_the_user_is_told(
+def test_a_server_without_tracks_gets_the_whole_mono_mix_and_it_is_said_once(
     meetcap_server_factory, tmp_path, caplog
 ):
+    caplog.set_level(logging.INFO, logger="meetcap.client.link")
     server = meetcap_server_factory(no_tracks=True, **FAST_SERVER)
     streamer = Streamer(_config(server.url, tmp_path))
     streamer.start()
