@@ -67,7 +67,8 @@ class SessionTranscript:
         self.ended = False
         self.complete = False
         self.failed: str | None = None
-        self.crashes = 0  # worker deaths while on this session, at position crash_at
+        self.resume_seq = -1  # where its worker would carry on (its "saved" messages)
+        self.crashes = 0  # worker deaths while on this session, all at resume_seq crash_at
         self.crash_at = -1
         self.feeds: set[TranscriptFeed] = set()
         self._changed = asyncio.Event()
@@ -338,6 +339,9 @@ class TranscriptionService:
                 session.partial = partial
         elif kind == "progress":
             session.fed = message[2]
+        elif kind == "saved":
+            session.resume_seq = message[2]
+            return
         elif kind == "complete":
             if message[2] > len(session.finals):
                 session.reload()
@@ -379,20 +383,22 @@ class TranscriptionService:
 
     def _blame(self, worker: _WorkerProcess) -> None:
         """The worker died while on ``worker.stepping``: count it against that session at
-        its position; give the session up after ``max_crashes`` at one position."""
+        its resume point (the same after every restart until a final is saved, whatever
+        the timing); give the session up after ``max_crashes`` at one resume point."""
         session = self.sessions.get(worker.stepping or "")
         if session is None or session.complete or session.failed:
             return
-        if session.crash_at == session.fed:
+        if session.crash_at == session.resume_seq:
             session.crashes += 1
         else:
-            session.crashes, session.crash_at = 1, session.fed
+            session.crashes, session.crash_at = 1, session.resume_seq
         if session.crashes < self.config.max_crashes:
             return
         sentence = (
             f"transcription of this session stopped: the transcription worker crashed "
-            f"{session.crashes} times on its audio at {session.fed * FRAME_MS / 1000:.1f} s "
-            f"(status {worker.process.exitcode}); the audio is stored whole, and "
+            f"{session.crashes} times on its audio after "
+            f"{max(0, session.resume_seq) * FRAME_MS / 1000:.1f} s (status "
+            f"{worker.process.exitcode}); the audio is stored whole, and "
             f"'meetcap transcribe {session.session_id}.wav' can be tried on it"
         )
         log.error("session %s: %s", session.session_id, sentence)

@@ -20,7 +20,6 @@ from meetcap.oscalls import open_file, pread
 from meetcap.protocol.audio import FLAG_SPEECH, SPEAKER_SHIFT
 from meetcap.server import wavfile
 
-
 _SPEAKER_BY_NAME = {name: code for code, name in SPEAKER_NAMES.items()}
 
 

@@ -11,11 +11,13 @@ to the transcript files (files.py) and only then reports them. Because it works 
 files, it catches up after falling behind or after a restart from ``resume_seq``.
 
 Messages (tuples over a multiprocessing Pipe). Server -> worker: ``("stored", sid,
-frames)``, ``("ended", sid, frames)``, ``("detached", sid, frames)``, ``("stop", "", 0)``. Worker -> server: ``("ready", model_dir)``,
-``("fatal", sentence)``, ``("finals", sid, [segment dicts])``, ``("partial", sid,
-segment dict)``, ``("progress", sid, fed, durable)``, ``("complete", sid, next_id)``,
+frames)``, ``("ended", sid, frames)``, ``("detached", sid, frames)``,
+``("stop", "", 0)``. Worker -> server: ``("ready", model_dir)``, ``("fatal", sentence)``,
+``("finals", sid, [segment dicts])``, ``("partial", sid, segment dict)``,
+``("progress", sid, fed, durable)``, ``("complete", sid, next_id)``,
 ``("released", sid)``, ``("failed", sid, sentence)``, ``("step", sid)`` (the session
-it works on from now on: the server blames that one when the worker dies).
+it works on from now on: the server blames that one when the worker dies), ``("saved",
+sid, resume_seq)`` (where a restart would carry on: the server counts crashes there).
 
 Fault injection (tests only): with ``MEETCAP_FAULT_CRASH_SESSIONS_FILE`` set to a file,
 the worker exits abruptly (``os._exit``, as a crash of the engine's native code would)
@@ -212,6 +214,7 @@ class Worker:
             state.resume_seq = resume if resume is not None else job.fed
             files.save(state)  # durable before anyone hears of them
             job.saved_resume = state.resume_seq
+            self.send(("saved", job.session_id, state.resume_seq))
         if finals:
             self.send(("finals", job.session_id, [s.to_json() for s in finals]))
         partials = [s for s in segments if not s.final]
@@ -295,6 +298,7 @@ class Worker:
         job.speech = SpeechDecider(state.resume_seq)
         job.read = 0  # the VAD warms up on the frames before resume_seq (speech.py)
         job.resume = job.fed = job.saved_resume = job.read_high = state.resume_seq
+        self.send(("saved", job.session_id, state.resume_seq))
         log.info("session %s: transcribing from frame %d (next segment %d)",
                  job.session_id, state.resume_seq, state.next_id)
         self._progress(job, force=True)
