@@ -197,3 +197,82 @@ def test_an_old_client_is_served_as_before(fast_server):
     sidecar, mono, tracks_path = _stored(fast_server.data_dir, welcome.session_id)
     assert mono == b"".join(make_pcm(seq) for seq in range(20))
     assert sidecar["tracks"] is False and not tracks_path.exists()
+
+
+def test_tracks_and_mono_connections_of_one_session_keep_the_files_in_step(fast_server):
+    """A session begun mono, resumed with tracks, then without, then with again: the
+    tracks file is created filled with silence up to the mono file, gets silence for
+    the frames of the connection without tracks, and stays frame for frame in step."""
+    client = TracksClient(40, offer=None)
+
+    async def go():
+        for upto, offer in ((10, None), (20, 1), (30, None), (40, 1)):
+            client.offer = offer
+            wire = await client.open(fast_server.url)
+            await client.send(wire, upto)
+            await wire.wait_acked(upto - 1)
+            if upto == 40:
+                await wire.end(39)
+            await wire.__aexit__()
+
+    run(go())
+    assert client.accepted == [None, 1, None, 1]
+    sidecar, mono, tracks_path = _stored(fast_server.data_dir, client.session_id)
+    assert mono == b"".join(client.mono) and sidecar["tracks"] is True
+    with wave.open(str(tracks_path)) as wav:
+        stored = wav.readframes(wav.getnframes())
+    silence = bytes(len(client.tracks[0]))
+    expected = [silence] * 10 + client.tracks[10:20] + [silence] * 10 + client.tracks[30:40]
+    assert stored == b"".join(expected)
+
+
+def test_a_tracks_file_cut_short_by_a_crash_cuts_the_mono_file_to_match(
+    meetcap_server_factory,
+):
+    """The attach makes both files hold the same whole frames: after a crash left the
+    tracks file a frame and a half short (the audio a power cut can lose before its ack),
+    the session resumes from the frame both hold, and the client's resend fills both."""
+    server = meetcap_server_factory(**FAST)
+    client = TracksClient(30)
+
+    async def first_part():
+        wire = await client.open(server.url)
+        await client.send(wire, 20)
+        await wire.wait_acked(19)
+        await wire.__aexit__()
+
+    run(first_part())
+    server.kill()
+    tracks_path = server.data_dir / f"{client.session_id}.tracks.wav"
+    with open(tracks_path, "r+b") as fh:
+        fh.truncate(44 + 18 * 6400 + 3000)  # frames 18-19 gone, 18 torn
+    server.start()
+
+    async def second_part():
+        wire = await client.open(server.url)
+        assert wire.welcome.acked == 17
+        await client.send(wire, 30)
+        ended = await wire.end(29)
+        await wire.__aexit__()
+        return ended
+
+    assert run(second_part()).frames == 30
+    sidecar, mono, tracks_path = _stored(server.data_dir, client.session_id)
+    assert mono == b"".join(client.mono)
+    with wave.open(str(tracks_path)) as wav:
+        assert wav.readframes(wav.getnframes()) == b"".join(client.tracks)
+
+
+def test_a_bad_checksum_in_the_tracks_part_is_4002(fast_server):
+    async def go():
+        client = TracksClient(1)
+        wire = await client.open(fast_server.url)
+        message = bytearray(encode_audio(0, client.mono[0], tracks=client.tracks[0]))
+        message[-1] ^= 0xFF  # the last byte of channel 2
+        await wire.send_raw(bytes(message))
+        closed = await wire.closed()
+        await wire.__aexit__()
+        return closed
+
+    closed = run(go())
+    assert closed.code == 4002 and closed.error.code == "bad_checksum"
