@@ -348,7 +348,8 @@ def _segment_name(first_seq: int, tracks: bool = False) -> str:
 def _segment_files(directory: Path):
     """(path, first seq or None when the name is odd, record size) of each segment file."""
     for path in directory.glob(f"{_SEGMENT_PREFIX}*"):
-        for suffix, size in ((_SEGMENT_SUFFIX, RECORD_BYTES), (_TRACKS_SUFFIX, TRACKS_MESSAGE_BYTES)):
+        kinds = ((_SEGMENT_SUFFIX, RECORD_BYTES), (_TRACKS_SUFFIX, TRACKS_MESSAGE_BYTES))
+        for suffix, size in kinds:
             if path.name.endswith(suffix):
                 try:
                     first: int | None = int(path.name[len(_SEGMENT_PREFIX) : -len(suffix)])

@@ -47,7 +47,8 @@ MAX_MESSAGE_BYTES = AUDIO_MESSAGE_BYTES
 
 __all__ = [
     "AUDIO_MESSAGE_BYTES", "HEADER_BYTES", "MAX_MESSAGE_BYTES", "PROTOCOL_VERSION", "STREAM_PATH",
-    "TRACKS_MESSAGE_BYTES", "Ack", "AudioMessage", "ClientConnection", "CloseCode", "DuplicateReceived", "End", "Ended",
+    "TRACKS_MESSAGE_BYTES", "Ack", "AudioMessage", "ClientConnection", "CloseCode",
+    "DuplicateReceived", "End", "Ended",
     "EndReceived", "Error", "FrameReceived", "GoingAway", "Hello", "HelloReceived",
     "MessageReceived", "ProtocolViolation", "ServerConnection", "Transcript", "TranscriptStatus",
     "Welcome", "decode_audio",
