@@ -157,3 +157,60 @@ def test_a_server_without_tracks_gets_the_whole_mono_mix_and_it_is_said_once(
     assert not (server.data_dir / f"{result.session_id}.tracks.wav").exists()
     told = [r for r in caplog.records if "does not store two tracks" in r.getMessage()]
     assert len(told) == 1  # once, not per connection or frame
+
+
+# The last commit before the tracks extension existed on the wire: its client is "old".
+OLD_CLIENT_COMMIT = "1307419^"
+_OLD_CLIENT_SCRIPT = """
+import json, random, sys, time
+from pathlib import Path
+from meetcap.client import Streamer, StreamerConfig
+from meetcap.frames import Frame
+url, token, spool = sys.argv[1:4]
+streamer = Streamer(StreamerConfig(url=url, token=token, spool_dir=Path(spool)))
+streamer.start()
+rng = random.Random(21)
+for seq in range(30):
+    streamer.submit(Frame(seq, rng.randbytes(3200), time.time(), seq % 2 == 0))
+result = streamer.finish(30)
+print(json.dumps({"ok": result.ok, "verified": result.verified, "id": result.session_id}))
+"""
+
+
+def test_an_old_client_from_git_is_served_unchanged(meetcap_server_factory, tmp_path):
+    """The client as it was before the extension (code from git history) against this
+    server: mono frames, a whole session, no tracks file."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+
+    repo = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("needs this checkout's git history (the old client's code)")
+    tree = tmp_path / "old"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(repo), "archive", OLD_CLIENT_COMMIT, "meetcap"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        pytest.skip(f"commit {OLD_CLIENT_COMMIT} is not in this clone (shallow?)")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    assert "tracks" not in (tree / "meetcap/protocol/messages.py").read_text()  # old code
+    server = meetcap_server_factory(**FAST_SERVER)
+    done = subprocess.run(
+        [sys.executable, "-c", _OLD_CLIENT_SCRIPT, server.url, TOKEN, str(tmp_path / "spool")],
+        cwd=tree, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["ok"] and result["verified"]
+    rng = random.Random(21)
+    expected = b"".join(rng.randbytes(3200) for _ in range(30))
+    assert stored_pcm(server.data_dir, result["id"]) == expected
+    sidecar = json.loads((server.data_dir / f"{result['id']}.json").read_text())
+    assert sidecar["tracks"] is False and sidecar["finished"]
+    assert not (server.data_dir / f"{result['id']}.tracks.wav").exists()
