@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import threading
 import time
 
@@ -24,6 +26,7 @@ from tests.server import test_transcription
 from tests.server.test_transcription import (
     SERVER,
     Heard,
+    _worker_pids,
     same_finals,
     stored,
     streamer,
@@ -102,3 +105,41 @@ def test_a_session_that_crashes_its_worker_is_given_up_and_the_other_one_transcr
     assert again[0] == session_id and again[2] == failed
     time.sleep(2)
     assert server.log_text().count(f"session {session_id}: fault injection") == MAX_CRASHES
+
+
+def test_a_worker_killed_three_times_as_the_session_moves_on_does_not_give_it_up(
+    speech, meetcap_server_factory, tmp_path
+):
+    """Crashes count only at one resume point: a worker killed during each of the three
+    sentences (each time after the previous one's final was saved) is restarted every
+    time and the transcript is whole."""
+    _, frames, want = speech
+    server = meetcap_server_factory(**SERVER)
+    heard = Heard()
+    s = streamer(server.url, tmp_path, heard)
+    sent = 0
+    for sentence in range(len(want)):
+        # Real time into the sentence until its first partial: the worker is on it.
+        while sent < len(frames):
+            s.submit(frames[sent])
+            sent += 1
+            time.sleep(0.1)
+            with heard.lock:
+                if any(not x.final and x.id == sentence for x in heard.segments):
+                    break
+        (worker,) = _worker_pids(server.proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while _worker_pids(server.proc.pid) in ([], [worker]):
+            assert time.monotonic() < deadline, "the worker was not restarted"
+            time.sleep(0.1)
+    submit(s, frames[sent:], pace_s=0.02)
+    result = s.finish(120)
+    assert result.ok, result.message
+    same_finals(heard.finals, want)
+    doc = stored(server.data_dir, result.session_id)[0]
+    same_finals(formats.from_json(doc), want)
+    assert doc["complete"] is True and "failed" not in doc
+    log = server.log_text()
+    assert log.count("restarting it") == len(want)
+    assert "transcription of this session stopped" not in log
