@@ -68,9 +68,9 @@ def assert_gapless(collector: FrameCollector) -> None:
 
 
 FIDELITY_S = 60.0  # the proof: 60 s of two voices
-# Under PipeWire a lane does not always hold time here: in 3 of 7 runs the virtual mic (a
+# Under PipeWire a lane does not always hold time here: in 4 of 6 runs the virtual mic (a
 # remap-source node), once also the monitor, delivered up to ~0.3 % slow with latency
-# steps of 50-90 ms over its first ~20 s, and that lane's fit fell to R^2 0.09-0.81; the
+# steps of 50-90 ms over its first ~20 s, and that lane's fit fell to R^2 0.41-0.81; the
 # other runs fit at 0.9994-1.0000. Not solved yet: such a run is an expected failure, with
 # its figures in the reason (docs/figures.md, "Mix timing").
 
