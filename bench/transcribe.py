@@ -6,8 +6,8 @@
 
 The audio: espeak-ng sentences of known text (tests/support/transcript_corpus.py, six
 voices and speeds), ``--rounds`` times over (2: about 60 s, 75 % of it speech), 16 kHz.
-The VAD flags come from meetcap's Silero VAD run once beforehand, as the live server gets
-them with the frames; the VAD's own cost is printed apart.
+The VAD flags come from meetcap's Silero VAD run once beforehand (the live server's worker
+runs the same VAD over the stored audio); the VAD's own cost is printed apart.
 
 Measured, each on one pinned core with one CTranslate2 thread (the default engine):
 - faster-whisper alone: ``WhisperModel.transcribe()`` of the whole file (30 s windows,
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     t = time.process_time()
     frames = frames_with_speech(corpus.samples)
     vad_cpu = time.process_time() - t
-    print(f"Silero VAD over the file (runs in the capture chain when live): "
+    print(f"Silero VAD over the file (live, the server's worker runs it too): "
           f"{corpus.duration_s / vad_cpu:.0f}x real time")
 
     t = time.process_time()
