@@ -177,10 +177,10 @@ class SessionWriter:
         if self.closed:
             raise UsageError("append() on a closed session writer")
         if self.received_frames >= self.max_frames:
-            hours = self.max_frames * 0.1 / 3600
+            hours = "18.6 hours of two tracks" if self.tracks_fd is not None else "37 hours"
             raise SessionFull(
                 f"session {self.meta.session_id} reached {self.max_frames} frames, the most "
-                f"one WAV file holds (about {hours:.0f} hours): end it and start a new session"
+                f"one WAV file holds (about {hours}): end it and start a new session"
             )
         self._pending.append(pcm)
         if self.tracks_fd is not None:
