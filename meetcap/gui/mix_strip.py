@@ -44,7 +44,8 @@ class MixStrip(Card):
                                       "(the limiter always stays on)")
         self.tracks_box = QCheckBox("Two tracks", self)
         self.tracks_box.setToolTip("The local copy gets two channels: 1 your microphone, 2 the "
-                                   "system audio (from the next Start)")
+                                   "system audio, and so does a server that accepts two "
+                                   "tracks (from the next Start)")
         row.addWidget(self.vad_box)
         row.addWidget(self.normalize_box)
         row.addWidget(self.tracks_box)
