@@ -107,6 +107,7 @@ class SourceLane:
         self._fifo.push_value(0.0, HISTORY)  # what the interpolator looks back at
         self._pos = float(HISTORY)  # FIFO index of the next output sample (fractional)
         self._applied = 0.0  # the correction the last read ended at
+        self._peak = 0.0  # the largest |correction| applied so far
         self.primed = False
         self.closing = False  # removed: play out what is left, then go away
         self._upstream = 0.0  # samples still inside the source's resampler
@@ -130,6 +131,15 @@ class SourceLane:
         and is read faster). Zero while the lane adopts its latency or without drift
         compensation."""
         return self._applied * 1e6
+
+    @property
+    def peak_correction_ppm(self) -> float:
+        """The largest correction (absolute, ppm) this lane has applied so far."""
+        return self._peak * 1e6
+
+    def _apply(self, correction: float) -> None:
+        self._applied = correction
+        self._peak = max(self._peak, abs(correction))
 
     @property
     def latency_error_samples(self) -> float:
@@ -164,7 +174,7 @@ class SourceLane:
             return self._drain(n)
         out = self._read(n, self._applied, target)
         extra = n * (self._applied + target) / 2  # read beyond n by the gliding correction
-        self._applied = target
+        self._apply(target)
         self.loop.observe(self.latency_samples - clock_lead, n, extra)
         return out, slice(0, n)
 
@@ -212,7 +222,11 @@ class SourceLane:
             got = n
             out[:] = self._read(n, self._applied, self._applied)
         else:
-            got = min(n, self.level)
+            # At 1 + c samples per output, the samples left make this many outputs (not
+            # `level`: read at a positive correction, that many would run past the end
+            # and the interpolator would index beyond its buffer).
+            left = len(self._fifo) - self._pos
+            got = min(n, max(0, math.ceil(left / (1.0 + self._applied))))
             out[:got] = self._read(got, self._applied, self._applied, last=True)
         self.samples_filled += n - got
         return out, slice(0, got)
@@ -236,7 +250,7 @@ class SourceLane:
         self.loop.restart()
         out = np.zeros(n, dtype=np.float32)
         out[n - take :] = self._read(take, correction, correction)
-        self._applied = correction
+        self._apply(correction)
         self.samples_filled += n - take
         return out, slice(n - take, n)
 

@@ -262,3 +262,60 @@ def test_the_applied_correction_is_a_property_in_ppm() -> None:
     mixer = Mixer()
     mixer.add_source("mic")
     assert mixer.lane("mic").correction_ppm == 0.0
+
+
+def _random_lane_run(seed: int, *, correction_ppm: float, steps: int = 400) -> None:
+    """Random pushes and renders (0 samples, a lane exactly empty, re-primes mid-render,
+    a 10 s render after a stall, removal and re-adding while the queue plays out), with
+    the lane reading at ``correction_ppm``: every render gives exactly n samples and
+    nothing raises."""
+    rng = np.random.default_rng(seed)
+    mixer = Mixer()
+    mixer.add_source("mic")
+    pushed = played = 0
+    for _ in range(steps):
+        if "mic" in mixer.sources:
+            lane = mixer.lane("mic")
+            lane.loop.correction = correction_ppm * 1e-6 * rng.uniform(0.0, 1.0)
+        action = rng.integers(0, 10)
+        if action < 5 and "mic" in mixer.sources and not mixer.lane("mic").closing:
+            size = int(rng.choice([0, 1, 17, 320, 960, int(rng.integers(0, 8000))]))
+            mixer.push("mic", rng.uniform(-0.5, 0.5, size).astype(np.float32))
+            pushed += size
+        elif action == 5 and "mic" in mixer.sources:
+            mixer.remove_source("mic")  # plays out with the correction it had
+        elif action == 6:
+            mixer.add_source("mic")
+        n = int(rng.choice([0, 1, 15, 16, 17, 1600, 1601, int(rng.integers(0, 4000)),
+                            160_000 if rng.random() < 0.02 else 800]))
+        block = mixer.render(n, int(rng.integers(0, 1600)))
+        assert len(block.mix) == n and np.isfinite(block.mix).all()
+        for part in block.parts.values():
+            assert len(part.raw) == n
+            played += part.delivered.stop - part.delivered.start
+    assert played <= pushed + 1 + pushed * abs(correction_ppm) * 1e-6
+
+
+@pytest.mark.parametrize("correction_ppm", [0.0, 300.0, -300.0, 10_000.0, -10_000.0])
+@pytest.mark.parametrize("seed", range(6))
+def test_random_pushes_and_renders_never_index_outside_the_lane(seed, correction_ppm) -> None:
+    """Issue 10: "Audio capture stopped: index N is out of bounds for axis 0 with size N".
+    A lane that ran dry (or was removed) while reading at a positive correction played
+    out `level` samples at 1 + c input samples each, so the interpolator reached past the
+    end of its buffer. Seeded random sizes, every correction the loop can ask for."""
+    _random_lane_run(seed, correction_ppm=correction_ppm)
+
+
+def test_a_lane_running_dry_at_1_percent_plays_what_it_has_and_does_not_raise() -> None:
+    """The crash in one picture: a 1 % catch-up when the FIFO runs short."""
+    mixer = Mixer()
+    mixer.add_source("mic")
+    mixer.push("mic", np.full(8000, 0.25, np.float32))
+    mixer.render(1600)  # primed
+    mixer.lane("mic").loop.correction = 0.01
+    mixer.render(1600)
+    block = mixer.render(6000)  # more than the 4,800 left: drains, then zeros
+    assert mixer.lane("mic").underruns == 1
+    played = block.parts["mic"].delivered
+    assert played.start == 0 and 4700 < played.stop < 4800  # 4,800 read 1 % fast
+    assert np.all(block.mix[played.stop:] == 0.0)
