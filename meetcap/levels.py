@@ -71,3 +71,7 @@ class SourceLevels:
     echo: str = ""
     echo_db: float = float("-inf")
     echo_cancel: bool = False
+    # The mixer's clock-drift correction for this source (meetcap/dsp/mixer.py): the read
+    # rate's offset now and the largest so far this session, in ppm (0 on one clock).
+    correction_ppm: float = 0.0
+    correction_peak_ppm: float = 0.0
