@@ -454,6 +454,12 @@ class MixChain:
             name: tracker.snapshot(self._meters[name].peak_dbfs, self._meters[name].rms_dbfs)
             for name, tracker in self._trackers.items()
         }
+        for name in self._mixer.sources:
+            if name in result:
+                lane = self._mixer.lane(name)
+                result[name] = dataclasses.replace(
+                    result[name], correction_ppm=lane.correction_ppm,
+                    correction_peak_ppm=lane.peak_correction_ppm)
         if "mic" in result:
             score = self._echo.score
             result["mic"] = dataclasses.replace(
