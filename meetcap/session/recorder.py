@@ -45,7 +45,7 @@ from meetcap.audio.watcher import DeviceWatcher
 from meetcap.client.config import BUILTIN_DESTINATION, StreamerConfig
 from meetcap.client.status import FinishResult, StreamStatus
 from meetcap.client.streamer import Streamer
-from meetcap.constants import FRAMES_PER_SECOND
+from meetcap.constants import CAPTURE_SOURCES, FRAMES_PER_SECOND
 from meetcap.errors import ConfigError, FatalError, MeetcapError, UsageError
 from meetcap.frames import Frame
 from meetcap.levels import SourceLevels
@@ -167,6 +167,9 @@ class Recorder:
         self.manager.add_event_listener(self._on_audio_event)
         self.phase = Phase.IDLE
         self.last_result: FinishResult | None = None
+        # Per source, the mixer's drift correction at the end of the last recording and
+        # the largest during it, ppm (now, peak): `meetcap record` prints them.
+        self.last_corrections_ppm: dict[str, tuple[float, float]] = {}
         self.last_status: StreamStatus | None = None
         self.last_failure: str | None = None
         self.capture_ended = threading.Event()  # set when capture stopped by itself
@@ -313,6 +316,9 @@ class Recorder:
             if live is None or self.phase is not Phase.RECORDING:
                 raise UsageError(f"no session to stop (the recorder is {self.phase.value})")
             self.phase = Phase.STOPPING
+        self.last_corrections_ppm = {
+            name: (lv.correction_ppm, lv.correction_peak_ppm)
+            for name, lv in self.manager.levels().items() if name in CAPTURE_SOURCES}
         try:
             if live.subscription is not None:
                 self.manager.unsubscribe(live.subscription)  # the last frames pass through
