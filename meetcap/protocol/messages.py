@@ -157,11 +157,13 @@ class Transcript:
 class TranscriptStatus:
     """Server -> client (transcript extension): how far transcription is behind the
     stored audio (``lag_s``), the next final id, and ``complete`` once the ended
-    session's transcript is whole."""
+    session's transcript is whole. ``failed``: the server gave up transcribing the
+    session, in a sentence for a person (None when it did not)."""
 
     lag_s: float
     next_id: int
     complete: bool = False
+    failed: str | None = None
 
 
 Message = (
@@ -300,6 +302,8 @@ def _validate(message: Message) -> None:
         object.__setattr__(message, "lag_s", _check_seconds("lag_s", message.lag_s))
         _check_int("next_id", message.next_id, 0)
         _check_bool("complete", message.complete)
+        if message.failed is not None:
+            _check_str("failed", message.failed)
     elif isinstance(message, Welcome):
         _check_str("session_id", message.session_id, _ID_PATTERN)
         _check_str("resume_token", message.resume_token, _TOKEN_PATTERN, secret=True)
