@@ -85,6 +85,7 @@ class LinkSnapshot:
     reconnects: int
     quick_failures: int
     transcript_lag_s: float | None
+    transcript_failed: str | None = None  # see StreamStatus.transcript_failed
     # A tracks session: whether the server stores both lanes (welcome.tracks of the last
     # connection); None before a welcome, or for a mono session.
     tracks_stored: bool | None = None
@@ -154,6 +155,7 @@ class SessionLink:
         self._wants_transcript = live and config.transcript
         self._transcript_next = 0
         self._transcript_lag_s: float | None = None
+        self._transcript_failed: str | None = None  # the server gave the transcript up
         self._tail = False  # `ended` came; reading the last transcript messages
         self._tracks_stored: bool | None = None  # see LinkSnapshot.tracks_stored
         self._reopened_at_ack: int | None = None  # the ack when re-opened as new, this run
@@ -190,6 +192,7 @@ class SessionLink:
                 reconnects=self._reconnects,
                 quick_failures=self._backoff.quick_failures,
                 transcript_lag_s=self._transcript_lag_s,
+                transcript_failed=self._transcript_failed,
                 tracks_stored=self._tracks_stored,
             )
 
@@ -344,8 +347,7 @@ class SessionLink:
                     elif isinstance(msg, Transcript):
                         self._on_segment(msg)
                     elif isinstance(msg, TranscriptStatus):
-                        with self._lock:
-                            self._transcript_lag_s = msg.lag_s
+                        self._on_transcript_status(msg)
                     elif isinstance(msg, Error):
                         self._error = msg  # the close that follows carries its code
                         if msg.code == "rate_limited" and msg.retry_after_ms is not None:
@@ -480,6 +482,20 @@ class SessionLink:
             welcome.session_id, welcome.epoch, welcome.acked, self.session.last_seq,
         )
         return None
+
+    def _on_transcript_status(self, msg: TranscriptStatus) -> None:
+        """The lag, and the server's sentence when it gave the transcript up: a change
+        listeners hear of (no more finals will come), once per session."""
+        with self._lock:
+            self._transcript_lag_s = msg.lag_s
+            newly_failed = msg.failed is not None and self._transcript_failed is None
+            if newly_failed:
+                self._transcript_failed = msg.failed
+        if newly_failed:
+            log.warning("session %s: the server stopped transcribing it: %s",
+                        self._label(), msg.failed)
+            if self._on_change is not None:
+                self._on_change()
 
     def _on_segment(self, msg: Transcript) -> None:
         """A transcript segment: finals handed up exactly once (by id), partials of the

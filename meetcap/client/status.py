@@ -27,6 +27,8 @@ class StreamStatus:
     describe sessions left in the spool by an earlier run that are being delivered.
     ``transcript_lag_s`` is how far the server's transcript is behind the stored audio
     (None: no transcript asked for, or no word from the server yet).
+    ``transcript_failed`` is the server's sentence when it gave up transcribing the
+    session (no more of its transcript will come; the audio is stored all the same).
     ``spool_problems`` says, one sentence each, what is damaged or odd in the spool:
     frames lost or damaged on disk (sent as silence) in the sessions being delivered,
     and session folders left alone because they cannot be used (each names its folder).
@@ -45,6 +47,7 @@ class StreamStatus:
     reconnects: int = 0
     quick_failures: int = 0
     transcript_lag_s: float | None = None
+    transcript_failed: str | None = None
     earlier_sessions: int = 0
     earlier_frames_spooled: int = 0
     spool_problems: tuple[str, ...] = ()
