@@ -158,6 +158,7 @@ class Recorder:
             if builtin_server else None)
         self.streamer_options = dict(streamer_options or {})
         self._told_no_tracks = False  # "this server does not store two tracks", said once
+        self._told_transcript_failed = False  # the server gave the transcript up: said once
         self.finish_timeout_s = finish_timeout_s
         manager_options: dict[str, Any] = {"capture_factory": capture_factory,
                                            "watcher": watcher}
@@ -365,6 +366,7 @@ class Recorder:
         options = {"transcript": self.settings.transcribe,
                    "tracks": self.settings.capture.tracks, **self.streamer_options}
         self._told_no_tracks = False
+        self._told_transcript_failed = False
         config = StreamerConfig(url=url, token=token, spool_dir=paths.spool_dir(self.data_root),
                                 destination=destination, **options)
         streamer = Streamer(config, on_status=self._on_stream_status,
@@ -432,6 +434,9 @@ class Recorder:
                 "this server does not store two tracks: it gets the mono mix only (nothing "
                 "of it is lost); a local copy (--out) keeps both tracks"
             )
+        if status.transcript_failed and not self._told_transcript_failed:
+            self._told_transcript_failed = True  # no more of the transcript will come
+            self.listener.on_problem(as_sentence(status.transcript_failed))
         self.listener.on_stream_status(status)
 
     def _on_transcript(self, segment: TranscriptSegment) -> None:
