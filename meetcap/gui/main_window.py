@@ -323,6 +323,8 @@ class MainWindow(QMainWindow):
         # warning they bring, at once rather than at the next text tick.
         if status.session_id:
             self.transcript.live_id = status.session_id  # names an exported transcript
+        if status.transcript_failed:  # the banner has it too (the recorder's on_problem)
+            self.transcript.set_live_failed(status.transcript_failed)
         self.refresh_text()
 
     # -- refresh

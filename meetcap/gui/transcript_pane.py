@@ -112,6 +112,7 @@ class TranscriptPane(Card):
         self.live_segments: list[TranscriptSegment] = []
         self.live_partial: TranscriptSegment | None = None
         self.lag_s: float | None = None
+        self.live_failed: str | None = None  # the server gave the live transcript up
         self.recording = False
         self.sessions_folder: Path | None = None
         self.sessions_dialog: SessionsDialog | None = None
@@ -145,6 +146,9 @@ class TranscriptPane(Card):
         self.live_segments = []
         self.live_partial = None
         self.live_id = session_id
+        if self.live_failed is not None:
+            self._say("")  # the last session's; this one starts afresh
+            self.live_failed = None
         self.set_lag(None)
         self.show_live()
 
@@ -166,10 +170,22 @@ class TranscriptPane(Card):
         if self.session is None:
             self.view.drop_partial()
 
+    def set_live_failed(self, sentence: str) -> None:
+        """The server gave up transcribing the live session (``sentence`` says why and
+        what to do): said on the message line, and the lag line goes (it will not catch
+        up). Called with every status after that: said once."""
+        if sentence == self.live_failed:
+            return
+        self.live_failed = sentence
+        if self.session is None:
+            self._say(as_sentence(sentence))
+        self.set_lag(self.lag_s)
+
     def set_lag(self, lag_s: float | None) -> None:
         """How far the transcript is behind the audio (None: unknown or not running)."""
         self.lag_s = lag_s
-        show = lag_s is not None and lag_s >= LAG_SHOWN_S and self.session is None
+        show = (lag_s is not None and lag_s >= LAG_SHOWN_S and self.session is None
+                and self.live_failed is None)
         if show:
             assert lag_s is not None
             text = (f"The transcript is {lag_s:.0f} s behind the audio; "
@@ -198,6 +214,8 @@ class TranscriptPane(Card):
             self.view.add_segment(self.live_partial)
         self.view.following = True
         self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
+        if self.live_failed is not None:
+            self._say(as_sentence(self.live_failed))
         self.set_lag(self.lag_s)
         self._update_controls()
 
