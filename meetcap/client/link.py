@@ -492,8 +492,8 @@ class SessionLink:
             if newly_failed:
                 self._transcript_failed = msg.failed
         if newly_failed:
-            log.warning("session %s: the server stopped transcribing it: %s",
-                        self._label(), msg.failed)
+            log.info(  # the user is told by the recorder (on_problem), once
+                "session %s: the server stopped transcribing it: %s", self._label(), msg.failed)
             if self._on_change is not None:
                 self._on_change()
 
