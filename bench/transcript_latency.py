@@ -7,14 +7,15 @@ A real ``meetcap-server --transcribe`` process (default options: one worker, the
 Whisper tiny.en, one thread) and the real client Streamer (transcript=True) over a
 loopback websocket. The audio: espeak-ng sentences of known text, several voices and
 speeds, ``--pause-s`` apart (tests/support/transcript_corpus.py), framed with the Silero
-VAD's flags beforehand (as the capture pipeline marks them). Frames are submitted at real
-time: frame ``seq`` when its 100 ms have passed (t0 + (seq + 1) * 0.1 s), as a capture
-delivers them.
+VAD's speech flags beforehand, as the capture pipeline marks them; the server does not use
+them (it ignores bit 0 and finds the speech with its own VAD, protocol 3.3). Frames are
+submitted at real time: frame ``seq`` when its 100 ms have passed (t0 + (seq + 1) * 0.1 s),
+as a capture delivers them.
 
 Latency of an utterance = arrival of its final segment at the client - (t0 + the time
-its voice ends in the audio, known from the corpus). It includes the VAD's hangover and
-the pause the segmentation waits for (about 0.6 s together), storage, the worker reading
-the frames back, and the engine. Partials: the time between successive transcript
+its voice ends in the audio, known from the corpus). It includes the server's VAD's
+hangover and the pause the segmentation waits for (about 0.6 s together), storage, the
+worker reading the frames back, and the engine. Partials: the time between successive transcript
 messages (partials, then the final) while each sentence is spoken, from the first one.
 
 The LAST line reads:
