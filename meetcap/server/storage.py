@@ -3,8 +3,9 @@
 Files of session ``<id>`` in the data directory:
 
 * ``<id>.wav`` - the audio, frames in sequence order, header sizes kept valid (wavfile).
-* ``<id>.speech`` - one byte per frame (the frame's flags: bit 0 speech, bits 1-2 who spoke) while the session is open; folded
-  into the sidecar's speech segments and removed when the session ends.
+* ``<id>.speech`` - one byte per frame (the frame's flags: bit 0 speech, bits 1-2 who
+  spoke) while the session is open; folded into the sidecar's speech segments and
+  removed when the session ends.
 * ``<id>.json`` - the sidecar (sidecar.py).
 * ``<id>.tracks.wav`` - a tracks session's two lanes (tracksfile, docs/protocol.md 3.5),
   written, fsynced and reconciled with the mono WAV so that an ack covers both.
