@@ -129,7 +129,7 @@ def main() -> int:
     for u in corpus.utterances:
         # The final whose frames overlap this sentence most (the segment's times are
         # frame-exact on the session's timeline, the corpus times are the voice's).
-        def overlap(seg) -> float:
+        def overlap(seg, u=u) -> float:  # used at once, in this round of the loop
             return min(seg.end_s, u.end_s) - max(seg.start_s, u.start_s)
 
         mine = [(t, s) for t, s in finals if overlap(s) > 0]
@@ -141,7 +141,7 @@ def main() -> int:
         ids = {s.id for _, s in mine}
         times = [t for t, s in arrivals if s.id in ids and t <= t0 + u.end_s]
         times = sorted(times)
-        gaps += [b - a for a, b in zip(times, times[1:])]
+        gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
     print(f"finals: {len(finals)} for {len(corpus.utterances)} sentences; "
           f"latencies (s): {' '.join(f'{x:.2f}' for x in latencies)}")
     partial_every = statistics.median(gaps) if gaps else float("nan")
