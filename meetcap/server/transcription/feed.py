@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection as WebSocket
 from websockets.exceptions import ConnectionClosed
@@ -35,7 +35,7 @@ LAG_STEP_S = 0.5  # a lag change smaller than this is not worth a message
 def transcript_text(seg: TranscriptSegment) -> str:
     """The ``transcript`` message of ``seg``; text shortened (never seen in practice: an
     utterance is at most ~20 s) so the message stays within MAX_TEXT_BYTES."""
-    body = {
+    body: dict[str, Any] = {
         "type": "transcript", "id": seg.id, "start": round(seg.start_s, 3),
         "end": round(seg.end_s, 3), "text": seg.text, "final": seg.final,
         "speaker": seg.speaker, "minor": seg.minor,
