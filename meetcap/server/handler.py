@@ -442,7 +442,9 @@ class ConnectionHandler:
                 self.conn.ended(Ended(record.session_id, done.frames, duration_ms, done.sha256))
             )
             if self.transcript is not None:  # the last finals come after the end
-                await self.transcript.finish(self.config.transcription.tail_timeout_s)
+                transcription = self.config.transcription
+                assert transcription is not None  # a feed only on a transcribing server
+                await self.transcript.finish(transcription.tail_timeout_s)
             await self.ws.close(CloseCode.NORMAL, "session ended")
         except ConnectionClosed:
             pass
