@@ -955,7 +955,7 @@ class SpoolSurvey:
 def survey(directory: Path, acked: int = -1, spooled_to: int = -1) -> SpoolSurvey:
     """Look at the segment files of ``directory`` (no lock, no checksums; cheap): see
     :class:`SpoolSurvey`. ``acked`` and ``spooled_to`` come from its session.json."""
-    found: list[tuple[int, int, Path]] = []
+    found: list[tuple[int, int, Path, int]] = []  # first seq, size, path, record size
     odd: list[str] = []
     for path, first, record_bytes in _segment_files(directory):
         if first is None or first < 0:
