@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from meetcap.constants import FRAME_BYTES, FRAME_MS, SAMPLE_RATE_HZ
 from meetcap.durable import atomic_write_json, read_json
@@ -157,4 +158,6 @@ def read_sidecar(path: Path) -> StoredSession | None:
     if not (isinstance(user, str) and isinstance(session_id, str) and numbers_ok
             and isinstance(finished, bool)):
         return None
-    return StoredSession(SessionMeta(user, session_id, float(created), float(started)), finished)
+    created_s, started_s = cast(float, created), cast(float, started)  # numbers_ok says so
+    return StoredSession(SessionMeta(user, session_id, float(created_s), float(started_s)),
+                         finished)
