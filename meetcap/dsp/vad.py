@@ -329,7 +329,9 @@ class VadStream:
         total = len(self._samples) // WINDOW_SAMPLES
         if total > len(self._quiet):
             fresh = self._samples.peek(total * WINDOW_SAMPLES)[len(self._quiet) * WINDOW_SAMPLES :]
-            self._quiet.extend(self._gate.quiet(fresh.reshape(-1, WINDOW_SAMPLES)).tolist())
+            gate = self._gate
+            assert gate is not None  # only called with a gate (_run_complete_windows)
+            self._quiet.extend(gate.quiet(fresh.reshape(-1, WINDOW_SAMPLES)).tolist())
         count = total if final else total - LOOKAHEAD_WINDOWS
         if count <= 0:
             return
