@@ -241,6 +241,10 @@ def _report(args: argparse.Namespace, recorder: Recorder, result: FinishResult) 
     frames = recorder.frames_recorded
     print(f"recorded {frames} frames ({frames / FRAMES_PER_SECOND:.1f} s)"
           + (f" to {args.out}" if args.out else ""))
+    if recorder.last_corrections_ppm:  # issue 10: on one clock this stays within +-20 ppm
+        print("drift correction: " + ", ".join(
+            f"{name} {now:+.1f} ppm (at most {peak:.1f})"
+            for name, (now, peak) in recorder.last_corrections_ppm.items()))
     code = EXIT_FAILED if recorder.last_failure is not None else EXIT_OK
     if args.url:
         lines = [result.message, *(f"earlier session: {r.message}" for r in result.earlier)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,9 @@ def test_record_for_3_seconds_writes_exactly_30_frames(pulse, speech_files, tmp_
     assert (info.samplerate, info.channels, info.frames) == (16_000, 1, 30 * 1_600)
     assert "recorded 30 frames (3.0 s)" in stdout
     assert "mic" in stdout and "dBFS" in stdout, "levels are shown while recording"
+    # One clock: nothing to correct, and the applied correction is printed per lane.
+    assert re.search(r"drift correction: mic \+?-?0\.0 ppm \(at most 0\.0\), "
+                     r"system \+?-?0\.0 ppm \(at most 0\.0\)", stdout), stdout
     data, _ = sf.read(out, dtype="int16")
     assert np.abs(data).max() > 1000, "the voice is in the file"
     player.wait(timeout=30)

@@ -9,11 +9,13 @@ from meetcap.client.status import FinishResult
 
 
 class _Done:
-    """The two things _report reads of a finished Recorder."""
+    """What _report reads of a finished Recorder."""
 
-    def __init__(self, frames: int, failure: str | None = None) -> None:
+    def __init__(self, frames: int, failure: str | None = None,
+                 corrections: dict[str, tuple[float, float]] | None = None) -> None:
         self.frames_recorded = frames
         self.last_failure = failure
+        self.last_corrections_ppm = corrections or {}
 
 
 def _args(**kw) -> argparse.Namespace:
@@ -43,3 +45,10 @@ def test_a_recording_that_stopped_early_exits_2_even_when_everything_was_deliver
 def test_a_complete_file_only_recording_exits_0(capsys):
     code = _report(_args(out="a.wav"), _Done(30), FinishResult(ok=True, message="recorded"))
     assert code == EXIT_OK
+
+
+def test_the_drift_correction_each_lane_applied_is_printed_in_ppm(capsys):
+    done = _Done(30, corrections={"mic": (0.0, 0.0), "system": (-12.5, 40.25)})
+    _report(_args(out="a.wav"), done, FinishResult(ok=True, message="recorded"))
+    out = capsys.readouterr().out
+    assert "drift correction: mic +0.0 ppm (at most 0.0), system -12.5 ppm (at most 40.2)" in out
