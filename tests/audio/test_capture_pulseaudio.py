@@ -68,11 +68,16 @@ def assert_gapless(collector: FrameCollector) -> None:
 
 
 FIDELITY_S = 60.0  # the proof: 60 s of two voices
-# Under PipeWire a lane does not always hold time here: in 4 of 6 runs the virtual mic (a
-# remap-source node), once also the monitor, delivered up to ~0.3 % slow with latency
-# steps of 50-90 ms over its first ~20 s, and that lane's fit fell to R^2 0.41-0.81; the
-# other runs fit at 0.9994-1.0000. Not solved yet: such a run is an expected failure, with
-# its figures in the reason (docs/figures.md, "Mix timing").
+# Under PipeWire a lane does not always hold time here (4 of 5 logged runs; docs/figures.md,
+# "Mix timing"). Logged per lane (device blocks, latency, dry-outs, the loop), the cause is
+# the server, not the loop (0 ppm in the first 30 s of every run): PipeWire's graph stalls
+# for 100-300 ms (both lanes deliver that much less than the clock, content intact) and a
+# lane runs dry past its 200 ms margin, so the gap is silence and everything after it
+# plays that much later (the lane's delay jumped by exactly the zero fill: 2,971 and 1,794
+# samples); or the virtual mic (a remap-source) drops samples (853 in one run, no dry-out,
+# the delay jumped back by as much). Neither happens under PulseAudio, whose null sinks
+# catch up after a stall. Such a run is an expected failure with its figures in the reason;
+# a run where the mixer itself applied more than 20 ppm still fails.
 
 
 def long_voice(directory, name: str, sentences: list[str], *, voice: str, pitch: int,
@@ -109,6 +114,7 @@ class LaneRecorder:
     def __init__(self, monkeypatch) -> None:
         self.parts: dict[str, list[np.ndarray]] = {"mic": [], "system": []}
         self.ppm: dict[str, list[tuple[float, float]]] = {"mic": [], "system": []}
+        self.dry_outs: dict[str, int] = {"mic": 0, "system": 0}
         render = Mixer.render
         recorder = self
 
@@ -120,6 +126,7 @@ class LaneRecorder:
                 if name in mixer.sources:
                     recorder.ppm.setdefault(name, []).append(
                         (seconds, mixer.lane(name).correction_ppm))
+                    recorder.dry_outs[name] = mixer.lane(name).underruns
             return block
 
         monkeypatch.setattr(Mixer, "render", watched)
@@ -160,10 +167,14 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
           f"{system_r2:.4f}; mix R^2 {mix_r2:.4f} (one voice alone {alone[0]:.2f}/"
           f"{alone[1]:.2f}); correction after 10 s at most mic {worst['mic']:.1f} ppm, "
           f"system {worst['system']:.1f} ppm; play-to-timeline mic {offsets[0] * 1000:.0f} ms, "
-          f"system {offsets[1] * 1000:.0f} ms")
-    if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98:
-        pytest.xfail(f"PipeWire's start-up does not hold time here (lane R^2 mic {mic_r2:.3f}, "
-                     f"system {system_r2:.3f})")
+          f"system {offsets[1] * 1000:.0f} ms; dry-outs mic {lanes.dry_outs['mic']}, "
+          f"system {lanes.dry_outs['system']}")
+    mixer_kept_still = worst["mic"] <= 20.0 and worst["system"] <= 20.0
+    if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98 and mixer_kept_still:
+        pytest.xfail(f"PipeWire stalled or dropped samples (lane R^2 mic {mic_r2:.3f}, system "
+                     f"{system_r2:.3f}; dry-outs mic {lanes.dry_outs['mic']}, system "
+                     f"{lanes.dry_outs['system']}; the mixer applied at most "
+                     f"{max(worst.values()):.1f} ppm)")
     assert mic_r2 >= 0.98 and system_r2 >= 0.98
     assert mix_r2 >= 0.95
     assert max(alone) < 0.8, "both voices are in the mix: one alone explains much less"
