@@ -300,7 +300,10 @@ class SpoolBudget:
     def used_bytes(self) -> int:
         return self._used
 
-    def reserve(self, nbytes: int, where: Path) -> None:
+    def reserve(self, nbytes: int, where: Path, record_bytes: int = RECORD_BYTES) -> None:
+        """Count ``nbytes`` more, or SpoolFullError in words. ``record_bytes``: the size of
+        one 100 ms record of the session writing (a tracks record is three times a mono
+        one), so the message's hours of audio are right for what is being recorded."""
         with self._lock:
             if self._used + nbytes > self.cap_bytes:
                 held = ""
@@ -313,7 +316,7 @@ class SpoolBudget:
                 raise SpoolFullError(
                     f"the spool at {where} is full ({self._used / 2**20:.0f} MiB of "
                     f"{self.cap_bytes / 2**20:.0f} MiB, about "
-                    f"{self._used / RECORD_BYTES / 36000:.1f} h of audio the server has not "
+                    f"{self._used / record_bytes / 36000:.1f} h of audio the server has not "
                     "acknowledged): capture stops so that no audio is dropped. Check the "
                     "connection to the server, or raise the spool cap." + held
                 )
@@ -487,7 +490,7 @@ class SpoolSession:
                     f"frames must be spooled in order without gaps: expected frame "
                     f"{self._next_seq}, got {frame.seq}"
                 )
-            self._budget.reserve(size, self.dir)
+            self._budget.reserve(size, self.dir, self._record_bytes)
             try:
                 segment = self._writable_segment()
                 assert self._write_fd is not None

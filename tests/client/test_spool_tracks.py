@@ -7,8 +7,11 @@ from __future__ import annotations
 import os
 import random
 
+import pytest
+
 from meetcap.client.spool import Spool, spooled_bytes, spooled_frames
 from meetcap.constants import FRAME_BYTES
+from meetcap.errors import SpoolFullError
 from meetcap.frames import Frame
 from meetcap.protocol import TRACKS_MESSAGE_BYTES
 from meetcap.protocol.audio import encode_audio
@@ -72,3 +75,16 @@ def test_a_damaged_tracks_record_goes_out_as_silence_at_its_number(tmp_path):
     assert [m.seq for m in messages] == list(range(5))
     assert messages[2].pcm == bytes(FRAME_BYTES) and found.lost == ((2, 2),)
     assert messages[3].tracks is not None
+
+
+def test_a_full_tracks_spool_says_the_hours_of_audio_it_holds(tmp_path):
+    # A tracks record is three times a mono one: 36,000 records are one hour either way,
+    # so the message must not count a tracks spool's bytes as mono (it said ~3 h here).
+    record = TRACKS_MESSAGE_BYTES
+    spool = Spool.open(tmp_path, cap_bytes=36_000 * record)
+    session = spool.new_session(1.7e9, URL, tracks=True)
+    spool.budget.add_existing(36_000 * record - record)  # as if an hour were waiting
+    frames = _frames(2)
+    session.append(frames[0])
+    with pytest.raises(SpoolFullError, match=r"about 1\.0 h of audio"):
+        session.append(frames[1])
