@@ -13,6 +13,8 @@ from meetcap.audio.devices import AudioDevice
 from meetcap.audio.events import AudioEvent, AudioEventKind
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.frames import Frame
+from tests.support.pulse import MIC_SINK, SPEAKER_SINK
+from tests.support.speech import PLAY_RATE_HZ
 
 
 class FrameCollector:
@@ -184,3 +186,47 @@ def fixed_delay_fit(recorded: np.ndarray, voices: list[np.ndarray]) -> tuple[flo
     gains, *_ = np.linalg.lstsq(design, target, rcond=None)
     residual = target - design @ gains
     return 1.0 - float(residual @ residual) / float(target @ target), lags
+
+
+def voice_match(channel: np.ndarray, voice: np.ndarray) -> float:
+    """How well ``voice`` explains the channel: the median over its loud half-seconds of
+    the correlation at the best lag near the overall one (so the mixer's drift
+    correction, which can move a lane by a few ms, does not count against the channel)."""
+    lag = best_lag(channel, voice)
+    step, slack = 8000, 320  # 0.5 s pieces, +-20 ms
+    figures = []
+    for start in range(0, len(voice) - step, step):
+        piece = voice[start : start + step]
+        if np.sqrt(np.mean(piece**2)) < 0.02:
+            continue
+        at = lag + start
+        if at - slack < 0 or at + step + slack > len(channel):
+            continue
+        best = max(
+            float(np.corrcoef(channel[at + d : at + d + step], piece)[0, 1])
+            for d in range(-slack, slack + 1, 4)
+        )
+        figures.append(best)
+    return float(np.median(figures)) if figures else 0.0
+
+
+def tracks_voice_figures(data: np.ndarray, speech_files) -> dict[tuple[int, str], float]:
+    """``voice_match`` of each channel (0, 1) of a two-track recording with the "mic" and
+    the "system" voice of ``speech_files``, keyed (channel, voice name)."""
+    voices = {name: to_16k(speech_files[name].samples, PLAY_RATE_HZ) for name in ("mic", "system")}
+    return {
+        (channel, name): voice_match(data[:, channel], voice)
+        for channel in (0, 1) for name, voice in voices.items()
+    }
+
+
+def play_voices_once_frames_flow(pulse, speech_files, out, proc) -> list:
+    """Wait until ``proc`` (a `meetcap record --out out`) has written 16 frames (the
+    devices open in ~1 s), then play the mic voice into the microphone's sink and the
+    system voice into the speakers'; the players, for the caller to wait on."""
+    deadline = time.monotonic() + 20
+    while not (out.exists() and out.stat().st_size > 44 + 16 * 6400):
+        assert time.monotonic() < deadline and proc.poll() is None, "no frames written"
+        time.sleep(0.05)
+    return [pulse.play(speech_files["mic"].path, MIC_SINK),
+            pulse.play(speech_files["system"].path, SPEAKER_SINK)]

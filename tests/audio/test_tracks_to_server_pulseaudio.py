@@ -9,15 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import soundfile as sf
 
-from tests.audio.helpers import to_16k
-from tests.audio.test_tracks_pulseaudio import _match
-from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
+from tests.audio.helpers import play_voices_once_frames_flow, tracks_voice_figures
+from tests.support.pulse import MIC_ID, SYSTEM_ID
 from tests.support.server_proc import TOKEN
-from tests.support.speech import PLAY_RATE_HZ
 
 
 def _record(server_url: str, tmp_path, seconds: float, out=None) -> subprocess.Popen:
@@ -36,12 +33,7 @@ def test_record_tracks_to_a_server_stores_each_voice_on_its_own_channel(
     server = meetcap_server_factory()
     out = tmp_path / "local.wav"
     proc = _record(server.url, tmp_path, 9, out)
-    deadline = time.monotonic() + 20
-    while not (out.exists() and out.stat().st_size > 44 + 16 * 6400):
-        assert time.monotonic() < deadline and proc.poll() is None, "no frames captured"
-        time.sleep(0.05)
-    players = [pulse.play(speech_files["mic"].path, MIC_SINK),
-               pulse.play(speech_files["system"].path, SPEAKER_SINK)]
+    players = play_voices_once_frames_flow(pulse, speech_files, out, proc)
     stdout, stderr = proc.communicate(timeout=90)
     for player in players:
         player.wait(timeout=30)
@@ -56,12 +48,7 @@ def test_record_tracks_to_a_server_stores_each_voice_on_its_own_channel(
     # The server's two lanes are exactly what the client captured (its local copy).
     assert stored.read_bytes()[44:] == out.read_bytes()[44:]
     data, _ = sf.read(stored, dtype="float32")
-    mic_voice = to_16k(speech_files["mic"].samples, PLAY_RATE_HZ)
-    system_voice = to_16k(speech_files["system"].samples, PLAY_RATE_HZ)
-    figures = {
-        (channel, name): _match(data[:, channel], voice)
-        for channel in (0, 1) for name, voice in (("mic", mic_voice), ("system", system_voice))
-    }
+    figures = tracks_voice_figures(data, speech_files)
     print("\nserver's tracks file, correlation of channel 1/2 with the mic/system voice:",
           {f"ch{c + 1}-{n}": round(v, 3) for (c, n), v in figures.items()})
     assert figures[(0, "mic")] > 0.95 and figures[(1, "system")] > 0.95
