@@ -8,13 +8,11 @@ WAV at any moment and can only lag the data after a crash.
 
 from __future__ import annotations
 
-import struct
-
-from meetcap.constants import SAMPLE_BYTES, SAMPLE_RATE_HZ
 from meetcap.oscalls import pwrite_all
 from meetcap.protocol.audio import TRACKS_BYTES
+from meetcap.server import wavfile
 
-HEADER_BYTES = 44
+HEADER_BYTES = wavfile.HEADER_BYTES
 CHANNELS = 2
 FRAME_BYTES = TRACKS_BYTES  # 6,400
 SILENCE = bytes(FRAME_BYTES)  # a frame that came without its tracks (a mono connection)
@@ -25,13 +23,7 @@ SUFFIX = ".tracks.wav"
 
 def header(data_bytes: int) -> bytes:
     """A canonical PCM WAV header (16 kHz, two channels, 16-bit) for ``data_bytes``."""
-    return struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", HEADER_BYTES - 8 + data_bytes, b"WAVE",
-        b"fmt ", 16, 1, CHANNELS, SAMPLE_RATE_HZ, SAMPLE_RATE_HZ * SAMPLE_BYTES * CHANNELS,
-        SAMPLE_BYTES * CHANNELS, SAMPLE_BYTES * 8,
-        b"data", data_bytes,
-    )
+    return wavfile.header(data_bytes, CHANNELS)
 
 
 def write_sizes(fd: int, frames: int) -> None:

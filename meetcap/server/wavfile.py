@@ -14,18 +14,18 @@ from meetcap.constants import FRAME_BYTES, SAMPLE_BYTES, SAMPLE_RATE_HZ
 from meetcap.oscalls import pwrite_all
 
 HEADER_BYTES = 44
-_CHANNELS = 1
 # RIFF sizes are 32-bit: a session holds at most this many frames (about 37 hours).
 MAX_FRAMES = (2**32 - 1 - (HEADER_BYTES - 8)) // FRAME_BYTES
 
 
-def header(data_bytes: int) -> bytes:
-    """A canonical PCM WAV header (16 kHz, mono, 16-bit) for ``data_bytes`` of audio."""
+def header(data_bytes: int, channels: int = 1) -> bytes:
+    """A canonical PCM WAV header (16 kHz, 16-bit, mono unless ``channels`` says more;
+    the tracks file uses two) for ``data_bytes`` of audio."""
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
         b"RIFF", HEADER_BYTES - 8 + data_bytes, b"WAVE",
-        b"fmt ", 16, 1, _CHANNELS, SAMPLE_RATE_HZ, SAMPLE_RATE_HZ * SAMPLE_BYTES * _CHANNELS,
-        SAMPLE_BYTES * _CHANNELS, SAMPLE_BYTES * 8,
+        b"fmt ", 16, 1, channels, SAMPLE_RATE_HZ, SAMPLE_RATE_HZ * SAMPLE_BYTES * channels,
+        SAMPLE_BYTES * channels, SAMPLE_BYTES * 8,
         b"data", data_bytes,
     )
 
