@@ -33,7 +33,7 @@ from meetcap.client.backoff import Backoff, ConnectionSpan
 from meetcap.client.config import StreamerConfig
 from meetcap.client.outcomes import Outcome, from_close, from_http_status
 from meetcap.client.spool import SpoolSession
-from meetcap.client.status import State
+from meetcap.client.status import State, format_duration
 from meetcap.constants import FRAME_MS
 from meetcap.errors import StorageError
 from meetcap.protocol import (
@@ -59,9 +59,7 @@ log = logging.getLogger(__name__)
 
 def format_offset(frame: int) -> str:
     """Where frame ``frame`` starts in the recording, as m:ss (h:mm:ss past an hour)."""
-    seconds = frame * FRAME_MS // 1000
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+    return format_duration(frame * FRAME_MS // 1000)  # whole seconds: where it starts
 
 _READ_BATCH = 32  # spool records read per pread while catching up (100 KB)
 _RTT_SMOOTHING = 0.2  # weight of the newest sample in the moving average

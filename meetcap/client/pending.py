@@ -36,7 +36,7 @@ from meetcap.client.spool import (
     spooled_frames,
     survey,
 )
-from meetcap.client.status import FinishResult, StreamStatus
+from meetcap.client.status import FinishResult, StreamStatus, format_duration
 from meetcap.client.streamer import Streamer
 from meetcap.constants import FRAME_MS
 from meetcap.errors import ConfigError, RetryableError, StorageError
@@ -402,12 +402,6 @@ def format_started(started_at: float | None) -> str:
     if not started_at:
         return "unknown"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started_at))
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 __all__ = [

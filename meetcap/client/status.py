@@ -82,3 +82,11 @@ class FinishResult:
     frames_left: int = 0
     earlier: tuple[FinishResult, ...] = ()
     lost: tuple[tuple[int, int], ...] = ()
+
+
+def format_duration(seconds: float) -> str:
+    """A span of the recording for people, to the nearest second: m:ss, h:mm:ss past an
+    hour (one format for durations and for offsets into a recording)."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
