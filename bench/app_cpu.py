@@ -57,26 +57,10 @@ from tests.support.pulse import (  # noqa: E402 - after the path set-up
     running_pulse_server,
 )
 from tests.support.speech import PLAY_RATE_HZ, make_speech  # noqa: E402
+from tests.support.xvfb import xvfb  # noqa: E402
 
 TARGET_PERCENT = 5.0
 SETTLE_S = 3.0  # meters moving, VAD loaded, steady state
-
-
-@contextmanager
-def xvfb(display: str):
-    """An Xvfb server on ``display`` for the run."""
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x1024x24", "-nolisten",
-                             "tcp"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{display.lstrip(':')}").exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("Xvfb did not start")
-            time.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def long_speech(directory: Path) -> dict[str, Path]:

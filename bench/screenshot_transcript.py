@@ -18,9 +18,7 @@ beyond Xvfb and Qt.)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +39,7 @@ from tests.support.pulse import (  # noqa: E402 - after the path set-up
     running_pulse_server,
 )
 from tests.support.speech import PLAY_RATE_HZ, make_speech  # noqa: E402
+from tests.support.xvfb import xvfb  # noqa: E402
 
 # Two people in a meeting: what each says, in turn (sink, voice, pitch, text).
 TURNS = (
@@ -57,22 +56,6 @@ TURNS = (
 DISPLAY = ":95"
 SCREEN = "1100x1400x24"  # taller than the window, so nothing is cut off
 NOISE_DBFS = -62.0  # a quiet room in both sinks: null sinks are digital zeros otherwise
-
-
-@contextlib.contextmanager
-def xvfb(display: str):
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", SCREEN, "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while not Path(f"/tmp/.X11-unix/X{display.lstrip(':')}").exists():
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("Xvfb did not start")
-            time.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def room_noise(directory: Path) -> Path:
@@ -92,7 +75,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="meetcap-shot-"))
     runtime = work / "pulse"
     runtime.mkdir()
-    with running_pulse_server(runtime) as pulse, xvfb(DISPLAY):
+    with running_pulse_server(runtime) as pulse, xvfb(DISPLAY, SCREEN):
         os.environ.update(DISPLAY=DISPLAY, QT_QPA_PLATFORM="xcb")
         turns = [(sink, make_speech(work, f"turn{i}", text, voice=voice, pitch=pitch,
                                     lead_s=0.2, tail_s=0.9).path)
