@@ -122,6 +122,17 @@ return 1
 """
 
 
+# Writes a session's record afresh and counts its connection (both scripts below).
+# KEYS: session, connected. ARGV 1-9: user, confirmed, issued, epoch, created_at,
+# started_at, ttl_s, lease_until, session_id.
+_WRITE_RECORD = """
+redis.call('HSET', KEYS[1], 'user', ARGV[1], 'confirmed', ARGV[2], 'issued', ARGV[3],
+           'epoch', ARGV[4], 'created_at', ARGV[5], 'started_at', ARGV[6], 'ended', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[7])
+redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+"""
+
 # The record vanished while a connection here holds the session: write it back as it was.
 # KEYS: session, connected. ARGV: user, confirmed, issued, epoch, created_at, started_at,
 # ttl_s, lease_until, session_id. Returns the epoch current afterwards.
@@ -130,11 +141,7 @@ local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if epoch then
   return epoch
 end
-redis.call('HSET', KEYS[1], 'user', ARGV[1], 'confirmed', ARGV[2], 'issued', ARGV[3],
-           'epoch', ARGV[4], 'created_at', ARGV[5], 'started_at', ARGV[6], 'ended', 0)
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
+""" + _WRITE_RECORD + """
 return ARGV[4]
 """
 
@@ -150,11 +157,7 @@ if not redis.call('ZSCORE', KEYS[2], ARGV[9]) and
    redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[11]) then
   return {'too_many_concurrent'}
 end
-redis.call('HSET', KEYS[1], 'user', ARGV[1], 'confirmed', ARGV[2], 'issued', ARGV[3],
-           'epoch', ARGV[4], 'created_at', ARGV[5], 'started_at', ARGV[6], 'ended', 0)
-redis.call('EXPIRE', KEYS[1], ARGV[7])
-redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
+""" + _WRITE_RECORD + """
 return {'ok', ARGV[4], ARGV[5], ARGV[6]}
 """
 
