@@ -109,6 +109,35 @@ def stored(data_dir: Path, session_id: str) -> tuple[dict, str, str]:
     return doc, vtt, srt
 
 
+def assert_stored_transcript_complete(data_dir: Path, session_id: str,
+                                      want: list[TranscriptSegment]) -> None:
+    """The stored transcript holds exactly the finals ``want`` and says it is complete."""
+    doc = stored(data_dir, session_id)[0]
+    same_finals(formats.from_json(doc), want)
+    assert doc["complete"] is True
+
+
+def submit_interrupted_mid_sentence(s: Streamer, frames, want: list[TranscriptSegment],
+                                    heard: Heard, interrupt) -> None:
+    """Submit up to the middle of the second sentence in real time x2 (so partials come),
+    wait for the first final, call ``interrupt()`` (a cut link, a killed server), then
+    submit the rest at x5."""
+    middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
+    submit(s, frames[:middle], pace_s=0.04)
+    heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
+    interrupt()
+    submit(s, frames[middle:], pace_s=0.02)
+
+
+def taken_up(log_text: str, session_id: str) -> list[tuple[int, int]]:
+    """Where a worker took the session's transcript up, per the server log: (frame, next
+    segment) each time."""
+    return [(int(seq), int(nxt)) for seq, nxt in re.findall(
+        rf"session {session_id}: transcribing from frame (\d+) \(next segment (\d+)\)",
+        log_text,
+    )]
+
+
 def test_stored_speech_gets_transcript_files_that_match_the_offline_engine(
     speech, meetcap_server_factory, tmp_path
 ):
@@ -156,12 +185,8 @@ def test_a_client_gets_every_final_exactly_once_across_a_forced_reconnect(
     try:
         heard = Heard()
         s = streamer(proxy.url, tmp_path, heard)
-        # Up to the middle of the second sentence, in real time x2 so partials come.
-        middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
-        submit(s, frames[:middle], pace_s=0.04)
-        heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
-        proxy.cut_now()  # no close frames: the client must reconnect and resume
-        submit(s, frames[middle:], pace_s=0.02)
+        # No close frames at the cut: the client must reconnect and resume.
+        submit_interrupted_mid_sentence(s, frames, want, heard, proxy.cut_now)
         result = s.finish(90)
         assert result.ok, result.message
         assert s.status().reconnects >= 1
@@ -183,17 +208,13 @@ def test_server_killed_mid_session_and_restarted_every_utterance_once_stored_and
     server = meetcap_server_factory(**SERVER)
     heard = Heard()
     s = streamer(server.url, tmp_path, heard)
-    middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
-    submit(s, frames[:middle], pace_s=0.04)
-    heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
-    server.restart(kill=True)  # SIGKILL: the worker dies with it (its pipe closes)
-    submit(s, frames[middle:], pace_s=0.02)
+    # SIGKILL: the worker dies with the server (its pipe closes).
+    submit_interrupted_mid_sentence(s, frames, want, heard,
+                                    lambda: server.restart(kill=True))
     result = s.finish(120)
     assert result.ok, result.message
     same_finals(heard.finals, want)
-    doc = stored(server.data_dir, result.session_id)[0]
-    same_finals(formats.from_json(doc), want)
-    assert doc["complete"] is True
+    assert_stored_transcript_complete(server.data_dir, result.session_id, want)
 
 
 def _worker_pids(server_pid: int) -> list[int]:
@@ -335,12 +356,12 @@ def test_a_resume_on_another_instance_gets_every_final_exactly_once(
     try:
         heard = Heard()
         s = streamer(proxy.url, tmp_path, heard)
-        middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
-        submit(s, frames[:middle], pace_s=0.04)
-        heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
-        proxy.retarget(second.port)
-        proxy.cut_now()  # the client resumes through the proxy: on the second instance
-        submit(s, frames[middle:], pace_s=0.02)
+
+        def move_to_the_second() -> None:
+            proxy.retarget(second.port)
+            proxy.cut_now()  # the client resumes through the proxy: on the second instance
+
+        submit_interrupted_mid_sentence(s, frames, want, heard, move_to_the_second)
         result = s.finish(90)
         assert result.ok, result.message
     finally:
@@ -348,11 +369,8 @@ def test_a_resume_on_another_instance_gets_every_final_exactly_once(
     same_finals(heard.finals, want)
     same_finals(formats.from_json(stored(shared, result.session_id)[0]), want)
     # The second instance's worker carried on where the first one's left the files.
-    taken_up = re.findall(
-        rf"session {result.session_id}: transcribing from frame (\d+) \(next segment (\d+)\)",
-        second.log_text(),
-    )
-    assert taken_up and int(taken_up[0][0]) > 0 and int(taken_up[0][1]) >= 1, taken_up
+    took_up = taken_up(second.log_text(), result.session_id)
+    assert took_up and took_up[0][0] > 0 and took_up[0][1] >= 1, took_up
 
 
 def test_two_workers_share_the_sessions_and_each_transcript_is_whole(

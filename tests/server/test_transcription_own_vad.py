@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 
 from meetcap.constants import FRAME_BYTES
 from meetcap.server.transcription.speech import SpeechDecider, pcm_to_float
-from meetcap.transcribe import formats
 from meetcap.transcribe.offline import frames_with_speech
 from tests.server import test_transcription
 from tests.server.test_transcription import (
     SERVER,
     Heard,
+    assert_stored_transcript_complete,
     same_finals,
-    stored,
     streamer,
     submit,
+    submit_interrupted_mid_sentence,
+    taken_up,
 )
 
 speech = test_transcription.speech  # the module-scoped fixture: three sentences
@@ -78,9 +78,7 @@ def test_a_client_without_a_vad_gets_the_transcript_of_the_offline_engine(
     result = s.finish(90)
     assert result.ok, result.message
     same_finals(heard.finals, want)
-    doc = stored(server.data_dir, result.session_id)[0]
-    same_finals(formats.from_json(doc), want)
-    assert doc["complete"] is True
+    assert_stored_transcript_complete(server.data_dir, result.session_id, want)
     # The stored audio says no speech anywhere (the client's flags): the server's VAD did it.
     sidecar = json.loads((server.data_dir / f"{result.session_id}.json").read_text())
     assert not sidecar.get("speech_segments")
@@ -96,20 +94,12 @@ def test_without_a_client_vad_a_server_killed_mid_sentence_gives_every_final_onc
     server = meetcap_server_factory(**SERVER)
     heard = Heard()
     s = streamer(server.url, tmp_path, heard)
-    middle = int((want[1].start_s + want[1].end_s) / 2 * 10)
-    submit(s, frames[:middle], pace_s=0.04)
-    heard.wait_for(lambda segs: any(x.final and x.id == 0 for x in segs))
-    server.restart(kill=True)
-    submit(s, frames[middle:], pace_s=0.02)
+    submit_interrupted_mid_sentence(s, frames, want, heard,
+                                    lambda: server.restart(kill=True))
     result = s.finish(120)
     assert result.ok, result.message
     same_finals(heard.finals, want)
-    doc = stored(server.data_dir, result.session_id)[0]
-    same_finals(formats.from_json(doc), want)
-    assert doc["complete"] is True
+    assert_stored_transcript_complete(server.data_dir, result.session_id, want)
     # The restarted worker did take it up mid-session, after the first final.
-    taken_up = re.findall(
-        rf"session {result.session_id}: transcribing from frame (\d+) \(next segment (\d+)\)",
-        server.log_text(),
-    )
-    assert any(int(seq) > 0 and int(nxt) >= 1 for seq, nxt in taken_up), taken_up
+    took_up = taken_up(server.log_text(), result.session_id)
+    assert any(seq > 0 and nxt >= 1 for seq, nxt in took_up), took_up
