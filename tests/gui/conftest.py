@@ -39,6 +39,19 @@ def store(tmp_path) -> SettingsStore:
 
 
 @pytest.fixture
+def pane(qtbot):
+    """A transcript pane of its own, shown at the app's size (offscreen)."""
+    from meetcap.gui.transcript_pane import TranscriptPane
+
+    pane = TranscriptPane()
+    qtbot.addWidget(pane)
+    pane.resize(700, 320)
+    pane.show()
+    qtbot.waitExposed(pane)
+    return pane
+
+
+@pytest.fixture
 def make_window(qtbot, tmp_path):
     """Build the real window + controller (+ tray) on given settings; torn down after."""
     from meetcap.gui.main_window import MainWindow

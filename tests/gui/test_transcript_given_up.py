@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import pytest
 
-from meetcap.gui.transcript_pane import TranscriptPane
 from meetcap.server.transcription.worker import FAULT_CRASH_ENV
 from meetcap.session import Phase
 from meetcap.transcribe.segments import TranscriptSegment
@@ -24,16 +23,6 @@ pytestmark = pytest.mark.timeout(180)
 SENTENCE = ("transcription of this session stopped: the transcription worker crashed 3 "
             "times on its audio after 0.0 s (status 70); the audio is stored whole, and "
             "'meetcap transcribe 0123abcd.wav' can be tried on it")
-
-
-@pytest.fixture
-def pane(qtbot):
-    pane = TranscriptPane()
-    qtbot.addWidget(pane)
-    pane.resize(700, 320)
-    pane.show()
-    qtbot.waitExposed(pane)
-    return pane
 
 
 def test_the_pane_says_the_server_gave_the_transcript_up_and_drops_the_lag_line(pane):

@@ -5,7 +5,6 @@ TranscriptSegment objects (the live chain is tests/gui/test_transcript_live.py).
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import QApplication
@@ -25,16 +24,6 @@ def final(i: int, text: str | None = None, speaker: str | None = None,
 
 def partial(i: int, text: str) -> TranscriptSegment:
     return TranscriptSegment(i, i * 4.0, i * 4.0 + 1.0, text, False)
-
-
-@pytest.fixture
-def pane(qtbot):
-    pane = TranscriptPane()
-    qtbot.addWidget(pane)
-    pane.resize(700, 320)
-    pane.show()
-    qtbot.waitExposed(pane)
-    return pane
 
 
 def lines(pane: TranscriptPane) -> list[str]:
