@@ -97,6 +97,18 @@ class MonitorRecording:
         return np.frombuffer(b"".join(self.chunks), "<i2").astype(np.float32) / 32768
 
 
+def show_stored_meeting(make_window):
+    """The app window (no devices) with a stored session "meeting" shown in its transcript
+    pane: the pane, and the session's segments."""
+    window, _, _ = make_window(app_settings(mic_device_id="", system_device_id=""))
+    folder = window._builtin_folder()
+    segments = store_session(folder, "meeting", time.time())
+    [session] = list_sessions(folder)
+    pane = window.transcript
+    assert pane.show_session(session)
+    return pane, segments
+
+
 def test_the_list_shows_date_duration_and_where_each_session_is_stored(make_window, qtbot):
     window, controller, _ = make_window(app_settings(mic_device_id="", system_device_id=""))
     folder = window._builtin_folder()
@@ -136,12 +148,7 @@ def test_a_damaged_transcript_is_said_in_words(make_window, qtbot):
 
 def test_a_click_on_a_line_plays_the_audio_from_there_until_stop(pulse, make_window, qtbot,
                                                                   tmp_path):
-    window, _, _ = make_window(app_settings(mic_device_id="", system_device_id=""))
-    folder = window._builtin_folder()
-    segments = store_session(folder, "meeting", time.time())
-    [session] = list_sessions(folder)
-    pane = window.transcript
-    assert pane.show_session(session)
+    pane, segments = show_stored_meeting(make_window)
     view = pane.view
     recording = MonitorRecording(pulse, tmp_path)
     try:
@@ -176,12 +183,7 @@ def test_a_click_on_a_line_plays_the_audio_from_there_until_stop(pulse, make_win
 
 
 def test_nothing_plays_while_recording(make_window, qtbot):
-    window, _, _ = make_window(app_settings(mic_device_id="", system_device_id=""))
-    folder = window._builtin_folder()
-    segments = store_session(folder, "meeting", time.time())
-    [session] = list_sessions(folder)
-    pane = window.transcript
-    assert pane.show_session(session)
+    pane, segments = show_stored_meeting(make_window)
     pane.set_recording(True)  # what the window does when a session starts
     assert pane.session is None, "back to the live transcript"
     assert not pane.sessions_button.isEnabled()
