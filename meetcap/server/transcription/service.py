@@ -214,6 +214,9 @@ class TranscriptionService:
         session = self._session(session_id)
         if frames > session.durable:
             session.durable = frames
+            # The lag grows with what is stored, not only with what a worker reports:
+            # a worker that is stalled (a busy machine) reports nothing at all.
+            session.notify()
         self._send(session_id, ("stored", session_id, session.durable))
 
     # -- connections
