@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from meetcap.errors import ConfigError
 from meetcap.redact import redact_text
@@ -163,16 +163,20 @@ return {'ok', ARGV[4], ARGV[5], ARGV[6]}
 
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 
 def _reachable(
-    method: Callable[..., Awaitable[_T]],
-) -> Callable[..., Awaitable[_T]]:
+    method: Callable[Concatenate[RedisStore, _P], Coroutine[Any, Any, _T]],
+) -> Callable[Concatenate[RedisStore, _P], Coroutine[Any, Any, _T]]:
     """Redis down or restarting: StateUnavailable with one sentence (the client is told
-    and retries; the log gets one line, not a traceback per connection)."""
+    and retries; the log gets one line, not a traceback per connection).
+
+    Typed with the method's own parameters (ParamSpec), so the decorated methods keep
+    the signatures StateStore declares and mypy checks them as overrides."""
 
     @functools.wraps(method)
-    async def call(self: RedisStore, *args: Any, **kwargs: Any) -> _T:
+    async def call(self: RedisStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
         import redis.exceptions
 
         try:
