@@ -18,10 +18,11 @@ import time
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from meetcap.audio.pipeline import CaptureWorker
 from meetcap.constants import SAMPLE_RATE_HZ
-from meetcap.dsp.chain import ECHO_AUTO, ECHO_ON, MixChain
+from meetcap.dsp.chain import ECHO_AUTO, ECHO_OFF, ECHO_ON, MixChain
 from meetcap.dsp.echo_score import CLEAN, REACHES_MIC
 from tests.support.echo_rig import (
     at_16k,
@@ -33,7 +34,7 @@ from tests.support.echo_rig import (
     placed,
 )
 from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
-from tests.support.speech import make_speech
+from tests.support.speech import PLAY_RATE_HZ, SpeechFile, make_speech
 
 WARM_UP_S = 1.5  # both PulseAudio streams deliver within this after opening
 
@@ -41,8 +42,9 @@ WARM_UP_S = 1.5  # both PulseAudio streams deliver within this after opening
 class Tap:
     """Builds the worker's chain and keeps, per rendered block, the lanes and the score."""
 
-    def __init__(self, echo_cancel: str) -> None:
+    def __init__(self, echo_cancel: str, noise_suppress: bool = False) -> None:
         self.echo_cancel = echo_cancel
+        self.noise_suppress = noise_suppress
         self.chain: MixChain | None = None
         self.mic_in: list[np.ndarray] = []
         self.mic_out: list[np.ndarray] = []
@@ -56,7 +58,8 @@ class Tap:
 
     def make_chain(self, start_time: float) -> MixChain:
         self.chain = MixChain(start_time=start_time, normalize=False,
-                              echo_cancel=self.echo_cancel)
+                              echo_cancel=self.echo_cancel,
+                              noise_suppress=self.noise_suppress)
         return self.chain
 
     def on_frames(self, frames) -> None:  # the worker thread, right after a render
@@ -90,8 +93,9 @@ class Tap:
                     np.concatenate(self.system))
 
 
-def run_rig(pulse, echo_cancel: str, plays, seconds: float) -> Tap:
-    tap = Tap(echo_cancel)
+def run_rig(pulse, echo_cancel: str, plays, seconds: float, *,
+            noise_suppress: bool = False) -> Tap:
+    tap = Tap(echo_cancel, noise_suppress)
     worker = CaptureWorker(tap.make_chain, {"mic": MIC_ID, "system": SYSTEM_ID},
                            tap.on_frames, tap.on_event)
     worker.open_all()
@@ -132,7 +136,8 @@ def first_verdict_s(tap: Tap, verdict: str, after_sample: int) -> float | None:
 
 def test_echo_is_cancelled_and_the_person_survives_double_talk(pulse, voices):
     """Only the remote side speaks: ERLE >= 25 dB from 2 s on. Then the person talks
-    over it: their voice keeps correlation >= 0.9 with the clean voice, < 3 dB lost.
+    over it: their voice keeps correlation >= 0.9 with the clean voice, < 3 dB lost,
+    over the whole double-talk span at one fixed lag.
     The echo score reads "reaches the mic" within 3 s of the remote voice starting."""
     remote, person = voices["remote"], voices["person"]
     with echo_path(pulse, delay_ms=100, loss_db=15.0):
@@ -153,24 +158,25 @@ def test_echo_is_cancelled_and_the_person_survives_double_talk(pulse, voices):
     both = slice(near_at + voiced[0], min(near_at + voiced[-1], far_voiced_end))
     assert both.stop - both.start > SAMPLE_RATE_HZ, "at least 1 s of double talk"
     clean = placed(person_16k, near_at, len(mic_in))
-    # Whole-span figures, and per half second at a local lag (+-2 ms): the mixer's drift
-    # correction may move a lane by a few ms under load, which the whole-span figure
-    # counts against the canceller (the raw mic then drops too). The target is judged
-    # on the local figure; both are printed.
+    # Judged as the issue states it: over the whole double-talk span at ONE fixed lag
+    # (where the voice sits in the raw mic, plus the canceller's own latency), so any
+    # time-warp of the lane counts against it too. The figure per half second at a
+    # local lag (+-2 ms) is printed beside it: a gap between the two would point at
+    # the lane moving (the mixer) rather than at the canceller.
     correlation, level_db = double_talk_figures(out[both], clean[both])
     raw_correlation, raw_level_db = double_talk_figures(mic_in[both], clean[both])
     local_correlation, local_level_db = local_double_talk_figures(out[both], clean[both])
     score_after = first_verdict_s(tap, REACHES_MIC, far_at)
     print(f"\nERLE {erle:.1f} dB (echo only, from 2 s after the remote voice starts); "
-          f"double talk: correlation {correlation:.3f}, level {level_db:+.1f} dB "
-          f"(raw mic {raw_correlation:.3f}, {raw_level_db:+.1f} dB, over "
-          f"{(both.stop - both.start) / SAMPLE_RATE_HZ:.1f} s; per half second at a local "
+          f"double talk over {(both.stop - both.start) / SAMPLE_RATE_HZ:.1f} s at one "
+          f"fixed lag: correlation {correlation:.3f}, level {level_db:+.1f} dB (raw mic "
+          f"{raw_correlation:.3f}, {raw_level_db:+.1f} dB; per half second at a local "
           f"lag: {local_correlation:.3f}, {local_level_db:+.1f} dB); echo score "
           f"'{REACHES_MIC}' {score_after} s after the remote voice began; lane underruns "
           f"{tap.underruns}")
     assert erle >= 25.0, f"lane underruns {tap.underruns}"
-    assert local_correlation >= 0.9
-    assert local_level_db > -3.0
+    assert correlation >= 0.9, f"lane underruns {tap.underruns}"
+    assert level_db > -3.0, "the person's voice lost 3 dB or more"
     assert score_after is not None and score_after <= 3.0
 
 
@@ -196,3 +202,81 @@ def test_auto_turns_the_canceller_on_when_the_speakers_reach_the_mic(pulse, voic
           "voice began")
     assert reaches_after is not None and reaches_after <= 3.0
     assert tap.verdicts[-1][2], "auto turned the canceller on"
+
+
+# Noise suppression (WebRTC's, after the canceller; off by default, --noise-suppress and
+# the Settings switch turn it on).
+NOISE_DBFS = -40.0  # RMS of the steady noise: a fan in the room, ~16 dB under the voice
+NOISE_SETTLE_S = 1.0  # the suppressor learns the noise first; pauses counted after that
+
+
+def fan_noise(seconds: float) -> np.ndarray:
+    """Steady pink (1/f) noise at 48 kHz, NOISE_DBFS RMS: the spectrum of a fan or an air
+    conditioner, loudest in the low frequencies where speech has its vowels."""
+    n = int(seconds * PLAY_RATE_HZ)
+    spectrum = np.fft.rfft(np.random.default_rng(11).standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / PLAY_RATE_HZ)
+    spectrum[1:] /= np.sqrt(freqs[1:] / 100.0)
+    spectrum[0] = 0.0
+    noise = np.fft.irfft(spectrum, n)
+    return (noise / np.sqrt(np.mean(noise**2)) * 10 ** (NOISE_DBFS / 20)).astype(np.float32)
+
+
+def rms_dbfs(x: np.ndarray) -> float:
+    return float(10 * np.log10(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
+
+
+def test_noise_suppression_lowers_the_noise_floor_and_keeps_the_voice(pulse, voices, tmp_path):
+    """A voice and a steady fan-like noise played into the microphone sink (two streams
+    the sound server mixes, as a room does), the real chain with noise suppression on:
+    in the pauses (after the suppressor's first second) the mic lane's noise floor drops
+    by >= 6 dB against the same lane before the suppressor; during the voice the lane
+    still correlates >= 0.9 with the played voice (one fixed lag over the whole voice)
+    and keeps its level (within 3 dB)."""
+    noise = fan_noise(7.0)
+    noise_path = tmp_path / "fan.wav"
+    sf.write(noise_path, noise, PLAY_RATE_HZ, subtype="FLOAT")
+    person = voices["person"]
+    tap = run_rig(pulse, ECHO_OFF, [(0.0, SpeechFile(noise_path, noise, ()), MIC_SINK),
+                                    (2.5, person, MIC_SINK)], seconds=7.5,
+                  noise_suppress=True)
+    mic_in, mic_out, _ = tap.lanes()
+    noise_16k, person_16k = at_16k(noise), at_16k(person.samples)
+    noise_at = locate(noise_16k, mic_in)
+    clean_in = placed(person_16k, locate(person_16k, mic_in), len(mic_in))
+    # One fixed lag for the suppressed lane: where the voice sits in it (the chain's
+    # echo-stage delay and the suppressor's own add up to ~14 ms).
+    clean_out = placed(person_16k, locate(person_16k, mic_out), len(mic_out))
+    noise_end = min(noise_at + len(noise_16k), len(mic_in))
+
+    def pauses(clean: np.ndarray) -> np.ndarray:
+        """20 ms pieces with no voice in them, while the noise plays and after it settled."""
+        piece = SAMPLE_RATE_HZ // 50
+        start = noise_at + int(NOISE_SETTLE_S * SAMPLE_RATE_HZ)
+        out = []
+        for at in range(start, noise_end - piece, piece):
+            # (a piece next to the voice counts as voice: reverb-free, but the
+            # suppressor's window spans 16 ms)
+            if np.max(np.abs(clean[max(0, at - piece) : at + 2 * piece])) < 1e-3:
+                out.append(np.arange(at, at + piece))
+        return np.concatenate(out)
+
+    quiet_in, quiet_out = pauses(clean_in), pauses(clean_out)
+    floor_in, floor_out = rms_dbfs(mic_in[quiet_in]), rms_dbfs(mic_out[quiet_out])
+    voiced = np.flatnonzero(np.abs(clean_out) > 0.02)
+    span = slice(voiced[0], voiced[-1])
+    correlation, level_db = double_talk_figures(mic_out[span], clean_out[span])
+    in_voiced = np.flatnonzero(np.abs(clean_in) > 0.02)
+    raw_correlation, raw_level_db = double_talk_figures(
+        mic_in[in_voiced[0] : in_voiced[-1]], clean_in[in_voiced[0] : in_voiced[-1]])
+    print(f"\nnoise suppression: noise floor in the pauses {floor_in:.1f} -> {floor_out:.1f} "
+          f"dBFS ({floor_in - floor_out:.1f} dB down, {len(quiet_out) / SAMPLE_RATE_HZ:.1f} s "
+          f"of pauses); voice over {(span.stop - span.start) / SAMPLE_RATE_HZ:.1f} s at one "
+          f"fixed lag: correlation {correlation:.3f}, level {level_db:+.1f} dB (before the "
+          f"suppressor {raw_correlation:.3f}, {raw_level_db:+.1f} dB); lane underruns "
+          f"{tap.underruns}")
+    assert len(quiet_out) >= SAMPLE_RATE_HZ, "at least 1 s of pauses judged"
+    assert floor_in > NOISE_DBFS - 3, "the noise reached the mic lane"
+    assert floor_in - floor_out >= 6.0
+    assert correlation >= 0.9
+    assert level_db > -3.0
