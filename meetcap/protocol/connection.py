@@ -265,9 +265,11 @@ class ClientConnection:
         transcript_from: int = 0,
         speakers: int | None = None,
         tracks: int | None = None,
+        create: bool = False,
     ) -> str:
         """The hello text; ``transcript`` asks for transcript messages from final id
-        ``transcript_from`` on (an extension older servers ignore)."""
+        ``transcript_from`` on (an extension older servers ignore); ``create``: the
+        session id and token are the client's own, create the session if it is new."""
         return encode_message(
             Hello(
                 session_id=session_id,
@@ -278,6 +280,7 @@ class ClientConnection:
                 transcript_from=transcript_from,
                 speakers=speakers,
                 tracks=tracks,
+                create=True if create else None,
             )
         )
 

@@ -57,6 +57,11 @@ class Hello:
     # Tracks extension (docs/protocol.md 3.5): the version of the two-lane audio message
     # the client would send (1); None: mono only. An older server ignores it.
     tracks: int | None = None
+    # docs/protocol.md 4, "Creating under an id the client chose": True with a session_id
+    # and resume_token the client made up: create that session if it does not exist, else
+    # resume it (a retry after a lost welcome never leaves a second, empty session).
+    # None: absent. An older server ignores it (and answers a resume: 4005).
+    create: bool | None = None
 
     def __post_init__(self) -> None:
         if self.format is None:
@@ -122,13 +127,16 @@ class Error:
     """Server -> client, just before closing: ``code`` is a name from codes.ERROR_NAMES.
 
     ``expected`` is set for ``gap`` (the next sequence number the server wants);
-    ``retry_after_ms`` for ``rate_limited`` and ``too_many_sessions``.
+    ``retry_after_ms`` for ``rate_limited`` and ``too_many_sessions``. ``held`` for
+    ``bad_resume_token`` when the server knows it: the session's stored frames are
+    ``0..held-1`` (docs/protocol.md 4, "A stale token").
     """
 
     code: str
     message: str
     expected: int | None = None
     retry_after_ms: int | None = None
+    held: int | None = None
 
     @property
     def close_code(self) -> int:
@@ -268,6 +276,10 @@ def _validate(message: Message) -> None:
             _check_str("resume_token", message.resume_token, _TOKEN_PATTERN, secret=True)
         elif message.resume_token is not None:
             raise _bad("a resume_token needs the session_id it belongs to")
+        if message.create is not None:
+            _check_bool("create", message.create)
+            if message.create and message.session_id is None:
+                raise _bad("'create' needs the session_id and resume_token to create under")
         started_at = message.started_at
         try:  # a JSON integer can be too large for a float (400 digits: OverflowError)
             seconds = (
@@ -332,6 +344,8 @@ def _validate(message: Message) -> None:
             _check_int("expected", message.expected, 0)
         if message.retry_after_ms is not None:
             _check_int("retry_after_ms", message.retry_after_ms, 0)
+        if message.held is not None:
+            _check_int("held", message.held, 0)
 
 
 def decode_message(text: str | bytes) -> Message:
