@@ -88,6 +88,7 @@ class ConnectionHandler:
         self._acked_sent = -1
         self._token = ""  # the resume token the welcome carries
         self._proved_hash = ""  # hash of the token this connection resumed with
+        self._held: int | None = None  # frames the session holds, told with a 4006
         self._slot_released = False
         self._end_task: asyncio.Task[None] | None = None
         self._ended_sent = False  # `ended` went out: what arrives now crossed it
@@ -242,7 +243,7 @@ class ConnectionHandler:
         try:
             await self._attach_session(event.hello)
         except ANSWERED as exc:
-            await self._refuse(*answer_for(exc))
+            await self._refuse(*answer_for(exc), held=self._held)
             return False
         assert self.writer is not None and self.record is not None
         acked = self.writer.durable_frames - 1
@@ -286,9 +287,27 @@ class ConnectionHandler:
                         self.user, session_id, self._proved_hash, hash_token(self._token), now_s,
                     )
                 except Refusal as refusal:
+                    if refusal.code == CloseCode.BAD_RESUME_TOKEN:
+                        # The owner's token is stale (say the store went back to an old
+                        # snapshot): tell it where the stored audio ends, so its new
+                        # session starts there (docs/protocol.md 4, "A stale token").
+                        self._held = await asyncio.to_thread(
+                            server.storage.held_frames, session_id
+                        )
                     if refusal.code != CloseCode.UNKNOWN_SESSION:
                         raise
-                    record = await self._recover(session_id, refusal, now_s)
+                    try:
+                        record = await self._recover(session_id, refusal, now_s)
+                    except Refusal as lost:
+                        if not (hello.create and lost.code == CloseCode.UNKNOWN_SESSION):
+                            raise
+                        # The id and token are the client's own (hello.create): a new
+                        # session under them. A retry after a lost welcome resumes it.
+                        create, self._token = True, hello.resume_token
+                        record = await store.create(
+                            self.user, session_id, hash_token(self._token),
+                            hello.started_at, now_s,
+                        )
                 previous = server.attachments.get(session_id)
                 if previous is not None:
                     await previous.take_over()
@@ -485,9 +504,12 @@ class ConnectionHandler:
             pass
 
     async def _refuse(
-        self, code: CloseCode, message: str, retry_after_ms: int | None = None
+        self, code: CloseCode, message: str, retry_after_ms: int | None = None,
+        held: int | None = None,
     ) -> None:
         extra = {} if retry_after_ms is None else {"retry_after_ms": max(0, int(retry_after_ms))}
+        if held is not None:
+            extra["held"] = held
         violation = self.conn.refuse(code, message, **extra)
         await self._close_with(violation.error_text, int(code), message)
 

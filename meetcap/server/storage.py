@@ -477,6 +477,33 @@ class Storage:
             _flags_written=frames,
         )
 
+    def held_frames(self, session_id: str) -> int | None:
+        """How many frames the session's files hold, counted as an attach would (torn
+        tail cut, tracks matched), while no writer holds them: then the count cannot grow
+        without a valid resume. None when another writer holds them or there is no file.
+        For a stale-token refusal (docs/protocol.md 4). Blocks: run it in a thread."""
+        paths = self.paths(session_id)
+        try:
+            wav_fd = open_file(paths.wav, os.O_RDWR)
+        except OSError:  # no file, or a disk that refuses: the refusal goes without it
+            return None
+        try:
+            if not lock_exclusive(wav_fd):
+                return None
+            try:
+                frames = self._reconcile(wav_fd)
+                if paths.tracks.exists():
+                    tracks_fd, frames = self._open_tracks(paths.tracks, wav_fd, frames)
+                    os.close(tracks_fd)
+                return frames
+            finally:
+                unlock(wav_fd)
+        except OSError as exc:
+            log.warning("session %s: cannot count its stored frames: %s", session_id, exc)
+            return None
+        finally:
+            os.close(wav_fd)
+
     @staticmethod
     def _open_tracks(path: Path, wav_fd: int, frames: int) -> tuple[int, int]:
         """Open (or create) the tracks file and make both files hold the same frames.
