@@ -219,6 +219,8 @@ class MainWindow(QMainWindow):
 
     def _accept_settings(self, dialog: SettingsDialog) -> None:
         dialog.apply_to(self.settings)
+        # The running chain (the preview's meters now, a session's later) follows at once.
+        self.recorder.set_noise_suppress(self.settings.capture.noise_suppress)
         self.save_settings()
         self.refresh_text()
 

@@ -2,7 +2,7 @@
 
 Everything a person sets is saved as they change it and restored at the next start:
 devices, gains, mutes, server URL and token, VAD and normalisation, the local copy
-folder, live transcription on or off. The record itself is Qt-free
+folder, live transcription and noise suppression on or off. The record itself is Qt-free
 (meetcap/session/settings.py, shared with the CLI); this module only maps it to
 QSettings keys. Values are stored as plain strings and
 parsed back defensively: a settings file edited by hand (or written by another version)
@@ -92,6 +92,7 @@ class SettingsStore:
         capture.tracks = _to_bool(q.value("processing/tracks"), False)
         echo = str(q.value("processing/echo_cancel") or "auto")
         capture.echo_cancel = echo if echo in ("auto", "on", "off") else "auto"
+        capture.noise_suppress = _to_bool(q.value("processing/noise_suppress"), False)
         settings.server_url = str(q.value("server/url", "") or "")
         settings.token = str(q.value("server/token", "") or "")
         settings.local_copy = str(q.value("storage/local_copy_dir", "") or "")
@@ -115,6 +116,7 @@ class SettingsStore:
         q.setValue("processing/normalize", "true" if capture.normalize else "false")
         q.setValue("processing/tracks", "true" if capture.tracks else "false")
         q.setValue("processing/echo_cancel", capture.echo_cancel)
+        q.setValue("processing/noise_suppress", "true" if capture.noise_suppress else "false")
         q.setValue("storage/local_copy_dir", settings.local_copy)
         q.setValue("transcription/enabled", "true" if settings.transcribe else "false")
         q.sync()

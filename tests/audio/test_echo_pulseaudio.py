@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from meetcap.audio.pipeline import CaptureWorker
 from meetcap.constants import SAMPLE_RATE_HZ
@@ -33,8 +32,9 @@ from tests.support.echo_rig import (
     locate,
     placed,
 )
+from tests.support.noise import FAN_DBFS, fan_noise
 from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
-from tests.support.speech import PLAY_RATE_HZ, SpeechFile, make_speech
+from tests.support.speech import make_speech
 
 WARM_UP_S = 1.5  # both PulseAudio streams deliver within this after opening
 
@@ -206,20 +206,7 @@ def test_auto_turns_the_canceller_on_when_the_speakers_reach_the_mic(pulse, voic
 
 # Noise suppression (WebRTC's, after the canceller; off by default, --noise-suppress and
 # the Settings switch turn it on).
-NOISE_DBFS = -40.0  # RMS of the steady noise: a fan in the room, ~16 dB under the voice
 NOISE_SETTLE_S = 1.0  # the suppressor learns the noise first; pauses counted after that
-
-
-def fan_noise(seconds: float) -> np.ndarray:
-    """Steady pink (1/f) noise at 48 kHz, NOISE_DBFS RMS: the spectrum of a fan or an air
-    conditioner, loudest in the low frequencies where speech has its vowels."""
-    n = int(seconds * PLAY_RATE_HZ)
-    spectrum = np.fft.rfft(np.random.default_rng(11).standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / PLAY_RATE_HZ)
-    spectrum[1:] /= np.sqrt(freqs[1:] / 100.0)
-    spectrum[0] = 0.0
-    noise = np.fft.irfft(spectrum, n)
-    return (noise / np.sqrt(np.mean(noise**2)) * 10 ** (NOISE_DBFS / 20)).astype(np.float32)
 
 
 def rms_dbfs(x: np.ndarray) -> float:
@@ -233,15 +220,13 @@ def test_noise_suppression_lowers_the_noise_floor_and_keeps_the_voice(pulse, voi
     by >= 6 dB against the same lane before the suppressor; during the voice the lane
     still correlates >= 0.9 with the played voice (one fixed lag over the whole voice)
     and keeps its level (within 3 dB)."""
-    noise = fan_noise(7.0)
-    noise_path = tmp_path / "fan.wav"
-    sf.write(noise_path, noise, PLAY_RATE_HZ, subtype="FLOAT")
+    fan = fan_noise(tmp_path, seconds=7.0)
     person = voices["person"]
-    tap = run_rig(pulse, ECHO_OFF, [(0.0, SpeechFile(noise_path, noise, ()), MIC_SINK),
+    tap = run_rig(pulse, ECHO_OFF, [(0.0, fan, MIC_SINK),
                                     (2.5, person, MIC_SINK)], seconds=7.5,
                   noise_suppress=True)
     mic_in, mic_out, _ = tap.lanes()
-    noise_16k, person_16k = at_16k(noise), at_16k(person.samples)
+    noise_16k, person_16k = at_16k(fan.samples), at_16k(person.samples)
     noise_at = locate(noise_16k, mic_in)
     clean_in = placed(person_16k, locate(person_16k, mic_in), len(mic_in))
     # One fixed lag for the suppressed lane: where the voice sits in it (the chain's
@@ -276,7 +261,7 @@ def test_noise_suppression_lowers_the_noise_floor_and_keeps_the_voice(pulse, voi
           f"suppressor {raw_correlation:.3f}, {raw_level_db:+.1f} dB); lane underruns "
           f"{tap.underruns}")
     assert len(quiet_out) >= SAMPLE_RATE_HZ, "at least 1 s of pauses judged"
-    assert floor_in > NOISE_DBFS - 3, "the noise reached the mic lane"
+    assert floor_in > FAN_DBFS - 3, "the noise reached the mic lane"
     assert floor_in - floor_out >= 6.0
     assert correlation >= 0.9
     assert level_db > -3.0
