@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -41,6 +42,29 @@ def _portaudio_guard() -> Iterator[Callable[[], None]]:
             yield linux_pulse.release_stream
     else:
         yield lambda: None
+
+
+def parse_offset(text: str) -> float:
+    """Seconds from a time a person typed: "75", "1:15", "0:01:15" (seconds may have a
+    fraction). Anything else is a UsageError that says what is accepted."""
+    refused = UsageError(f"cannot read {text.strip()!r} as a time: type seconds, m:ss or "
+                         "h:mm:ss")
+    parts = text.strip().split(":")
+    try:
+        if not 1 <= len(parts) <= 3 or any(not p.strip() for p in parts):
+            raise ValueError
+        seconds = float(parts[-1])
+        whole = [int(p) for p in parts[:-1]]  # hours and/or minutes: whole numbers
+    except ValueError:
+        raise refused from None
+    if not math.isfinite(seconds) or seconds < 0 or any(n < 0 for n in whole) or (
+            whole and seconds >= 60) or (len(whole) == 2 and whole[1] >= 60):
+        raise refused
+    multiplier = 60
+    for n in reversed(whole):
+        seconds += n * multiplier
+        multiplier *= 60
+    return seconds
 
 
 class SegmentPlayer:
@@ -122,4 +146,4 @@ class SegmentPlayer:
             self.on_finished(error)
 
 
-__all__ = ["SegmentPlayer"]
+__all__ = ["SegmentPlayer", "parse_offset"]

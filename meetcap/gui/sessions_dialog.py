@@ -2,7 +2,8 @@
 
 Lists what the built-in server stored in the data folder (meetcap/gui/stored_sessions.py).
 Open (or a double-click) emits ``open_requested`` with the session; the window shows its
-transcript in the pane, where a click on a line plays the audio from there.
+transcript in the pane, where a click on a line plays the audio from there, and Play
+plays it from a typed time (a session with no transcript has no line to click).
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ Two modes. *Live* (the default): segments arrive from the session controller's
 :meth:`TranscriptPane.add_live_segment`; a new session clears the pane. *Stored*: a past
 session opened from the sessions dialog is shown read-only, and a click on a line plays
 its audio from that line's start (:class:`~meetcap.gui.segment_player.SegmentPlayer`).
+Play (with a time beside it, 00:00 by default) plays it from that time: the way to hear
+a session that has no line to click (recorded with transcription off, or its transcript
+given up).
 "Back to live" returns to the live transcript. Nothing plays while recording: the
 meeting's sound is being captured, and playback would record itself.
 """
@@ -31,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from meetcap.errors import MeetcapError
 from meetcap.gui import theme
-from meetcap.gui.segment_player import SegmentPlayer
+from meetcap.gui.segment_player import SegmentPlayer, parse_offset
 from meetcap.gui.sessions_dialog import SessionsDialog, session_date
 from meetcap.gui.status_text import format_elapsed
 from meetcap.gui.stored_sessions import StoredSession, load_transcript
@@ -99,10 +102,17 @@ class TranscriptPane(Card):
         self.message_label.setStyleSheet(f"color: {theme.ERROR};")
         self.message_label.setVisible(False)
         self.body.addWidget(self.message_label)
+        self.play_button = QPushButton("Play", self)
+        self.play_from_label = QLabel("from", self)
+        self.play_time = QLineEdit("00:00", self)
+        self.play_time.setMaximumWidth(80)
+        self.play_time.setToolTip("Where to start: seconds, m:ss or h:mm:ss")
         self.playback_label = QLabel("", self)
         self.playback_label.setObjectName("dim")
         self.stop_button = QPushButton("Stop", self)
         playback = QHBoxLayout()
+        for widget in (self.play_button, self.play_from_label, self.play_time):
+            playback.addWidget(widget)
         playback.addWidget(self.playback_label, 1)
         playback.addWidget(self.stop_button)
         self.body.addLayout(playback)
@@ -130,6 +140,8 @@ class TranscriptPane(Card):
         self.sessions_button.clicked.connect(self.open_sessions)
         self.live_button.clicked.connect(self.show_live)
         self.stop_button.clicked.connect(self.stop_playback)
+        self.play_button.clicked.connect(lambda: self.play_from_time())
+        self.play_time.returnPressed.connect(lambda: self.play_from_time())
         self._playback_ended.connect(self._on_playback_ended)
         self.problem.connect(self._say)
         self._update_controls()
@@ -250,22 +262,45 @@ class TranscriptPane(Card):
         self.view.clickable = True
         self.view.set_segments(segments)
         if not segments:
-            self.view.setPlaceholderText("This session has no transcript.")
+            self.view.setPlaceholderText("This session has no transcript: Play plays its "
+                                         "audio.")
+        self.play_time.setText("00:00")
         self.set_lag(self.lag_s)
         self._update_controls()
         return True
 
     def play_from(self, segment: TranscriptSegment) -> bool:
         """Play the open session's audio from ``segment``'s start."""
+        return self._play(segment.start_s)
+
+    def play_from_time(self, text: str | None = None) -> bool:
+        """Play the open session's audio from a typed time (default: the time box's); a
+        time that cannot be read or lies past the end is said on the message line."""
+        if self.session is None or self.recording:
+            return False
+        typed = self.play_time.text() if text is None else text
+        try:
+            start_s = parse_offset(typed)
+        except MeetcapError as exc:
+            self.problem.emit(as_sentence(str(exc)))
+            return False
+        if start_s >= self.session.duration_s:
+            self.problem.emit(as_sentence(
+                f"{typed.strip()} is past the end of this session, which lasts "
+                f"{format_elapsed(self.session.duration_s)}"))
+            return False
+        return self._play(start_s)
+
+    def _play(self, start_s: float) -> bool:
         if self.session is None or self.recording:
             return False
         try:
-            self.player.play(self.session.wav, segment.start_s)
+            self.player.play(self.session.wav, start_s)
         except MeetcapError as exc:
             self.problem.emit(as_sentence(str(exc)))
             return False
         self._say("")
-        self.playback_label.setText(f"Playing from {format_elapsed(segment.start_s)}")
+        self.playback_label.setText(f"Playing from {format_elapsed(start_s)}")
         self._update_controls()
         return True
 
@@ -331,15 +366,18 @@ class TranscriptPane(Card):
         playing = self.player.playing
         if stored:
             assert self.session is not None
+            how = ("click a line to play from it" if self.view.finals
+                   else "Play plays its audio")
             self.mode_label.setText(f"{session_date(self.session)}, "
-                                    f"{format_elapsed(self.session.duration_s)} "
-                                    "(click a line to play from it)")
+                                    f"{format_elapsed(self.session.duration_s)} ({how})")
         else:
             self.mode_label.setText("Live")
         self.live_button.setVisible(stored)
         self.sessions_button.setEnabled(not self.recording and self.sessions_folder is not None)
         self.playback_label.setVisible(playing)
         self.stop_button.setVisible(playing)
+        for widget in (self.play_button, self.play_from_label, self.play_time):
+            widget.setVisible(stored and not playing)
 
 
 __all__ = ["LAG_SHOWN_S", "TranscriptPane"]

@@ -188,3 +188,52 @@ def test_nothing_plays_while_recording(make_window, qtbot):
     assert pane.session is None, "back to the live transcript"
     assert not pane.sessions_button.isEnabled()
     assert not pane.play_from(segments[0]) and not pane.player.playing
+
+
+def test_a_session_without_a_transcript_plays_from_a_typed_time(pulse, make_window, qtbot,
+                                                                 tmp_path):
+    # Recorded with transcription off (or its transcript given up): no line to click.
+    window, _, _ = make_window(app_settings(mic_device_id="", system_device_id=""))
+    store_session(window._builtin_folder(), "untranscribed", time.time(), transcript=False)
+    pane = window.transcript
+    dialog = pane.open_sessions()
+    assert dialog is not None and dialog.row_texts(0)[2] == "none"
+    dialog.open_button.click()
+    assert pane.session is not None and pane.session.session_id == "untranscribed"
+    assert pane.view.toPlainText() == "" and "Play plays its audio" in pane.mode_label.text()
+    assert pane.play_button.isVisible() and pane.play_time.text() == "00:00"
+    # A time that cannot be played is said in words, and nothing plays.
+    pane.play_time.setText("1:75")
+    qtbot.keyClick(pane.play_time, Qt.Key.Key_Return)
+    assert not pane.player.playing
+    assert "Cannot read '1:75' as a time: type seconds, m:ss or h:mm:ss." == \
+        pane.message_label.text()
+    pane.play_time.setText("0:09")
+    pane.play_button.click()
+    assert not pane.player.playing
+    assert "0:09 is past the end of this session, which lasts 00:06" in \
+        pane.message_label.text()
+    recording = MonitorRecording(pulse, tmp_path)
+    try:
+        recording.wait_flowing(qtbot)
+        pane.play_time.setText("0:03")  # inside the second tone (2-4 s)
+        pane.play_button.click()
+        assert pane.player.playing and pane.playback_label.text() == "Playing from 00:03"
+        assert not pane.play_button.isVisible() and pane.stop_button.isVisible()
+        assert not pane.message_label.isVisible(), "the refusal's sentence went"
+        # Three seconds to the end: Play comes back by itself.
+        qtbot.waitUntil(pane.play_button.isVisible, timeout=8_000)
+        qtbot.wait(500)
+    finally:
+        heard = recording.stop()
+    loud = np.flatnonzero(np.abs(heard) > 0.05)
+    assert len(loud), "the sound reached the default output"
+    first = heard[loud[0] + SAMPLE_RATE_HZ // 10:loud[0] + int(0.6 * SAMPLE_RATE_HZ)]
+    assert dominant_hz(first) == pytest.approx(TONES_HZ[1], abs=15), \
+        "playback starts at the typed time (880 Hz), not at the start (440 Hz)"
+    later = heard[loud[0] + int(1.3 * SAMPLE_RATE_HZ):loud[0] + int(1.8 * SAMPLE_RATE_HZ)]
+    assert dominant_hz(later) == pytest.approx(TONES_HZ[2], abs=15), "and plays on"
+    played_s = (loud[-1] - loud[0]) / SAMPLE_RATE_HZ
+    print(f"heard {played_s:.2f} s from 0:03 of a 6 s session")
+    assert 2.6 < played_s < 3.4, "from the typed time to the end"
+    assert not pane.player.playing
