@@ -304,6 +304,8 @@ class SessionLink:
                 speakers=SPEAKERS_VERSION,  # who spoke rides in frame flags if accepted
                 # The two lanes ride in the frames only if the welcome accepts them.
                 tracks=TRACKS_VERSION if self.session.tracks else None,
+                # An id chosen here for a session to create (SpoolSession.reopen_as_new).
+                create=meta.create_pending,
             )
         )
         ended: Outcome | None = None
@@ -379,6 +381,14 @@ class SessionLink:
         if self._stall_reason is not None:
             return Outcome("retry", self._stall_reason)
         code = ws.close_code
+        if code == CloseCode.UNKNOWN_SESSION and self.session.meta.create_pending:
+            # Only a server that predates hello.create answers it with 4005 (a newer one
+            # creates the session): ask it for a new session the old way.
+            log.info("session %s: the server does not know hello.create; asking for a new "
+                     "session without it", self._label())
+            await asyncio.to_thread(self.session.forget_chosen_id)
+            self._backoff.reset()
+            return Outcome("retry", "the server gives the new session its id", close_code=code)
         if code in (CloseCode.UNKNOWN_SESSION, CloseCode.BAD_RESUME_TOKEN) and (
             self.session.meta.session_id is not None
         ):
@@ -406,7 +416,7 @@ class SessionLink:
         if self._reopened_at_ack is not None and session.acked <= self._reopened_at_ack:
             return None
         old = session.meta.session_id
-        offset = await asyncio.to_thread(session.reopen_as_new)
+        offset = await asyncio.to_thread(session.reopen_as_new, self._held_to(code))
         self._reopened_at_ack = session.acked
         what = "no longer knows" if code == CloseCode.UNKNOWN_SESSION else (
             "refused the resume token of"
@@ -419,6 +429,26 @@ class SessionLink:
         log.warning("session %s: %s", old, reason)
         self._backoff.reset()  # a new session: no reason to wait
         return Outcome("retry", reason, close_code=code)
+
+    def _held_to(self, code: int) -> int | None:
+        """The last local frame the refused session holds, when the server said so (a
+        4006's error.held): the new session starts after it, so no frame is in both.
+        None when it did not say, or said what cannot be (then after the last ack)."""
+        error, session = self._error, self.session
+        if code != CloseCode.BAD_RESUME_TOKEN or error is None or error.held is None:
+            return None
+        held_to = session.seq_offset + error.held - 1
+        if held_to > session.last_seq:
+            log.warning("session %s: the server says it holds %d frames, but only %d were "
+                        "sent to it; starting the new session after the last ack",
+                        self._label(), error.held, session.last_seq + 1 - session.seq_offset)
+            return None
+        if held_to < session.acked:
+            log.warning("session %s: the server holds %d frames, fewer than it acknowledged "
+                        "(%d)", self._label(), error.held,
+                        session.acked + 1 - session.seq_offset)
+            return None
+        return held_to
 
     async def _on_welcome(self, welcome: Welcome) -> Outcome | None:
         meta = self.session.meta

@@ -152,6 +152,11 @@ class SpoolMeta:
     # ``n - seq_offset`` of ``session_id``; ``lost_session`` is the id the server lost.
     seq_offset: int = 0
     lost_session: str | None = None
+    # ``session_id`` and ``resume_token`` were made up here for a session not created yet
+    # (hello.create, docs/protocol.md 4): recorded before the hello, so a crash before
+    # the welcome resumes that id instead of leaving an empty session behind. Cleared by
+    # the first welcome.
+    create_pending: bool = False
 
 
 # session.json's fields and the JSON types each may hold (read_meta checks them: a file of
@@ -165,7 +170,7 @@ _META_FIELDS: dict[str, tuple[str, ...]] = {
     "account": (_TEXT, _NULL), "refused_code": (_INT, _NULL),
     "refused_reason": (_TEXT, _NULL), "refused_at": (_NUMBER, _NULL),
     "spooled_to": (_INT,), "damaged": (_RANGES,), "lost": (_RANGES,), "tracks": (_BOOL,),
-    "seq_offset": (_INT,), "lost_session": (_TEXT, _NULL),
+    "seq_offset": (_INT,), "lost_session": (_TEXT, _NULL), "create_pending": (_BOOL,),
 }
 
 
@@ -694,7 +699,7 @@ class SpoolSession:
         before any frame is sent on the connection that issued it.
         """
         meta = self._meta_now(
-            session_id=session_id, resume_token=resume_token,
+            session_id=session_id, resume_token=resume_token, create_pending=False,
             refused_code=None, refused_reason=None, refused_at=None,
         )
         self._write_meta(meta)
@@ -706,21 +711,39 @@ class SpoolSession:
         if self.dir.exists():
             self._write_meta(meta)
 
-    def reopen_as_new(self) -> int:
+    def reopen_as_new(self, held_to: int | None = None) -> int:
         """The server lost this session (a resume refused as unknown or stale): from now on
-        deliver every frame not acknowledged as a NEW server session, durably, before
+        deliver every frame it does not hold as a NEW server session, durably, before
         the next hello. Returns the first frame it carries (its frame 0): the wire
         numbers are offset by it (:attr:`SpoolMeta.seq_offset`) so a crash mid-delivery
-        resumes the new session, never doubling or losing a frame."""
+        resumes the new session, never doubling or losing a frame.
+
+        ``held_to``: the last local frame the old session holds, when the server said
+        (error.held with a 4006); frames up to it count as acknowledged, so none is in
+        both sessions. Else the new session starts after the last ack.
+
+        The new session's id and token are chosen here and written in the same step
+        (``create_pending``, sent as hello.create): a crash before its welcome resumes
+        that id, so no empty session is left on the server."""
         with self._lock:
-            offset = self._meta.acked + 1
+            acked = self._meta.acked
             old = self._meta.session_id
+        offset = max(acked, -1 if held_to is None else held_to) + 1
         meta = self._meta_now(
-            session_id=None, resume_token=None, seq_offset=offset, lost_session=old,
+            session_id=secrets.token_urlsafe(16), resume_token=secrets.token_urlsafe(16),
+            create_pending=True, seq_offset=offset, lost_session=old,
             refused_code=None, refused_reason=None, refused_at=None,
         )
         self._write_meta(meta)
+        if offset - 1 > acked:
+            self.ack(offset - 1)  # held by the old session: gone from the spool
         return offset
+
+    def forget_chosen_id(self) -> None:
+        """The server does not know hello.create (an older server: it answered 4005): the
+        next hello asks for a new session the old way (its id comes in the welcome)."""
+        meta = self._meta_now(session_id=None, resume_token=None, create_pending=False)
+        self._write_meta(meta)
 
     @property
     def seq_offset(self) -> int:
