@@ -367,7 +367,8 @@ class MainWindow(QMainWindow):
         self.transcript.set_lag(status.transcript_lag_s
                                 if status is not None and c.phase is not Phase.IDLE else None)
         self.connection.set_address(self._address_text())
-        warnings += stream_warnings(status) if c.phase is not Phase.IDLE else []
+        if c.phase is not Phase.IDLE:
+            warnings += stream_warnings(status) + self._tracks_warnings(status)
         warnings += self._event_warnings.values()
         rows_before = len(self.banner.warnings())
         self.banner.show_warnings(warnings)
@@ -378,6 +379,16 @@ class MainWindow(QMainWindow):
             self.warning_raised.emit(warning)
         self.session_panel.set_elapsed(r.elapsed_s())
         self.session_panel.set_storage(self._storage_text(status))
+
+    def _tracks_warnings(self, status: StreamStatus | None) -> list[Warning]:
+        """Two tracks asked, but the server stores the mono mix only (it lacks or refuses
+        the tracks extension): said for the whole session, and where both can be kept."""
+        if status is None or status.tracks_stored is not False:
+            return []
+        keep = ("the local copy keeps both tracks" if self.settings.local_copy.strip()
+                else "a local copy folder (Settings) keeps both tracks")
+        return [Warning("tracks", "warning", "The server does not store two tracks",
+                        f"It gets the mono mix only (nothing of it is lost); {keep}.")]
 
     def _address_text(self) -> str:
         url = self.settings.server_url.strip()

@@ -51,6 +51,11 @@ class _Relay(RecorderListener):
     def on_problem(self, message: str) -> None:
         self.c.problem.emit(message)
 
+    def on_notice(self, message: str) -> None:
+        """Not relayed: the window shows the stream status's ``tracks_stored`` itself, in
+        the app's words, for as long as the session runs (a one-off problem row was
+        cleared again when the session's start arrived after it)."""
+
     def on_capture_ended(self, message: str | None) -> None:
         self.c._capture_ended.emit(message or "")
 

@@ -97,6 +97,13 @@ class RecorderListener:
     def on_problem(self, message: str) -> None:
         """Something the person must read, while recording goes on (a sentence)."""
 
+    def on_notice(self, message: str) -> None:
+        """Something worth knowing that loses nothing, said once a session (the server
+        stores the mono mix only, not two tracks). The same state is in the stream status
+        (``tracks_stored``): a front end that shows that status (the app's banner) may
+        show it from there instead. By default :meth:`on_problem`."""
+        self.on_problem(message)
+
     def on_transcript(self, segment: TranscriptSegment) -> None:
         """A segment of the live transcript (when the settings ask for it and the server
         transcribes): each final exactly once, in id order, even across reconnects;
@@ -430,7 +437,7 @@ class Recorder:
     def _on_stream_status(self, status: StreamStatus) -> None:
         if status.tracks_stored is False and not self._told_no_tracks:
             self._told_no_tracks = True  # once a session, in words
-            self.listener.on_problem(
+            self.listener.on_notice(
                 "this server does not store two tracks: it gets the mono mix only (nothing "
                 "of it is lost); a local copy (--out) keeps both tracks"
             )
