@@ -26,8 +26,9 @@ from meetcap.constants import FRAME_BYTES
 from meetcap.protocol import CloseCode
 from tests.client.conftest import TOKEN as SCRIPTED_TOKEN
 from tests.client.conftest import fast_config, wait_until
-from tests.client.delivery import stored_pcm
+from tests.client.delivery import WAV_HEADER_BYTES, stored_pcm
 from tests.client.frames import synthetic_frames
+from tests.client.reply_holding_proxy import ReplyHoldingProxy
 from tests.client.scripted_server import ScriptedServer
 from tests.support.server_proc import TOKEN
 
@@ -228,6 +229,73 @@ def test_a_session_whose_redis_state_went_back_to_an_old_snapshot_goes_on_in_a_n
     old_pcm = stored_pcm(server.data_dir, old_id)
     assert old_pcm == b"".join(f.pcm for f in frames[:offset])  # what it acknowledged
     assert stored_pcm(server.data_dir, new_id) == b"".join(f.pcm for f in frames[offset:])
+
+
+def _frames_in_wav(data_dir: Path, session_id: str) -> int:
+    """Whole frames in a session's WAV file as it is now (its header may lag)."""
+    try:
+        size = (data_dir / f"{session_id}.wav").stat().st_size
+    except FileNotFoundError:
+        return 0
+    return max(0, size - WAV_HEADER_BYTES) // FRAME_BYTES
+
+
+def test_after_a_stale_token_refusal_no_frame_is_in_both_sessions(
+    meetcap_server_factory, redis_url, tmp_path
+):
+    """The server stored frames whose acks never reached the client, then its Redis went
+    back to an old snapshot: the resume is refused as stale (4006). The refusal says how
+    many frames the old session holds (error.held), and the new session starts exactly
+    there: old session + new session = the captured audio, no frame twice, none missing."""
+    import redis
+
+    db = redis.Redis.from_url(redis_url)
+    server = meetcap_server_factory(redis=redis_url, realtime_slack_s=1000)
+    proxy = ReplyHoldingProxy(server.port).start()
+    frames = list(synthetic_frames(90, seed=15))
+    # A long ack timeout: while the acks are held, the link must not reconnect.
+    streamer = Streamer(
+        fast_config(proxy.url, tmp_path / "spool", token=TOKEN, ack_timeout_s=60)
+    )
+    try:
+        streamer.start()
+        for frame in frames[:30]:
+            streamer.submit(frame)
+        wait_until(lambda: streamer.status().frames_acked >= 30, timeout_s=30)
+        old_id = streamer.status().session_id
+        snapshot = db.dump(f"meetcap:s:{old_id}")  # the state as of the first token
+        server.restart()  # the client resumes and gets a newer token
+        for frame in frames[30:40]:
+            streamer.submit(frame)
+        wait_until(lambda: streamer.status().frames_acked >= 40, timeout_s=30)
+        # The server stores frames 40-69; their acks are held on the way.
+        proxy.hold_replies()
+        for frame in frames[40:70]:
+            streamer.submit(frame)
+        wait_until(lambda: _frames_in_wav(server.data_dir, old_id) >= 70, timeout_s=30)
+        time.sleep(0.3)  # the round's fsync and ack are done
+        assert streamer.status().frames_acked == 40  # stored, not counted as acknowledged
+        server.kill()
+        db.restore(f"meetcap:s:{old_id}", 0, snapshot, replace=True)
+        proxy.cut_now()
+        proxy.release_replies()
+        for frame in frames[70:]:
+            streamer.submit(frame)
+        server.start()
+        result = streamer.finish(60)
+    finally:
+        proxy.stop()
+
+    assert result.ok, result.message
+    new_id = result.session_id
+    assert new_id not in (None, old_id)
+    old_pcm = stored_pcm(server.data_dir, old_id)
+    new_pcm = stored_pcm(server.data_dir, new_id)
+    doubled = (len(old_pcm) + len(new_pcm)) // FRAME_BYTES - len(frames)
+    assert doubled == 0, f"{doubled} frames are in both sessions"
+    assert old_pcm + new_pcm == b"".join(f.pcm for f in frames)
+    assert len(old_pcm) // FRAME_BYTES == 70
+    assert streamer._live.meta.seq_offset == 70 and result.frames == 20
 
 
 class _Unknown(Exception):
