@@ -224,7 +224,7 @@ class MicEchoCanceller:
         # and both outputs would be the microphone itself (the linear filter passes it
         # untouched then). AEC3 rests (while the person talks and the other side listens,
         # often half a meeting); its state waits unchanged.
-        if float(np.max(np.abs(far))) < SILENT_FAR:
+        if float(np.abs(far).max()) < SILENT_FAR:
             self._quiet_samples += LINEAR_BLOCK
         else:
             self._quiet_samples = 0

@@ -62,15 +62,17 @@ class LinearEchoCanceller:
         if len(near) != block or len(far) != block:
             raise ValueError(f"blocks of {block} samples, got {len(near)} and {len(far)}")
         far64 = far.astype(np.float64)
-        peak = float(np.max(np.abs(far64)))
-        self._far_peaks = np.roll(self._far_peaks, 1)
-        self._far_peaks[0] = peak
-        quiet = max(float(np.max(self._far_peaks)), float(np.max(np.abs(self._far_tail))))
+        peak = float(np.abs(far64).max())
+        # Shifted in place (np.roll allocates and costs more in overhead than the copy).
+        peaks = self._far_peaks
+        peaks[1:] = peaks[:-1]
+        peaks[0] = peak
+        quiet = max(float(peaks.max()), float(np.abs(self._far_tail).max()))
         if quiet < SILENT_FAR:
             # Nothing played in the filter's whole span: no echo to remove, nothing to
             # learn. Skip the FFTs (half of a meeting, often), keep the history exact.
             self._far_tail = far64
-            self._far_spectra = np.roll(self._far_spectra, 1, axis=0)
+            self._far_spectra[1:] = self._far_spectra[:-1]
             self._far_spectra[0] = 0.0
             self.double_talk = False
             self._hangover = 0
@@ -78,7 +80,7 @@ class LinearEchoCanceller:
             return np.asarray(near, np.float32)
         spectrum = np.fft.rfft(np.concatenate((self._far_tail, far64)))
         self._far_tail = far64
-        self._far_spectra = np.roll(self._far_spectra, 1, axis=0)
+        self._far_spectra[1:] = self._far_spectra[:-1]
         self._far_spectra[0] = spectrum
         # Far-end power per bin over the filter's whole span (every partition adapts
         # on its own block's spectrum, so a loud block 300 ms ago counts as much as now).
