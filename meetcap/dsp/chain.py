@@ -24,7 +24,6 @@ worker wakes (bench/pipeline.py measures it).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -35,7 +34,7 @@ from meetcap.dsp.echo_score import EchoScore
 from meetcap.dsp.framer import Framer
 from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S, HealthTracker
 from meetcap.dsp.meter import CLIP_LEVEL, LevelMeter, count_clips
-from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, MixBlock, Mixer
+from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS, MixBlock, Mixer, SourcePart
 from meetcap.dsp.normalize import Normalizer
 from meetcap.dsp.resample import Resampler, check_block
 from meetcap.dsp.speakers import SpeakerDetector
@@ -302,28 +301,29 @@ class MixChain:
         in the mic's part (``gained``: what the mix holds of it; tracks take it there)."""
         mic = block.parts.get("mic")
         system = block.parts.get("system")
-        silence = np.zeros(len(block.mix), np.float32)
+        n = len(block.mix)
         self._update_echo()
         # The canceller delays the lane by its latency (also when off): after the mic is
         # gone it still plays out what it holds, so no captured sample is lost.
+        far = system.raw if system is not None else np.zeros(n, np.float32)
         out = self._echo.process(
-            mic.gained if mic is not None else silence,
-            system.raw if system is not None else silence,
+            mic.gained if mic is not None else np.zeros(n, np.float32), far,
             observed=mic.raw if mic is not None else None, score=mic is not None,
         )
-        # The system lane waits as long, so the lanes stay aligned.
-        system_out = self._system_delay.process(
-            system.gained if system is not None else silence)
+        # The system lane waits as long, so the lanes stay aligned (zeros: no system).
+        system_out = self._system_delay.process(system.gained if system is not None else far)
         mix = out + system_out
         parts = dict(block.parts)
         for name, part in block.parts.items():
             if name not in ("mic", "system"):
                 mix += part.gained
+        # Built directly: dataclasses.replace walks the fields on every call (~3 per unit).
         if mic is not None:
-            parts["mic"] = dataclasses.replace(mic, gained=out)
+            parts["mic"] = SourcePart(raw=mic.raw, gained=out, delivered=mic.delivered)
         if system is not None:
-            parts["system"] = dataclasses.replace(system, gained=system_out)
-        return dataclasses.replace(block, mix=mix, parts=parts)
+            parts["system"] = SourcePart(
+                raw=system.raw, gained=system_out, delivered=system.delivered)
+        return MixBlock(mix=mix, parts=parts)
 
     # --- the clock ------------------------------------------------------------------
 
@@ -450,22 +450,21 @@ class MixChain:
         """
         if self._levels is not None:
             return dict(self._levels)
-        result = {
-            name: tracker.snapshot(self._meters[name].peak_dbfs, self._meters[name].rms_dbfs)
-            for name, tracker in self._trackers.items()
-        }
-        for name in self._mixer.sources:
-            if name in result:
+        echo, mixing = self._echo, self._mixer.sources
+        result = {}
+        for name, tracker in self._trackers.items():
+            meter = self._meters[name]
+            extra: dict[str, object] = {}
+            if name in mixing:
                 lane = self._mixer.lane(name)
-                result[name] = dataclasses.replace(
-                    result[name], correction_ppm=lane.correction_ppm,
-                    correction_peak_ppm=lane.peak_correction_ppm)
-        if "mic" in result:
-            score = self._echo.score
-            result["mic"] = dataclasses.replace(
-                result["mic"], echo=score.verdict, echo_db=score.level_db,
-                echo_cancel=self._echo.enabled,
-            )
+                extra["correction_ppm"] = lane.correction_ppm
+                extra["correction_peak_ppm"] = lane.peak_correction_ppm
+            if name == "mic":
+                score = echo.score
+                extra["echo"] = score.verdict
+                extra["echo_db"] = score.level_db
+                extra["echo_cancel"] = echo.enabled
+            result[name] = tracker.snapshot(meter.peak_dbfs, meter.rms_dbfs, **extra)
         result[SOURCE_MIX] = self._mix_tracker.snapshot(
             self._mix_meter.peak_dbfs,
             self._mix_meter.rms_dbfs,

@@ -190,8 +190,12 @@ class HealthTracker:
         peak_dbfs: float = SILENCE_DBFS,
         rms_dbfs: float = SILENCE_DBFS,
         speech: bool = False,
+        **extra: object,
     ) -> SourceLevels:
-        """Build the published levels; the meter values come from the caller's meter."""
+        """Build the published levels; the meter values come from the caller's meter.
+        ``extra``: more SourceLevels fields (echo score, drift correction), set at once
+        rather than by a dataclasses.replace per field group (the worker builds these
+        10 times a second)."""
         health = self.health()
         if health != self._state:
             self._state = health
@@ -215,4 +219,5 @@ class HealthTracker:
             health=health,
             problem_for_s=problem_samples / self._rate,
             speech=speech,
+            **extra,  # type: ignore[arg-type]
         )

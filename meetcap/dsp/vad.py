@@ -69,6 +69,26 @@ class SileroModel:
     session: Any  # onnxruntime.InferenceSession
     takes_sr: bool
     output_names: list[str] = field(default_factory=list)
+    # session.run without its per-call checks (see _native_run); same results.
+    run: Any = None
+
+    def __post_init__(self) -> None:
+        if self.run is None:
+            self.run = _native_run(self.session)
+
+
+def _native_run(session: Any) -> Any:
+    """The session's inference call without the Python wrapper's per-call checks.
+
+    ``InferenceSession.run`` validates the feed names, the ownership of OrtValues and the
+    graph-capture mode on every call, then calls the native ``_sess.run(names, feeds,
+    options)``; our feeds never change names or kind, and those checks cost ~7 % of a
+    32 ms window's inference (measured with bench/pipeline.py's meeting audio). The
+    result is the same call (tests/dsp/test_vad.py compares them). Falls back to the
+    public ``run`` where an onnxruntime build has no ``_sess``.
+    """
+    native = getattr(getattr(session, "_sess", None), "run", None)
+    return session.run if native is None else native  # both: (names, feeds, run_options)
 
 
 _models: dict[str, SileroModel] = {}
@@ -171,7 +191,7 @@ def _infer(model: SileroModel, window: np.ndarray, state: np.ndarray) -> tuple[f
 def _run_feeds(model: SileroModel, feeds: dict[str, Any]) -> tuple[float, np.ndarray]:
     """One inference; ``feeds`` holds the (1, 576) window with context and the state."""
     try:
-        probability, new_state = model.session.run(model.output_names, feeds)
+        probability, new_state = model.run(model.output_names, feeds, None)
     except Exception as exc:
         raise _model_error(model.path, f"failed to run ({exc})") from exc
     if probability.shape != (1, 1) or new_state.shape != STATE_SHAPE:

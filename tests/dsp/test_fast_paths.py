@@ -1,0 +1,121 @@
+"""The chain's fast paths give exactly what the plain paths give.
+
+Each speed-up of the DSP chain (bench/pipeline.py, bench/pipecat_peer.py measure it) is
+checked here against the plain way of doing the same thing, on real espeak-ng speech and
+the real Silero model: bit-exact, because none of them changes the arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from meetcap.dsp import vad
+from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
+from meetcap.dsp.resample import Resampler
+
+
+@pytest.fixture(scope="module")
+def speech_16k(espeak_utterance) -> np.ndarray:
+    samples, rate_hz = espeak_utterance
+    return Resampler(rate_hz, 1).process(samples)
+
+
+def _probabilities(model: vad.SileroModel, speech: np.ndarray, run) -> tuple[list, list]:
+    window_in = np.zeros((1, vad.CONTEXT_SAMPLES + vad.WINDOW_SAMPLES), np.float32)
+    feeds = vad._new_feeds(model, window_in, vad._zero_state())
+    probabilities, states = [], []
+    for start in range(0, len(speech) - vad.WINDOW_SAMPLES + 1, vad.WINDOW_SAMPLES):
+        window = speech[start : start + vad.WINDOW_SAMPLES]
+        window_in[0, vad.CONTEXT_SAMPLES :] = window
+        probability, feeds["state"] = run(model.output_names, feeds)
+        window_in[0, : vad.CONTEXT_SAMPLES] = window[-vad.CONTEXT_SAMPLES :]
+        probabilities.append(probability.copy())
+        states.append(feeds["state"].copy())
+    return probabilities, states
+
+
+def test_the_vad_native_run_gives_the_public_runs_probabilities_and_states(speech_16k) -> None:
+    model = vad.load_model()
+    # The fast path is in use here (onnxruntime has _sess), not the public run again.
+    assert model.run is not model.session.run and model.run == model.session._sess.run
+    fast = _probabilities(model, speech_16k, lambda names, feeds: model.run(names, feeds, None))
+    plain = _probabilities(model, speech_16k, model.session.run)
+    assert len(fast[0]) > 150
+    for got, expected in zip(fast[0] + fast[1], plain[0] + plain[1], strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert max(float(p[0, 0]) for p in plain[0]) > 0.9  # real speech went through
+
+
+def test_a_session_without_the_native_call_falls_back_to_its_public_run() -> None:
+    class PublicOnly:
+        def run(self, names, feeds, options=None):
+            return "public"
+
+    session = PublicOnly()
+    assert vad._native_run(session) == session.run
+
+
+class RollingLinearCanceller(LinearEchoCanceller):
+    """The filter's history as it was kept before (np.roll into new arrays): the plain
+    path the in-place shift must match."""
+
+    def process(self, near, far, *, adapt=True):
+        block = self.block
+        far64 = far.astype(np.float64)
+        peak = float(np.max(np.abs(far64)))
+        self._far_peaks = np.roll(self._far_peaks, 1)
+        self._far_peaks[0] = peak
+        quiet = max(float(np.max(self._far_peaks)), float(np.max(np.abs(self._far_tail))))
+        if quiet < SILENT_FAR:
+            self._far_tail = far64
+            self._far_spectra = np.roll(self._far_spectra, 1, axis=0)
+            self._far_spectra[0] = 0.0
+            self.double_talk = False
+            self._hangover = 0
+            self.echo_estimate = np.zeros(block, np.float32)
+            return np.asarray(near, np.float32)
+        spectrum = np.fft.rfft(np.concatenate((self._far_tail, far64)))
+        self._far_tail = far64
+        self._far_spectra = np.roll(self._far_spectra, 1, axis=0)
+        self._far_spectra[0] = spectrum
+        self._far_power = np.einsum("pk,pk->k", self._far_spectra,
+                                    np.conj(self._far_spectra)).real
+        echo_spectrum = np.einsum("pk,pk->k", self._weights, self._far_spectra)
+        echo = np.fft.irfft(echo_spectrum)[block:]
+        error = near.astype(np.float64) - echo
+        self.echo_estimate = echo.astype(np.float32)
+        if float(np.max(np.abs(near))) > 0.5 * float(np.max(self._far_peaks)):
+            self._hangover = self._hangover_blocks
+        elif self._hangover > 0:
+            self._hangover -= 1
+        self.double_talk = self._hangover > 0
+        if adapt and not self.double_talk and self._far_peaks[0] > 0.0:
+            self._adapt(error)
+        return error.astype(np.float32)
+
+
+def test_the_linear_canceller_shifting_in_place_matches_the_rolling_history(speech_16k) -> None:
+    """Far-end speech with digital silence between (the skip path), an echo 30 ms late
+    and 12 dB down, and the person talking over part of it (double talk, no adaptation)."""
+    rng = np.random.default_rng(3)
+    far = np.concatenate([speech_16k[:32000], np.zeros(16000, np.float32),
+                          speech_16k[32000:64000]])
+    echo = 0.25 * np.concatenate([np.zeros(480, np.float32), far[:-480]])
+    near = echo + (rng.standard_normal(len(far)) * 1e-3).astype(np.float32)
+    near[20000:28000] += speech_16k[40000:48000]
+    fast, plain = LinearEchoCanceller(4, 320), RollingLinearCanceller(4, 320)
+    outs = []
+    for start in range(0, len(far) - 319, 320):
+        part = slice(start, start + 320)
+        adapt = start % 3200 != 0  # the caller's hold as well
+        got = fast.process(near[part], far[part], adapt=adapt)
+        expected = plain.process(near[part], far[part], adapt=adapt)
+        np.testing.assert_array_equal(got, expected)
+        assert fast.double_talk == plain.double_talk
+        outs.append(got)
+    np.testing.assert_array_equal(fast._weights, plain._weights)
+    out = np.concatenate(outs)
+    # It did cancel (the comparison ran through adapting, skipping and double talk).
+    tail = slice(len(out) - 16000, len(out))
+    assert float(np.dot(out[tail], out[tail])) < 0.1 * float(np.dot(near[tail], near[tail]))
