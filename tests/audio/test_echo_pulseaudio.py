@@ -228,10 +228,12 @@ def test_noise_suppression_lowers_the_noise_floor_and_keeps_the_voice(pulse, voi
     mic_in, mic_out, _ = tap.lanes()
     noise_16k, person_16k = at_16k(fan.samples), at_16k(person.samples)
     noise_at = locate(noise_16k, mic_in)
-    clean_in = placed(person_16k, locate(person_16k, mic_in), len(mic_in))
+    in_at, out_at = locate(person_16k, mic_in), locate(person_16k, mic_out)
+    clean_in = placed(person_16k, in_at, len(mic_in))
     # One fixed lag for the suppressed lane: where the voice sits in it (the chain's
-    # echo-stage delay and the suppressor's own add up to ~14 ms).
-    clean_out = placed(person_16k, locate(person_16k, mic_out), len(mic_out))
+    # echo-stage delay, which the system lane gets too, and the suppressor's own).
+    clean_out = placed(person_16k, out_at, len(mic_out))
+    suppressor_ms = (out_at - in_at - tap.chain._echo.latency_samples) * 1000 / SAMPLE_RATE_HZ
     noise_end = min(noise_at + len(noise_16k), len(mic_in))
 
     def pauses(clean: np.ndarray) -> np.ndarray:
@@ -258,8 +260,9 @@ def test_noise_suppression_lowers_the_noise_floor_and_keeps_the_voice(pulse, voi
           f"dBFS ({floor_in - floor_out:.1f} dB down, {len(quiet_out) / SAMPLE_RATE_HZ:.1f} s "
           f"of pauses); voice over {(span.stop - span.start) / SAMPLE_RATE_HZ:.1f} s at one "
           f"fixed lag: correlation {correlation:.3f}, level {level_db:+.1f} dB (before the "
-          f"suppressor {raw_correlation:.3f}, {raw_level_db:+.1f} dB); lane underruns "
-          f"{tap.underruns}")
+          f"suppressor {raw_correlation:.3f}, {raw_level_db:+.1f} dB); the suppressor "
+          f"delays the mic lane {suppressor_ms:.1f} ms more than the system lane; lane "
+          f"underruns {tap.underruns}")
     assert len(quiet_out) >= SAMPLE_RATE_HZ, "at least 1 s of pauses judged"
     assert floor_in > FAN_DBFS - 3, "the noise reached the mic lane"
     assert floor_in - floor_out >= 6.0
