@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meetcap.dsp import vad
+from meetcap.constants import FRAME_SAMPLES
+from meetcap.dsp import echo_score, vad
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
 from meetcap.dsp.resample import Resampler
 
@@ -119,3 +120,40 @@ def test_the_linear_canceller_shifting_in_place_matches_the_rolling_history(spee
     # It did cancel (the comparison ran through adapting, skipping and double talk).
     tail = slice(len(out) - 16000, len(out))
     assert float(np.dot(out[tail], out[tail])) < 0.1 * float(np.dot(near[tail], near[tail]))
+
+
+def _scores(far: np.ndarray, mic: np.ndarray) -> list[echo_score.EchoScore]:
+    estimator = echo_score.EchoPathEstimator()
+    scores = []
+    for start in range(0, len(far), FRAME_SAMPLES):
+        estimator.process(mic[start : start + FRAME_SAMPLES], far[start : start + FRAME_SAMPLES])
+        scores.append(estimator.score)
+    return scores
+
+
+def test_the_echo_score_correlating_only_the_delays_it_reads_matches_the_full_correlation(
+    speech_16k, monkeypatch
+) -> None:
+    """System audio reaching the mic 120 ms late and 14 dB down, then the person talking
+    over it, then a clean mic: every reading the same as with the full correlation."""
+    rng = np.random.default_rng(5)
+    far = np.concatenate([speech_16k, speech_16k, speech_16k]).astype(np.float32)
+    delay = 1920
+    mic = 0.2 * np.concatenate([np.zeros(delay, np.float32), far[:-delay]])
+    third = len(far) // 3
+    mic[third : 2 * third] += speech_16k[: third][::-1]  # double talk (another "voice")
+    mic[2 * third :] = 0.0  # headset from here on: no echo
+    mic += (rng.standard_normal(len(far)) * 1e-3).astype(np.float32)
+    assert echo_score.correlation_size(8000, 9600, 1600) == 9600
+
+    fast = _scores(far, mic)
+    monkeypatch.setattr(  # the full linear correlation: a power of two over both lanes
+        echo_score, "correlation_size",
+        lambda mic_n, far_n, _: 1 << int(np.ceil(np.log2(far_n + mic_n))))
+    full = _scores(far, mic)
+    for got, expected in zip(fast, full, strict=True):
+        assert (got.verdict, got.delay_ms) == (expected.verdict, expected.delay_ms)
+        assert got.level_db == pytest.approx(expected.level_db, abs=1e-9)
+    verdicts = [s.verdict for s in fast]
+    assert echo_score.REACHES_MIC in verdicts and verdicts[-1] == echo_score.CLEAN
+    assert any(s.delay_ms == pytest.approx(120.0, abs=0.5) for s in fast)
