@@ -157,3 +157,10 @@ def test_the_echo_score_correlating_only_the_delays_it_reads_matches_the_full_co
     verdicts = [s.verdict for s in fast]
     assert echo_score.REACHES_MIC in verdicts and verdicts[-1] == echo_score.CLEAN
     assert any(s.delay_ms == pytest.approx(120.0, abs=0.5) for s in fast)
+
+
+def test_the_echo_score_decimation_equals_the_mean_of_each_four_bit_for_bit(speech_16k) -> None:
+    for samples in (speech_16k, speech_16k[:-3], np.zeros(10, np.float32)):
+        usable = len(samples) - len(samples) % echo_score.DECIMATE
+        plain = samples[:usable].astype(np.float64).reshape(-1, echo_score.DECIMATE).mean(axis=1)
+        np.testing.assert_array_equal(echo_score._decimate(samples), plain)
