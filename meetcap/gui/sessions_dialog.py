@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from meetcap.gui.status_text import format_elapsed
-from meetcap.gui.stored_sessions import StoredSession, list_sessions
+from meetcap.gui.stored_sessions import StoredSession, list_sessions, transcript_summary
 
 COLUMNS = ("Date", "Duration", "Transcript", "Stored at")
 
@@ -80,7 +80,7 @@ class SessionsDialog(QDialog):
         self.table.setRowCount(len(self.sessions))
         for row, session in enumerate(self.sessions):
             cells = (session_date(session), format_elapsed(session.duration_s),
-                     "yes" if session.has_transcript else "none", str(session.wav))
+                     transcript_summary(session), str(session.wav))
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)

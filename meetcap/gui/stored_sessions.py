@@ -3,8 +3,10 @@
 The server keeps each session as ``<id>.wav`` (the audio), ``<id>.json`` (the sidecar:
 when, how long; meetcap/server/sidecar.py) and, when it transcribed it,
 ``<id>.transcript.json`` (every final segment) with ``<id>.vtt`` and ``<id>.srt``.
-This module only reads those files (no Qt): the sessions dialog lists what
-:func:`list_sessions` finds, and the pane shows what :func:`load_transcript` reads.
+A transcript the server gave up (its worker crashed on the audio again and again)
+keeps the finals it had and says why in ``failed``. This module only reads those files
+(no Qt): the sessions dialog lists what :func:`list_sessions` finds, and the pane shows
+what :func:`load_transcript` reads.
 """
 
 from __future__ import annotations
@@ -80,20 +82,43 @@ def list_sessions(folder: Path) -> list[StoredSession]:
     return found
 
 
-def load_transcript(session: StoredSession) -> list[TranscriptSegment]:
-    """The session's stored final segments; [] when it was not transcribed. A file that
-    cannot be read is a UsageError that says which and why."""
+@dataclass(frozen=True, slots=True)
+class StoredTranscript:
+    """A session's stored final segments, and the server's sentence when it gave the
+    transcript up (None: it did not)."""
+
+    segments: list[TranscriptSegment]
+    failed: str | None = None
+
+
+def load_transcript(session: StoredSession) -> StoredTranscript:
+    """The session's stored transcript; no segments when it was not transcribed. A file
+    that cannot be read is a UsageError that says which and why."""
     path = session.transcript_json
     if not path.is_file():
-        return []
+        return StoredTranscript([])
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read the transcript {path}: {exc}") from exc
     try:
-        return formats.from_json(document)
+        segments = formats.from_json(document)
     except UsageError as exc:
         raise UsageError(f"the transcript {path} is damaged: {exc}") from exc
+    failed = document.get("failed")
+    return StoredTranscript(segments, str(failed) if failed else None)
 
 
-__all__ = ["StoredSession", "list_sessions", "load_transcript"]
+def transcript_summary(session: StoredSession) -> str:
+    """The sessions list's word for a session's transcript: "yes", "none", "given up"
+    (the server stopped transcribing it) or "damaged"."""
+    if not session.has_transcript:
+        return "none"
+    try:
+        return "given up" if load_transcript(session).failed else "yes"
+    except UsageError:
+        return "damaged"
+
+
+__all__ = ["StoredSession", "StoredTranscript", "list_sessions", "load_transcript",
+           "transcript_summary"]

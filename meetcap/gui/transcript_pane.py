@@ -123,6 +123,7 @@ class TranscriptPane(Card):
         self.live_partial: TranscriptSegment | None = None
         self.lag_s: float | None = None
         self.live_failed: str | None = None  # the server gave the live transcript up
+        self.stored_failed: str | None = None  # ... or the open past session's
         self.recording = False
         self.sessions_folder: Path | None = None
         self.sessions_dialog: SessionsDialog | None = None
@@ -226,8 +227,7 @@ class TranscriptPane(Card):
             self.view.add_segment(self.live_partial)
         self.view.following = True
         self.view.verticalScrollBar().setValue(self.view.verticalScrollBar().maximum())
-        if self.live_failed is not None:
-            self._say(as_sentence(self.live_failed))
+        self._say(self._standing_message())
         self.set_lag(self.lag_s)
         self._update_controls()
 
@@ -252,13 +252,16 @@ class TranscriptPane(Card):
         """Show a stored session's transcript, read-only; False (and ``problem``) when it
         cannot be read."""
         try:
-            segments = load_transcript(session)
+            transcript = load_transcript(session)
         except MeetcapError as exc:
             self.problem.emit(as_sentence(str(exc)))
             return False
+        segments = transcript.segments
         self.stop_playback()
-        self._say("")
         self.session = session
+        # A transcript the server gave up says why (and names `meetcap transcribe`).
+        self.stored_failed = transcript.failed
+        self._say(self._standing_message())
         self.view.clickable = True
         self.view.set_segments(segments)
         if not segments:
@@ -299,7 +302,7 @@ class TranscriptPane(Card):
         except MeetcapError as exc:
             self.problem.emit(as_sentence(str(exc)))
             return False
-        self._say("")
+        self._say(self._standing_message())
         self.playback_label.setText(f"Playing from {format_elapsed(start_s)}")
         self._update_controls()
         return True
@@ -350,6 +353,12 @@ class TranscriptPane(Card):
         return path
 
     # -- looks
+
+    def _standing_message(self) -> str:
+        """What the message line says when no new problem is on it: why the shown
+        transcript (live or stored) was given up, or nothing."""
+        failed = self.stored_failed if self.session is not None else self.live_failed
+        return as_sentence(failed) if failed else ""
 
     def _say(self, message: str) -> None:
         self.message_label.setText(message)

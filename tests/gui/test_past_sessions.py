@@ -190,6 +190,28 @@ def test_nothing_plays_while_recording(make_window, qtbot):
     assert not pane.play_from(segments[0]) and not pane.player.playing
 
 
+def test_a_transcript_the_server_gave_up_is_listed_so_and_says_why(make_window, qtbot):
+    window, _, _ = make_window(app_settings(mic_device_id="", system_device_id=""))
+    folder = window._builtin_folder()
+    store_session(folder, "crashed", time.time(), transcript=False)
+    why = ("transcription of this session stopped: the transcription worker crashed 3 "
+           "times on its audio after 2.0 s (status 70); the audio is stored whole, and "
+           "'meetcap transcribe crashed.wav' can be tried on it")
+    (folder / "crashed.transcript.json").write_text(formats.dumps_json(
+        [TranscriptSegment(0, 0.0, 1.8, TEXTS[0], True, "you")], session_id="crashed",
+        failed=why), encoding="utf-8")  # as the server writes it when it gives up
+    pane = window.transcript
+    dialog = pane.open_sessions()
+    assert dialog is not None and dialog.row_texts(0)[2] == "given up"
+    dialog.open_row(0)
+    assert pane.view.toPlainText() == f"00:00  You: {TEXTS[0]}", "the finals it had"
+    assert pane.message_label.isVisible()
+    assert pane.message_label.text() == "T" + why[1:] + "."
+    assert pane.play_button.isVisible(), "the rest of the audio can be played"
+    pane.live_button.click()
+    assert not pane.message_label.isVisible(), "the past session's sentence stays with it"
+
+
 def test_a_session_without_a_transcript_plays_from_a_typed_time(pulse, make_window, qtbot,
                                                                  tmp_path):
     # Recorded with transcription off (or its transcript given up): no line to click.
