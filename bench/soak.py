@@ -119,14 +119,18 @@ def _slot(args, run_dir: Path, j: int, Streamer, StreamerConfig, Frame) -> None:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, port: int, log_path: Path,
+                 memtrace: Path | None = None) -> None:
         self.data_dir, self.port, self.log_path = data_dir, port, log_path
+        self.memtrace = memtrace  # meetcap/server/memtrace.py reports, when asked for
         self.proc: subprocess.Popen | None = None
         self.rss_samples: list[tuple[int, float, float]] = []  # (instance, t, MB)
         self.instance = 0
 
     def start(self) -> None:
         env = dict(os.environ, MEETCAP_TOKENS=f"{USER}:{TOKEN}", PYTHONPATH=str(REPO))
+        if self.memtrace is not None:
+            env["MEETCAP_MEMTRACE"] = str(self.memtrace)
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "meetcap.server", "--port", str(self.port), "--data-dir",
@@ -291,6 +295,15 @@ def check(run_dir: Path, data_dir: Path) -> dict:
 # ----------------------------------------------------------------------------- main
 
 
+def rss_per_minute(samples: list[tuple[int, float, float]], instance: int) -> str:
+    """One instance's RSS at the first sample of each minute of its life, MB."""
+    by_minute: dict[int, float] = {}
+    for inst, t, mb in samples:
+        if inst == instance:
+            by_minute.setdefault(int(t // 60), mb)
+    return " ".join(f"{m}:{mb:.1f}" for m, mb in sorted(by_minute.items()))
+
+
 def start_worker(args, url: str, run_dir: Path, w: int, slots: int, final: bool = False):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(w), "--url", url,
            "--run-dir", str(run_dir), "--slots-here", str(slots),
@@ -311,6 +324,9 @@ def main() -> None:
     parser.add_argument("--finish-timeout-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
+    parser.add_argument("--memtrace", type=Path, default=None, metavar="FILE",
+                        help="the server appends tracemalloc and per-session table reports "
+                        "to FILE every minute (meetcap/server/memtrace.py; slows it down)")
     # worker mode (internal)
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -328,7 +344,7 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = Server(run_dir / "data", port, run_dir / "server.log")
+    server = Server(run_dir / "data", port, run_dir / "server.log", args.memtrace)
     server.start()
     url = f"ws://127.0.0.1:{port}/v1/stream"
     per = [args.slots // args.workers + (1 if w < args.slots % args.workers else 0)
@@ -400,6 +416,8 @@ def main() -> None:
         if warm:
             lives.append(f"{warm[0]:.0f}->{mine[-1][1]:.0f} MB in {mine[-1][0]:.0f} s")
     print(f"server RSS per instance (30 s in -> last): {', '.join(lives)}")
+    for inst in range(1, server.instance + 1):  # does it level off or keep growing?
+        print(f"server RSS per minute, instance {inst}: {rss_per_minute(server.rss_samples, inst)}")
     if not args.keep and result["lost"] == 0 and result["wrong"] == 0:
         import shutil
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from meetcap import redact
 from meetcap.errors import ConfigError, StorageError
 from meetcap.oscalls import on_shutdown_signals, raise_open_file_limit
+from meetcap.server import memtrace
 from meetcap.server.config import (
     TOKENS_ENV,
     FsyncMode,
@@ -217,9 +218,12 @@ async def run(config: ServerConfig) -> None:
 
     server = await serve(config)
     tune_garbage_collector()
+    trace = memtrace.start_from_env(server)  # None unless MEETCAP_MEMTRACE is set
     on_shutdown_signals(asyncio.get_running_loop(), server.request_shutdown)
     print(f"{LISTENING_PREFIX}{server.url}", flush=True)
     await server.wait_closed()
+    if trace is not None:
+        trace.cancel()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
