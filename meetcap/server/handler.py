@@ -291,8 +291,8 @@ class ConnectionHandler:
                         # The owner's token is stale (say the store went back to an old
                         # snapshot): tell it where the stored audio ends, so its new
                         # session starts there (docs/protocol.md 4, "A stale token").
-                        self._held = await asyncio.to_thread(
-                            server.storage.held_frames, session_id
+                        self._held = await server.storage.held_frames(
+                            session_id, wait_s=1.0  # a just-closed connection's store
                         )
                     if refusal.code != CloseCode.UNKNOWN_SESSION:
                         raise

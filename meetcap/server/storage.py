@@ -477,11 +477,22 @@ class Storage:
             _flags_written=frames,
         )
 
-    def held_frames(self, session_id: str) -> int | None:
+    async def held_frames(self, session_id: str, wait_s: float) -> int | None:
         """How many frames the session's files hold, counted as an attach would (torn
         tail cut, tracks matched), while no writer holds them: then the count cannot grow
-        without a valid resume. None when another writer holds them or there is no file.
-        For a stale-token refusal (docs/protocol.md 4). Blocks: run it in a thread."""
+        without a valid resume. None when a writer still holds them after ``wait_s`` (a
+        connection that just closed lets go as soon as it stored what it received), or
+        there is no file. For a stale-token refusal (docs/protocol.md 4)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return await asyncio.to_thread(self._held_frames, session_id)
+            except SessionLocked:
+                if time.monotonic() >= deadline:
+                    return None
+                await asyncio.sleep(_LOCK_POLL_S)
+
+    def _held_frames(self, session_id: str) -> int | None:
         paths = self.paths(session_id)
         try:
             wav_fd = open_file(paths.wav, os.O_RDWR)
@@ -489,7 +500,7 @@ class Storage:
             return None
         try:
             if not lock_exclusive(wav_fd):
-                return None
+                raise SessionLocked(str(paths.wav))
             try:
                 frames = self._reconcile(wav_fd)
                 if paths.tracks.exists():
