@@ -143,7 +143,12 @@ class HealthTracker:
             window_mean_squares, _ = self._windows.feed(block)
         mean_squares = window_mean_squares
         k = len(mean_squares)
-        if k:
+        if k == 1:  # the chain's case: one 100 ms window per unit
+            if mean_squares[0] >= self._silence_power:
+                self._silent_run = 0
+            else:
+                self._silent_run += self._window
+        elif k:
             loud = np.flatnonzero(mean_squares >= self._silence_power)
             if len(loud):
                 self._silent_run = (k - 1 - int(loud[-1])) * self._window

@@ -85,9 +85,9 @@ class Limiter:
         joined = np.concatenate([self._pending, block])
         out = joined[:n]
         self._pending = joined[n:]
-        magnitude = np.abs(block)
-        if self._history_is_unity and float(magnitude.max()) <= self.ceiling:
+        if self._history_is_unity and max(float(block.max()), -float(block.min())) <= self.ceiling:
             return out  # the common case: nothing near full scale, nothing to do
+        magnitude = np.abs(block)
         needed = np.ones(n)
         hot = magnitude > self.ceiling
         needed[hot] = self.ceiling / magnitude[hot]
