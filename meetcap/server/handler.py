@@ -225,6 +225,8 @@ class ConnectionHandler:
             )
             return False
         self.last_receive_s = time.monotonic()
+        if self._closing:  # a shutdown's go_away answered this connection meanwhile
+            return False
         if too_big(message):
             await self._close_too_big()
             return False
@@ -246,6 +248,8 @@ class ConnectionHandler:
             await self._refuse(*answer_for(exc), held=self._held)
             return False
         assert self.writer is not None and self.record is not None
+        if self._closing:  # the shutdown began during the attach: go_away was sent
+            return False  # (run() detaches: the slot and the files are let go)
         acked = self.writer.durable_frames - 1
         self._acked_sent = acked
         text = self.conn.accept(
