@@ -43,6 +43,19 @@ class AudioRing:
         self._written += n  # publish only after the copy is complete
         return True
 
+    def write_silence(self, n: int) -> bool:
+        """Write ``n`` frames of zeros (in place of samples the server lost); False (and
+        an overrun) if they do not fit."""
+        if n > self._capacity - (self._written - self._read):
+            self.overruns += 1
+            return False
+        start = self._written % self._capacity
+        first = min(n, self._capacity - start)
+        self._data[start : start + first] = 0.0
+        self._data[: n - first] = 0.0
+        self._written += n
+        return True
+
     def read(self) -> np.ndarray:
         """Everything available, as a new array (consumer side; allocation is fine here)."""
         n = self._written - self._read
