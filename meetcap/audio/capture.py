@@ -10,12 +10,14 @@ liveness rule of :class:`meetcap.audio.base.RingCapture`.
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from meetcap.audio import windows_wasapi
 from meetcap.audio.base import BLOCK_MS, AudioDevice, Capture, RingCapture
+from meetcap.audio.lost_samples import LostSampleDetector
 from meetcap.errors import DeviceError
 
 if TYPE_CHECKING or sys.platform.startswith("linux"):
@@ -25,6 +27,11 @@ if TYPE_CHECKING or sys.platform.startswith("linux"):
 
 __all__ = ["Capture", "PortAudioCapture", "make_capture"]
 
+# The LostSampleDetector of every PortAudio stream open in this process: each lane's
+# peers (a stall of the whole sound server shows in all of them; see lost_samples.py).
+# Changed by the worker only (open/close); the audio threads read a snapshot.
+_OPEN_DETECTORS: list[LostSampleDetector] = []
+
 
 class PortAudioCapture(RingCapture):
     """A sounddevice ``InputStream`` (Linux through ALSA pulse PCMs, macOS Core Audio)."""
@@ -33,13 +40,24 @@ class PortAudioCapture(RingCapture):
         super().__init__(device)
         self._stream = None
         self._counted = False  # counted in linux_pulse's open streams
+        # Samples the server never delivered become silence in the ring, so the lane
+        # keeps its place against the other (meetcap/audio/lost_samples.py).
+        self.lost_samples = self._new_detector()
+
+    def _new_detector(self) -> LostSampleDetector:
+        # Its peers: the detectors of the other streams open now (the other lane).
+        return LostSampleDetector(self.device.rate_hz, peers=lambda: tuple(_OPEN_DETECTORS))
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
+        silence = self.lost_samples.on_block(frames, time.monotonic(), status.input_overflow)
+        if silence:
+            self.ring.write_silence(silence)
         self._on_block(indata, status.input_overflow)
 
     def _start(self) -> None:
         import sounddevice as sd
 
+        self.lost_samples = self._new_detector()  # a new stream counts afresh
         try:
             if _is_pulse(self.device):
                 with linux_pulse.stream_slot(self.device) as index:
@@ -47,6 +65,7 @@ class PortAudioCapture(RingCapture):
                 self._counted = True
             else:
                 self._stream = self._new_stream(sd, _portaudio_index(sd, self.device))
+            _OPEN_DETECTORS.append(self.lost_samples)
         except (sd.PortAudioError, ValueError) as exc:
             raise DeviceError(
                 f"cannot open {self.device.name!r} ({self.device.id}): {exc}"
@@ -73,6 +92,8 @@ class PortAudioCapture(RingCapture):
 
     def _stop(self) -> None:
         stream, self._stream = self._stream, None
+        if self.lost_samples in _OPEN_DETECTORS:
+            _OPEN_DETECTORS.remove(self.lost_samples)
         try:
             if stream is not None:
                 stream.abort()

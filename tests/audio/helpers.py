@@ -230,3 +230,64 @@ def play_voices_once_frames_flow(pulse, speech_files, out, proc) -> list:
         time.sleep(0.05)
     return [pulse.play(speech_files["mic"].path, MIC_SINK),
             pulse.play(speech_files["system"].path, SPEAKER_SINK)]
+
+
+def local_delays(lane: np.ndarray, voice: np.ndarray, lag: float, *, window_s: float = 2.0,
+                 search_s: float = 0.4) -> list[tuple[float, float]]:
+    """Where ``voice`` sits in each ``window_s`` of ``lane`` against its one delay ``lag``
+    (samples, from :func:`fixed_delay_fit`): (window start s, extra delay in samples;
+    positive: later). Windows with too little of the voice to place are left out."""
+    placed = place(voice, max(0, round(lag)), len(lane))
+    window, search = int(window_s * SAMPLE_RATE_HZ), int(search_s * SAMPLE_RATE_HZ)
+    found = []
+    for start in range(search, len(lane) - window - search, window):
+        seg = lane[start : start + window]
+        ref = placed[start - search : start + window + search]
+        if rms_db(seg) < -45 or rms_db(ref) < -45:
+            continue
+        found.append((start / SAMPLE_RATE_HZ, float(search - best_lag(ref, seg))))
+    return found
+
+
+def fit_outside_moves(lane: np.ndarray, voice: np.ndarray, lag: float,
+                      delays: list[tuple[float, float]], *,
+                      window_s: float = 2.0) -> tuple[float, float]:
+    """``lane`` judged where it did not move: R^2 of the windows (from
+    :func:`local_delays`) whose voice sits at the same place as in the windows either
+    side, each at that place (one gain for all), and the share of the windows that is."""
+    window = int(window_s * SAMPLE_RATE_HZ)
+    found = dict(delays)
+    kept_lane, kept_voice = [], []
+    for t, delay in delays:
+        neighbours = [found.get(round(t - window_s, 6)), found.get(round(t + window_s, 6))]
+        if any(n is None or abs(n - delay) > 1 for n in neighbours):
+            continue
+        start = round(t * SAMPLE_RATE_HZ)
+        kept_lane.append(lane[start : start + window])
+        placed = place(voice, max(0, round(lag + delay)), len(lane))
+        kept_voice.append(placed[start : start + window])
+    if not kept_lane:
+        return 0.0, 0.0
+    y, x = np.concatenate(kept_lane).astype(np.float64), np.concatenate(kept_voice)
+    gain = float(x @ y) / float(x @ x)
+    residual = y - gain * x
+    return 1.0 - float(residual @ residual) / float(y @ y), len(kept_lane) / len(delays)
+
+
+def lanes_in_step(mic: list[tuple[float, float]], system: list[tuple[float, float]],
+                  *, tolerance: float = 3.0) -> tuple[float, float]:
+    """How the mic's place moved against the system's, window by window (from
+    :func:`local_delays`): the share of common windows within ``tolerance`` samples of
+    the usual difference, and the longest stretch out of it (s)."""
+    system_at = dict(system)
+    common = [(t, d - system_at[t]) for t, d in mic if t in system_at]
+    if not common:
+        return 0.0, float("inf")
+    usual = float(np.median([d for _, d in common]))
+    out = [abs(d - usual) > tolerance for _, d in common]
+    longest = run = 0
+    for is_out in out:
+        run = run + 1 if is_out else 0
+        longest = max(longest, run)
+    step = common[1][0] - common[0][0] if len(common) > 1 else 0.0
+    return 1.0 - sum(out) / len(out), longest * step

@@ -24,7 +24,16 @@ from meetcap.audio.events import AudioEventKind
 from meetcap.audio.manager import AudioManager, CaptureSettings
 from meetcap.constants import FRAME_BYTES, FRAME_SAMPLES, SAMPLE_RATE_HZ
 from meetcap.dsp.mixer import Mixer
-from tests.audio.helpers import FrameCollector, best_lag, fixed_delay_fit, rms_db, to_16k
+from tests.audio.helpers import (
+    FrameCollector,
+    best_lag,
+    fit_outside_moves,
+    fixed_delay_fit,
+    lanes_in_step,
+    local_delays,
+    rms_db,
+    to_16k,
+)
 from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
 from tests.support.speech import PLAY_RATE_HZ, SpeechFile, make_speech, make_tone
 
@@ -107,6 +116,21 @@ def long_voices(tmp_path_factory) -> dict[str, SpeechFile]:
     }
 
 
+def watch_lost_samples(monkeypatch) -> dict:
+    """Each lane's LostSampleDetector (of the capture the manager opened last), by kind."""
+    from meetcap.audio.capture import PortAudioCapture
+
+    found = {}
+    start = PortAudioCapture._start
+
+    def watched(capture):
+        start(capture)
+        found["mic" if capture.device.kind == "mic" else "system"] = capture.lost_samples
+
+    monkeypatch.setattr(PortAudioCapture, "_start", watched)
+    return found
+
+
 class LaneRecorder:
     """Watches the real mixer inside the real pipeline: each source's part of every
     render (its lane, before gain) and the correction each lane applied."""
@@ -145,6 +169,7 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
     0.98), the whole mix is both (R^2 >= 0.95), and the correction each lane applies
     settles within 10 s inside +-20 ppm (one clock: there is nothing to correct)."""
     lanes = LaneRecorder(monkeypatch)
+    detectors = watch_lost_samples(monkeypatch)
     settings = CaptureSettings(mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, normalize=False)
     with capturing(settings) as (manager, collector):
         time.sleep(WARM_UP_S)
@@ -169,6 +194,27 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
           f"system {worst['system']:.1f} ppm; play-to-timeline mic {offsets[0] * 1000:.0f} ms, "
           f"system {offsets[1] * 1000:.0f} ms; dry-outs mic {lanes.dry_outs['mic']}, "
           f"system {lanes.dry_outs['system']}")
+    # Judged where the lanes did not move (the server lost samples: the stretch until
+    # they are found and filled), and whether the lanes stayed in step.
+    delays = {name: local_delays(lanes.lane(name), voice, fixed_delay_fit(lanes.lane(name),
+                                                                         [voice])[1][0])
+              for name, voice in (("mic", mic), ("system", system))}
+    outside = {name: fit_outside_moves(lanes.lane(name), voice,
+                                       fixed_delay_fit(lanes.lane(name), [voice])[1][0],
+                                       delays[name])
+               for name, voice in (("mic", mic), ("system", system))}
+    in_step, out_longest_s = lanes_in_step(delays["mic"], delays["system"])
+    print(f"[{pulse.kind}] load {os.getloadavg()[0]:.1f}; outside the lost stretches lane "
+          f"R^2 mic {outside['mic'][0]:.4f} ({outside['mic'][1]:.0%} of 2 s windows), system "
+          f"{outside['system'][0]:.4f} ({outside['system'][1]:.0%}); lanes in step in "
+          f"{in_step:.0%} of windows (longest out {out_longest_s:.0f} s)")
+    for name in ("mic", "system"):
+        found = detectors[name]
+        print(f"  {name}: lost (s into the stream, frames at {found.rate_hz} Hz) "
+              f"{[(round(t, 1), n) for t, n in found.losses]}; silence written "
+              f"{[(round(t, 1), n) for t, n in found.fills]}; left to the mixer "
+              f"{[(round(t, 1), n) for t, n in found.left_to_mixer]}; moved (s, samples) "
+              f"{[(round(t), round(d)) for t, d in delays[name] if abs(d) > 1]}")
     mixer_kept_still = worst["mic"] <= 20.0 and worst["system"] <= 20.0
     if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98 and mixer_kept_still:
         pytest.xfail(f"PipeWire stalled or dropped samples (lane R^2 mic {mic_r2:.3f}, system "

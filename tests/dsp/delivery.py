@@ -38,6 +38,9 @@ class Delivery:
     hiccups_per_s: float = 0.0  # late deliveries, each 10-50 ms
     stall: tuple[float, float] | None = None  # (start, length): nothing, then everything
     shift: tuple[float, float] | None = None  # (at, extra latency) from then on
+    # (device time, length): samples the server drops, never delivered and never flagged
+    # (PipeWire's virtual mic dropped 53 ms at a time: lost_samples.py)
+    drops: tuple[tuple[float, float], ...] = ()
     seed: int = 0
     _hiccups: list[tuple[float, float]] = field(default_factory=list)
 
@@ -77,12 +80,16 @@ class ClickDevice:
 
     def __init__(self, true_rate_hz: float, clicks_s, *, nominal_rate_hz: int = 48000,
                  seed: int = 0, pause=None, delivery: Delivery | None = None,
-                 signal: np.ndarray | None = None) -> None:
+                 signal: np.ndarray | None = None, detector=None) -> None:
         self.rate = true_rate_hz
         self.nominal = nominal_rate_hz
         self.resampler = Resampler(nominal_rate_hz, 1) if nominal_rate_hz != RATE else None
         self.pause = pause
         self.delivery = delivery or Delivery()
+        # A LostSampleDetector the delivered blocks pass through, as in PortAudioCapture:
+        # its silence goes before the block.
+        self.detector = detector
+        self.silence_written = 0
         if signal is None:
             rng = np.random.default_rng(seed)
             signal = (rng.standard_normal(2 * nominal_rate_hz) * 10 ** (-50 / 20)).astype(
@@ -114,11 +121,20 @@ class ClickDevice:
             self._table[offset : offset + n].copy()
         inside = self._click_at[(self._click_at >= self._produced) & (self._click_at < end)]
         block[inside - self._produced] = CLICK
+        kept = np.ones(n, dtype=bool)
+        for at, length in self.delivery.drops:
+            first, last = self._device_index([at, at + length])
+            kept[max(0, int(first) - self._produced) : max(0, int(last) - self._produced)] = False
         self._produced = end
-        return block
+        return block[kept]
 
     def push_until(self, mixer: Mixer, name: str, t_s: float) -> None:
         samples = self.delivered_by(t_s)
+        if self.detector is not None and len(samples):
+            silence = self.detector.on_block(len(samples), t_s)
+            if silence:
+                samples = np.concatenate((np.zeros(silence, np.float32), samples))
+                self.silence_written += silence
         if self.resampler is None:
             mixer.push(name, samples)
         else:
