@@ -27,11 +27,6 @@ if TYPE_CHECKING or sys.platform.startswith("linux"):
 
 __all__ = ["Capture", "PortAudioCapture", "make_capture"]
 
-# The LostSampleDetector of every PortAudio stream open in this process: each lane's
-# peers (a stall of the whole sound server shows in all of them; see lost_samples.py).
-# Changed by the worker only (open/close); the audio threads read a snapshot.
-_OPEN_DETECTORS: list[LostSampleDetector] = []
-
 
 class PortAudioCapture(RingCapture):
     """A sounddevice ``InputStream`` (Linux through ALSA pulse PCMs, macOS Core Audio)."""
@@ -42,11 +37,7 @@ class PortAudioCapture(RingCapture):
         self._counted = False  # counted in linux_pulse's open streams
         # Samples the server never delivered become silence in the ring, so the lane
         # keeps its place against the other (meetcap/audio/lost_samples.py).
-        self.lost_samples = self._new_detector()
-
-    def _new_detector(self) -> LostSampleDetector:
-        # Its peers: the detectors of the other streams open now (the other lane).
-        return LostSampleDetector(self.device.rate_hz, peers=lambda: tuple(_OPEN_DETECTORS))
+        self.lost_samples = LostSampleDetector(device.rate_hz)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         silence = self.lost_samples.on_block(frames, time.monotonic(), status.input_overflow)
@@ -57,7 +48,7 @@ class PortAudioCapture(RingCapture):
     def _start(self) -> None:
         import sounddevice as sd
 
-        self.lost_samples = self._new_detector()  # a new stream counts afresh
+        self.lost_samples = LostSampleDetector(self.device.rate_hz)  # a new stream counts afresh
         try:
             if _is_pulse(self.device):
                 with linux_pulse.stream_slot(self.device) as index:
@@ -65,7 +56,6 @@ class PortAudioCapture(RingCapture):
                 self._counted = True
             else:
                 self._stream = self._new_stream(sd, _portaudio_index(sd, self.device))
-            _OPEN_DETECTORS.append(self.lost_samples)
         except (sd.PortAudioError, ValueError) as exc:
             raise DeviceError(
                 f"cannot open {self.device.name!r} ({self.device.id}): {exc}"
@@ -92,8 +82,6 @@ class PortAudioCapture(RingCapture):
 
     def _stop(self) -> None:
         stream, self._stream = self._stream, None
-        if self.lost_samples in _OPEN_DETECTORS:
-            _OPEN_DETECTORS.remove(self.lost_samples)
         try:
             if stream is not None:
                 stream.abort()

@@ -291,3 +291,51 @@ def lanes_in_step(mic: list[tuple[float, float]], system: list[tuple[float, floa
         longest = max(longest, run)
     step = common[1][0] - common[0][0] if len(common) > 1 else 0.0
     return 1.0 - sum(out) / len(out), longest * step
+
+
+def watch_lost_samples(monkeypatch, raw: dict | None = None) -> dict:
+    """Each lane's LostSampleDetector (of the capture the manager opened last), by lane
+    ("mic"/"system"); with ``raw``, everything each capture handed to the pipeline (its
+    first channel), by lane."""
+    from meetcap.audio.capture import PortAudioCapture
+
+    found = {}
+    start, read = PortAudioCapture._start, PortAudioCapture.read
+
+    def lane_of(capture) -> str:
+        return "mic" if capture.device.kind == "mic" else "system"
+
+    def watched(capture):
+        start(capture)
+        found[lane_of(capture)] = capture.lost_samples
+
+    def recorded(capture):
+        block = read(capture)
+        raw.setdefault(lane_of(capture), []).append(block[:, 0].copy())
+        return block
+
+    monkeypatch.setattr(PortAudioCapture, "_start", watched)
+    if raw is not None:
+        monkeypatch.setattr(PortAudioCapture, "read", recorded)
+    return found
+
+
+def voices_start_apart_ms(raw: dict, detectors: dict, voices: dict, session_start: float,
+                          timeline_lags: dict, *, search_s: float | None = None) -> tuple:
+    """Where each lane's voice starts, two ways (ms, mic minus system). First when the
+    server handed the voice's first sample over (found in what the capture delivered,
+    timed by the capture's count against the clock): the rig (two paplay processes
+    started one after the other) and the server. Then how much later than that it sits
+    in the timeline (``timeline_lags``: samples from timeline sample 0, which is
+    ``session_start``, wall clock): what the lanes' start adds."""
+    wall_minus_mono = time.time() - time.monotonic()
+    delivered, placed = {}, {}
+    for name, voice in voices.items():
+        stream = to_16k(np.concatenate(raw[name]), detectors[name].rate_hz)
+        if search_s is not None:
+            stream = stream[: int(search_s * SAMPLE_RATE_HZ)]
+        frame = round(best_lag(stream, voice) * detectors[name].rate_hz / SAMPLE_RATE_HZ)
+        delivered[name] = detectors[name].delivered_at(frame) + wall_minus_mono
+        placed[name] = session_start + timeline_lags[name] / SAMPLE_RATE_HZ - delivered[name]
+    return ((delivered["mic"] - delivered["system"]) * 1000,
+            (placed["mic"] - placed["system"]) * 1000)

@@ -33,6 +33,8 @@ from tests.audio.helpers import (
     local_delays,
     rms_db,
     to_16k,
+    voices_start_apart_ms,
+    watch_lost_samples,
 )
 from tests.support.pulse import MIC_ID, MIC_SINK, SPEAKER_SINK, SYSTEM_ID
 from tests.support.speech import PLAY_RATE_HZ, SpeechFile, make_speech, make_tone
@@ -116,21 +118,6 @@ def long_voices(tmp_path_factory) -> dict[str, SpeechFile]:
     }
 
 
-def watch_lost_samples(monkeypatch) -> dict:
-    """Each lane's LostSampleDetector (of the capture the manager opened last), by kind."""
-    from meetcap.audio.capture import PortAudioCapture
-
-    found = {}
-    start = PortAudioCapture._start
-
-    def watched(capture):
-        start(capture)
-        found["mic" if capture.device.kind == "mic" else "system"] = capture.lost_samples
-
-    monkeypatch.setattr(PortAudioCapture, "_start", watched)
-    return found
-
-
 class LaneRecorder:
     """Watches the real mixer inside the real pipeline: each source's part of every
     render (its lane, before gain) and the correction each lane applied."""
@@ -169,7 +156,8 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
     0.98), the whole mix is both (R^2 >= 0.95), and the correction each lane applies
     settles within 10 s inside +-20 ppm (one clock: there is nothing to correct)."""
     lanes = LaneRecorder(monkeypatch)
-    detectors = watch_lost_samples(monkeypatch)
+    raw: dict[str, list[np.ndarray]] = {}
+    detectors = watch_lost_samples(monkeypatch, raw)
     settings = CaptureSettings(mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, normalize=False)
     with capturing(settings) as (manager, collector):
         time.sleep(WARM_UP_S)
@@ -208,6 +196,14 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
           f"R^2 mic {outside['mic'][0]:.4f} ({outside['mic'][1]:.0%} of 2 s windows), system "
           f"{outside['system'][0]:.4f} ({outside['system'][1]:.0%}); lanes in step in "
           f"{in_step:.0%} of windows (longest out {out_longest_s:.0f} s)")
+    heads = {"mic": mic[: 3 * SAMPLE_RATE_HZ], "system": system[: 3 * SAMPLE_RATE_HZ]}
+    rig_ms, lanes_ms = voices_start_apart_ms(
+        raw, detectors, heads, start_time,
+        {name: best_lag(lanes.lane(name)[: 12 * SAMPLE_RATE_HZ], heads[name]) for name in heads},
+        search_s=12.0)
+    print(f"[{pulse.kind}] voices start apart (mic - system): handed over by the server "
+          f"{rig_ms:+.1f} ms (the rig: two paplay processes), placed in the timeline "
+          f"{lanes_ms:+.1f} ms later than that (the lanes' start)")
     for name in ("mic", "system"):
         found = detectors[name]
         print(f"  {name}: lost (s into the stream, frames at {found.rate_hz} Hz) "
