@@ -49,14 +49,16 @@ keeps time. Now: no splices, the latency is measured against the clock, a 200 ms
 and the loop does not chase the wander: R^2 1.0000 per lane and for the mix over 60 s,
 0 ppm applied (tests/audio/test_capture_pulseaudio.py).
 
-PipeWire (same rig, logged per lane: docs/figures.md, "Mix timing") still loses time in
-4 of 5 runs, not through the loop (0 ppm for the first 30 s of every run) but at the
-server: its graph stalls for 100-300 ms (the lanes deliver that much less than the clock,
-content intact) and a lane runs dry past its margin, so the gap is silence and the rest
-plays that much later; or the virtual mic drops samples. A lane cannot play audio that
-has not arrived: only a margin longer than the stall keeps such a lane in place. One
-error was the mixer's: after a dry-out it steered back to its old reference, which the
-prime misses by the measure's own 5-20 ms; it now adopts the settled latency
+PipeWire (same rig, logged per lane: docs/figures.md, "Mix timing") loses time at the
+server, not through the loop (0 ppm for the first 30 s of every run): its graph stalls
+for 50-300 ms (the lanes deliver that much less than the clock, content intact), or the
+virtual mic drops 20-50 ms of samples. A lane cannot play audio that has not arrived,
+but it can keep its place: the capture counts its samples against the clock and writes
+silence where samples never came (:mod:`meetcap.audio.lost_samples`), so the lane's
+latency comes back and what follows sits where it belongs. A stall beyond the margin
+still runs the lane dry here first (the zero fill, then the prime). One error was the
+mixer's: after a dry-out it steered back to its old reference, which the prime misses by
+the measure's own 5-20 ms; it now adopts the settled latency
 (:meth:`~meetcap.dsp.drift.DriftLoop.restart`).
 
 Gains apply per source before the sum; the mix is the plain sum (not the average):

@@ -196,3 +196,30 @@ def test_the_ring_writes_silence_in_place_and_refuses_what_does_not_fit():
     ring.write(np.full((2, 1), 2.0, np.float32))
     np.testing.assert_array_equal(ring.read()[:, 0], [0, 0, 0, 0, 0, 2, 2])
     assert not ring.write_silence(11) and ring.overruns == 1
+
+
+def test_the_portaudio_callback_writes_the_silence_into_the_ring_before_the_next_block(
+        monkeypatch):
+    """The wiring: PortAudioCapture's callback asks its detector, on the stream's clock,
+    and the ring gets the silence ahead of the block (not opened: no device needed)."""
+    from types import SimpleNamespace
+
+    from meetcap.audio import capture as capture_module
+    from meetcap.audio.base import AudioDevice
+
+    device = AudioDevice(id="pulse:test", name="test", kind="mic", default=False,
+                         host_api="test", portaudio_name="test")
+    capture = capture_module.PortAudioCapture(device)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(capture_module.time, "monotonic", lambda: clock["now"])
+    block = np.ones((960, 1), np.float32)
+    read = []
+    for t in steady(6.0):
+        clock["now"] = float(t) + (0.05 if t >= 3.0 else 0.0)  # 50 ms never delivered
+        capture._callback(block, 960, None, SimpleNamespace(input_overflow=False))
+        read.append(capture.read()[:, 0])  # the worker drains the ring
+    samples = np.concatenate(read)
+    zeros = np.flatnonzero(samples == 0.0)
+    print(f"\nsilence written {capture.lost_samples.fills}")
+    assert len(zeros) == 2400 and np.all(np.diff(zeros) == 1)  # 50 ms, in one piece
+    assert capture.lost_samples.fills[0][0] == pytest.approx(5.0, abs=0.1)
