@@ -179,7 +179,9 @@ class SessionLink:
                 retry_in = max(0.0, self._retry_at - now)
             return LinkSnapshot(
                 state=self._state,
-                session_id=self.session.meta.session_id,
+                # Only once a welcome confirmed it: the id chosen for hello.create names
+                # no session on the server until then.
+                session_id=self.session.meta.server_session_id,
                 reason=self._reason,
                 next_retry_in_s=retry_in,
                 frames_sent=self._frames_sent,
@@ -304,7 +306,8 @@ class SessionLink:
                 speakers=SPEAKERS_VERSION,  # who spoke rides in frame flags if accepted
                 # The two lanes ride in the frames only if the welcome accepts them.
                 tracks=TRACKS_VERSION if self.session.tracks else None,
-                # An id chosen here for a session to create (SpoolSession.reopen_as_new).
+                # An id chosen here for a session to create (Spool.new_session, or
+                # SpoolSession.reopen_as_new): resumed if an earlier hello created it.
                 create=meta.create_pending,
             )
         )
@@ -452,7 +455,13 @@ class SessionLink:
 
     async def _on_welcome(self, welcome: Welcome) -> Outcome | None:
         meta = self.session.meta
-        if meta.session_id is not None and welcome.session_id != meta.session_id:
+        if meta.create_pending and welcome.session_id != meta.session_id and welcome.acked == -1:
+            # A server that ignores hello.create and takes a hello it cannot resume as a
+            # new session (none of meetcap's do: they answer 4005) gave it its own id: a
+            # new, empty session all the same; its id is stored below, before any frame.
+            log.info("session %s: the server named the new session %s", meta.session_id,
+                     welcome.session_id)
+        elif meta.session_id is not None and welcome.session_id != meta.session_id:
             return Outcome(
                 "fatal",
                 f"the server broke the protocol: asked to resume session {meta.session_id}, "

@@ -75,7 +75,8 @@ class PendingRecording:
     recorded for; ``account`` the account fingerprint (None for the built-in server or
     old sessions); ``frames`` the frames captured (``duration_s`` of audio), of which
     ``frames_acked`` the server already confirmed; ``session_id`` the server's session
-    id once one was created; ``why`` in words why it waits (see :data:`PendingState`);
+    id once a welcome confirmed it (None before: the id the client chose for it may not
+    be on the server); ``why`` in words why it waits (see :data:`PendingState`);
     ``refused_code`` the close code or HTTP status of the last refusal, if any;
     ``damage`` what of its audio is damaged or missing on disk, in words (None: nothing
     found; the state is then not "damaged"), also part of ``why``.
@@ -329,7 +330,7 @@ def _describe(directory: Path) -> PendingRecording | None:
         frames = found.last_seq + 1
         odd += found.odd
         damage = _damage_words(meta, found.holes, frames, odd)
-    if frames == 0 and meta.session_id is None and not odd:
+    if frames == 0 and meta.server_session_id is None and not odd:
         return None  # nothing captured, nothing on the server
     state: PendingState
     if busy:
@@ -346,7 +347,9 @@ def _describe(directory: Path) -> PendingRecording | None:
         why = f"{damage}; {why}"
     if meta.lost_session is not None:
         # Re-opened as a new server session (SpoolSession.reopen_as_new): say so.
-        new = f"new session {meta.session_id}" if meta.session_id else "a new session"
+        # Its id only once a welcome confirmed it (until then the server may not have it).
+        new_id = meta.server_session_id
+        new = f"new session {new_id}" if new_id else "a new session"
         why = (
             f"the server lost session {meta.lost_session}: the audio from "
             f"{format_duration(meta.seq_offset * FRAME_MS / 1000)} on goes to {new}; {why}"
@@ -357,7 +360,7 @@ def _describe(directory: Path) -> PendingRecording | None:
         local_id=directory.name, state=state, why=why,
         destination=meta.destination, url=meta.url or None, account=meta.account,
         started_at=meta.started_at, frames=frames, duration_s=frames * FRAME_MS / 1000,
-        frames_acked=meta.acked + 1, session_id=meta.session_id,
+        frames_acked=meta.acked + 1, session_id=meta.server_session_id,
         refused_code=meta.refused_code, refused_at=meta.refused_at, path=str(directory),
         damage=damage,
     )
@@ -372,7 +375,7 @@ def _damage_words(meta: SpoolMeta, holes, frames: int, odd: list[str]) -> str | 
     if damaged:
         parts.append(f"audio damaged in the spool: {describe_lost(damaged, sent=False)}")
         waiting = frames - (meta.acked + 1)
-        if waiting > 0 and count_frames(damaged) >= waiting and meta.session_id is None:
+        if waiting > 0 and count_frames(damaged) >= waiting and meta.server_session_id is None:
             parts.append("nothing of it can be delivered: discard it")
     return "; ".join(parts) or None
 

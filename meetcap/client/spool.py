@@ -109,7 +109,10 @@ ANY_DESTINATION = _AnyDestination()  # Spool.open: load every session (tools and
 class SpoolMeta:
     """What a spooled session needs to be resumed, kept in ``session.json``.
 
-    ``session_id`` and ``resume_token`` are None until the server's first welcome.
+    ``session_id`` and ``resume_token`` are chosen by the client when the session is
+    created (``create_pending`` until the server's first welcome confirms them); None in
+    a session.json written before hello.create existed, or after an older server refused
+    the chosen id (the server's welcome then gives them).
     ``acked`` may lag behind the server's real ack (it is written lazily); the server's
     welcome says where to resume, so a lagging value only keeps frames longer.
 
@@ -155,8 +158,14 @@ class SpoolMeta:
     # ``session_id`` and ``resume_token`` were made up here for a session not created yet
     # (hello.create, docs/protocol.md 4): recorded before the hello, so a crash before
     # the welcome resumes that id instead of leaving an empty session behind. Cleared by
-    # the first welcome.
+    # the first welcome. Set for every new recording (Spool.new_session) and re-open.
     create_pending: bool = False
+
+    @property
+    def server_session_id(self) -> str | None:
+        """The session id once a welcome confirmed it; None while the server may not have
+        the session yet (``create_pending``: the id is only the one this client chose)."""
+        return None if self.create_pending else self.session_id
 
 
 # session.json's fields and the JSON types each may hold (read_meta checks them: a file of
@@ -1174,10 +1183,12 @@ class Spool:
         except BaseException:
             session.close(keep=False)  # release the lock; the folder stays as it was
             raise
-        if session.last_seq < 0 and meta.session_id is None:
-            session.remove()  # nothing captured, nothing on the server: nothing to deliver
+        if session.last_seq < 0 and meta.server_session_id is None:
+            # Nothing captured, and no welcome ever said the server has the session:
+            # nothing to deliver.
+            session.remove()
             return None
-        if session.intact_frames == 0 and meta.session_id is None and session.damaged:
+        if session.intact_frames == 0 and meta.server_session_id is None and session.damaged:
             # Every frame of it is lost and the server has none: sending only silence
             # would make a recording of nothing. It waits, listed, to be discarded.
             why = (
@@ -1204,8 +1215,14 @@ class Spool:
         local_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started_at))
         local_id += f"-{secrets.token_hex(4)}"
         directory = self.root / local_id
+        # The server session's id and token are chosen here and on disk before the first
+        # hello (hello.create, docs/protocol.md 4): a crash or a lost link between the
+        # server creating the session and the welcome being stored then resumes that same
+        # session, instead of leaving it empty and never finished on the server.
         meta = SpoolMeta(
-            local_id, started_at, url, destination=destination, account=account, tracks=tracks
+            local_id, started_at, url, destination=destination, account=account, tracks=tracks,
+            session_id=secrets.token_urlsafe(16), resume_token=secrets.token_urlsafe(16),
+            create_pending=True,
         )
         record_bytes = TRACKS_MESSAGE_BYTES if tracks else RECORD_BYTES
         # Segments of at most a quarter of the cap: the last segment is kept while acked

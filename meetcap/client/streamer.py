@@ -341,7 +341,7 @@ class Streamer:
     ) -> FinishResult:
         session = link.session
         outcome: Outcome | None = link.outcome
-        session_id = session.meta.session_id
+        session_id = session.meta.server_session_id  # None: no welcome confirmed it
         left = 0 if outcome is not None and outcome.kind == "finished" else session.unacked_frames
         lost = session.lost
         if session.seq_offset:

@@ -49,7 +49,15 @@ class ScriptedServer(LoopThreadServer):
     received); ``close_at_once`` (every connection is closed with 1011 right after the
     handshake); ``no_acks`` (frames are taken, never acked); ``lose_ended`` (the session
     is ended on ``end`` but the connection drops before ``ended`` is sent; a later resume
-    is refused with 4012 session_ended, as meetcap-server does).
+    is refused with 4012 session_ended, as meetcap-server does); ``before_create`` (a
+    server older than hello.create: a hello with a session id it does not know is
+    refused with 4005 unknown_session whatever ``create`` says, as meetcap-server did).
+    In every other mode a ``hello.create`` for an unknown id makes the session under the
+    client's id and token, as meetcap-server does (docs/protocol.md 4).
+
+    ``stale_held``: session id -> the ``held`` count to claim; a resume of such a session
+    is refused with 4006 bad_resume_token carrying it (true or not: a server bug the
+    client must survive). :meth:`drop_all` cuts every open connection (1006).
     """
 
     def __init__(self, token: str = "test-token", mode: str = "normal") -> None:
@@ -58,6 +66,9 @@ class ScriptedServer(LoopThreadServer):
         self.mode = mode
         self.sessions: dict[str, ScriptedSession] = {}
         self.connections = 0
+        self.hellos: list = []  # every hello received, in order
+        self.stale_held: dict[str, int] = {}
+        self._open: set[WebSocket] = set()
 
     async def listen(self) -> None:
         async with serve(
@@ -73,10 +84,23 @@ class ScriptedServer(LoopThreadServer):
 
     async def _handle(self, ws: WebSocket) -> None:
         self.connections += 1
+        self._open.add(ws)
         try:
             await self._converse(ws)
         except ConnectionClosed:
             pass  # the client went away (or was made to): nothing to clean up in memory
+        finally:
+            self._open.discard(ws)
+
+    def drop_all(self) -> None:
+        """Cut every open connection without a close frame (from any thread)."""
+
+        def drop() -> None:
+            for ws in list(self._open):
+                ws.transport.abort()
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(drop)
 
     async def _converse(self, ws: WebSocket) -> None:
         if self.mode == "close_at_once":
@@ -96,6 +120,14 @@ class ScriptedServer(LoopThreadServer):
                     await ws.close(event.close_code)
                     return
                 if isinstance(event, HelloReceived):
+                    self.hellos.append(event.hello)
+                    refusal = self._refusal(event.hello)
+                    if refusal is not None:
+                        code, text, extra = refusal
+                        violation = conn.refuse(code, text, **extra)
+                        await ws.send(violation.error_text)
+                        await ws.close(violation.close_code)
+                        return
                     session = self._attach(event.hello)
                     if session.ended:
                         violation = conn.refuse(CloseCode.SESSION_ENDED, "session has ended")
@@ -133,9 +165,24 @@ class ScriptedServer(LoopThreadServer):
                     await ws.close(1000)
                     return
 
+    def _refusal(self, hello) -> tuple[CloseCode, str, dict] | None:
+        """Why ``hello`` is refused (code, message, extra error fields), or None."""
+        session_id = hello.session_id
+        if session_id is None:
+            return None
+        if session_id in self.stale_held:
+            held = self.stale_held[session_id]
+            return CloseCode.BAD_RESUME_TOKEN, "stale resume token", {"held": held}
+        if session_id not in self.sessions and (not hello.create or self.mode == "before_create"):
+            return CloseCode.UNKNOWN_SESSION, "unknown session", {}
+        return None
+
     def _attach(self, hello) -> ScriptedSession:
         if hello.session_id is None:
             session = ScriptedSession(secrets.token_urlsafe(16), secrets.token_urlsafe(16))
+            self.sessions[session.session_id] = session
+        elif hello.session_id not in self.sessions:  # hello.create (see _refusal)
+            session = ScriptedSession(hello.session_id, hello.resume_token)
             self.sessions[session.session_id] = session
         else:
             session = self.sessions[hello.session_id]
