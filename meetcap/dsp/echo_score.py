@@ -126,10 +126,12 @@ class EchoPathEstimator:
         # against the system lane d samples earlier (mic[t] pairs with far[max_delay + t]).
         size = correlation_size(len(mic), len(far), max_delay)
         cross = np.fft.irfft(np.fft.rfft(mic, size) * np.conj(np.fft.rfft(far, size)), size)
-        corr = cross[(np.arange(max_delay + 1) - max_delay) % size]
-        peak = int(np.argmax(np.abs(corr)))
-        magnitude = float(abs(corr[peak]))
-        noise = float(np.median(np.abs(corr))) + 1e-30
+        # corr[d] = cross[(d - max_delay) mod size]: its last max_delay values, then cross[0].
+        corr = np.concatenate((cross[size - max_delay :], cross[:1]))
+        strength = np.abs(corr)
+        peak = int(np.argmax(strength))
+        magnitude = float(strength[peak])
+        noise = float(np.median(strength)) + 1e-30
         delayed = far[max_delay - peak : len(far) - peak]
         energy = float(np.dot(delayed, delayed)) + 1e-30
         level_db = 20 * math.log10(max(magnitude / energy, 1e-12))

@@ -27,6 +27,7 @@ silences and room noise between the sentences.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 import numpy as np
@@ -70,6 +71,7 @@ class VadGate:
 
     def reset(self) -> None:
         self._recent: deque[float] = deque(maxlen=FLOOR_WINDOWS)  # mean squares
+        self._floor = math.inf  # min(self._recent), kept as windows come and go
 
     def quiet(self, windows: np.ndarray) -> np.ndarray:
         """One flag per row of ``windows`` ((n, 512) float32): True where it cannot be speech."""
@@ -83,13 +85,16 @@ class VadGate:
         powers = quarters.mean(axis=1)
         flags = peaks < self._silence_peak
         steady = quarters.max(axis=1) <= self._steady * np.maximum(quarters.min(axis=1), 1e-20)
-        recent = self._recent
-        for i in range(n):  # the floor is sequential; ~31 windows a second, negligible
+        recent, floor = self._recent, self._floor
+        for i in range(n):  # the floor is sequential; ~31 windows a second
             if flags[i]:
                 continue  # near-silent: quiet, and not part of the noise floor
             power = float(powers[i])
+            # min(recent) only when the window leaving was the floor; else one compare.
+            leaving = recent[0] if len(recent) == FLOOR_WINDOWS else math.inf
             recent.append(power)
-            floor = min(recent)
+            floor = min(recent) if leaving == floor else min(floor, power)
             if steady[i] and floor <= self._floor_max and power <= self._steady * floor:
                 flags[i] = True
+        self._floor = floor
         return flags

@@ -14,6 +14,7 @@ from meetcap.constants import FRAME_SAMPLES
 from meetcap.dsp import echo_score, vad
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
 from meetcap.dsp.resample import Resampler
+from meetcap.dsp.vad_gate import VadGate
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +165,51 @@ def test_the_echo_score_decimation_equals_the_mean_of_each_four_bit_for_bit(spee
         usable = len(samples) - len(samples) % echo_score.DECIMATE
         plain = samples[:usable].astype(np.float64).reshape(-1, echo_score.DECIMATE).mean(axis=1)
         np.testing.assert_array_equal(echo_score._decimate(samples), plain)
+
+
+class RescanningGate(VadGate):
+    """The noise floor as it was found before: min() over the whole span every window."""
+
+    def quiet(self, windows: np.ndarray) -> np.ndarray:
+        n = windows.shape[0]
+        if n == 0:
+            return np.zeros(0, dtype=bool)
+        peaks = np.abs(windows).max(axis=1)
+        quarters = np.einsum("ijk,ijk->ij", *(windows.reshape(n, 4, -1),) * 2) / (
+            windows.shape[1] // 4)
+        powers = quarters.mean(axis=1)
+        flags = peaks < self._silence_peak
+        steady = quarters.max(axis=1) <= self._steady * np.maximum(quarters.min(axis=1), 1e-20)
+        for i in range(n):
+            if flags[i]:
+                continue
+            power = float(powers[i])
+            self._recent.append(power)
+            floor = min(self._recent)
+            if steady[i] and floor <= self._floor_max and power <= self._steady * floor:
+                flags[i] = True
+        return flags
+
+
+def test_the_gate_keeping_its_floor_flags_what_rescanning_the_span_flagged(speech_16k) -> None:
+    """Speech, digital silence, a room that gets louder and quieter (so the floor leaves
+    the span and must be found again), in calls of 0 to 20 windows."""
+    rng = np.random.default_rng(11)
+    room = np.concatenate([rng.standard_normal(16000 * k) * 10 ** (db / 20)
+                           for k, db in ((3, -65), (2, -50), (4, -70), (3, -58), (4, -62))])
+    audio = np.concatenate([np.zeros(8000), speech_16k * 0.5, room, np.zeros(20000),
+                            speech_16k * 0.02 + room[: len(speech_16k)]]).astype(np.float32)
+    windows = audio[: len(audio) // 512 * 512].reshape(-1, 512)
+    fast, plain = VadGate(), RescanningGate()
+    at, got, expected = 0, [], []
+    while at < len(windows):
+        take = int(rng.integers(0, 21))
+        got.append(fast.quiet(windows[at : at + take]))
+        expected.append(plain.quiet(windows[at : at + take]))
+        at += take
+    expected_flags = np.concatenate(expected)
+    np.testing.assert_array_equal(np.concatenate(got), expected_flags)
+    assert 0.2 < expected_flags.mean() < 0.9  # quiet and not quiet both occurred
+    fast.reset()
+    plain.reset()
+    np.testing.assert_array_equal(fast.quiet(windows[-40:]), plain.quiet(windows[-40:]))
