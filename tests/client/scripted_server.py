@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import http
 import secrets
+import threading
 from dataclasses import dataclass, field
 
 from websockets.asyncio.server import ServerConnection as WebSocket
@@ -93,14 +94,18 @@ class ScriptedServer(LoopThreadServer):
             self._open.discard(ws)
 
     def drop_all(self) -> None:
-        """Cut every open connection without a close frame (from any thread)."""
+        """Cut every open connection without a close frame (from any thread); returns
+        once they are cut, so nothing sent after it reaches them."""
+        done = threading.Event()
 
         def drop() -> None:
             for ws in list(self._open):
                 ws.transport.abort()
+            done.set()
 
         assert self._loop is not None
         self._loop.call_soon_threadsafe(drop)
+        assert done.wait(5), "the scripted server's loop did not answer"
 
     async def _converse(self, ws: WebSocket) -> None:
         if self.mode == "close_at_once":
