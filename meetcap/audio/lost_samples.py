@@ -9,8 +9,9 @@ count says (``arrival - samples / rate``, on one clock); a loss lifts that for g
 Then the capture writes exactly that much silence into the lane (before the next
 block), so what follows is back at its place; only the stretch between the loss and
 its detection (1-2 s) plays early. Measured on PipeWire (60 s rig run): the virtual mic
-lost 21 ms and 43 ms; filled, the mic's voice came back to within 3-6 samples (16 kHz)
-of its place, where it had stayed 340 and 683 samples early.
+lost 21 ms and 43 ms of content; filled, the mic's voice came back to within 3-6
+samples (16 kHz) of its place, where it had stayed 340 and 683 samples early. But see
+below: on this server most rises are not losses.
 
 Why the count and not PortAudio's ADC timestamps (measured through the ALSA pulse PCMs
 the app opens, 20 s of a tone into two null sinks, tests/audio rig): under PulseAudio
@@ -24,17 +25,21 @@ single second once rose 21 ms and fell back), and no step.
 
 So, per second (``window_s``): the lowest ``arrival - count`` is the delivery's floor
 (a late delivery raises the blocks that wait, never the floor of one that catches up).
-A floor ``threshold_s`` above the reference in two windows in a row is a loss of the
-smaller rise (one window suffices when PortAudio flagged an input overflow); anything
-else (a ramp, a floor that falls) becomes the reference.
+A floor ``threshold_s`` above the reference in two windows in a row is a rise of the
+smaller of the two (one window suffices when PortAudio flagged an input overflow);
+anything else (a ramp, a floor that falls) becomes the reference.
 
-**A stall of the whole graph** (PipeWire, under load: the players and every capture
-pause together, the content intact, each count 50-100 ms behind the clock) is filled
-too, in every lane alike, so the lanes stay in step: each voice then sits that much
-later against what its player played (on real hardware: where the speakers were
-silent). Filling only what a lane lost beyond the other's was tried and measured worse:
-the unfilled common part eats the mixer's 200 ms margin stall after stall until one
-lane runs dry and its prime moves it alone (83 ms out of step in a 60 s run at load 8).
+**Filled only when PortAudio says so.** A rise of the floor is a loss only if the
+samples are gone. Measured on PipeWire (60 s rig runs, load 5-8, each lane's voice
+located per 2 s against what its player played): most rises were not: a graph stall
+pauses the source's clock (50-100 ms, often both lanes, sometimes the virtual mic alone)
+and the content resumes intact, so silence written there moved the voice that much
+against its player (9 of 10 rises in one run, whose lane fits fell to 0.09 and 0.08),
+while the virtual mic also lost 32 ms of content once with no rise at all. So by
+default a rise is written as silence only when PortAudio flagged an input overflow (an
+ALSA overrun: the samples are gone for sure); other rises are counted and reported
+(``unfilled``) and left to the mixer, whose lane absorbs them in its margin.
+``fill_unflagged=True`` fills every rise (for a backend whose clock never pauses).
 
 What the count cannot tell: a server that starts delivering each sample later for good
 (a latency step) looks exactly like a loss. A loss beyond ``max_fill_s`` is not filled
@@ -68,8 +73,9 @@ class LostSampleDetector:
     def __init__(self, rate_hz: int, *, window_s: float = DEFAULT_WINDOW_S,
                  threshold_s: float = DEFAULT_THRESHOLD_S,
                  max_fill_s: float = DEFAULT_MAX_FILL_S,
-                 settle_s: float = DEFAULT_SETTLE_S) -> None:
+                 settle_s: float = DEFAULT_SETTLE_S, fill_unflagged: bool = False) -> None:
         self.rate_hz = rate_hz
+        self._fill_unflagged = fill_unflagged
         self._window_s = window_s
         self._threshold_s = threshold_s
         self._max_fill_s = max_fill_s
@@ -82,12 +88,13 @@ class LostSampleDetector:
         self._overflow_carry = False  # an overflow whose window did not show the rise
         self._base: float | None = None  # the delivery's floor (s) had nothing been lost
         self._pending: float | None = None  # a rise waiting for a second window
-        self._owed_s = 0.0  # lost and not written: left to the mixer (beyond max_fill_s)
+        self._owed_s = 0.0  # the floor's rise not written as silence (left to the mixer)
         # What happened (read by logs and tests).
         self.silence_frames = 0  # silence written in place of lost samples
         self.losses: list[tuple[float, int]] = []  # (seconds into the stream, frames) found
         self.fills: list[tuple[float, int]] = []  # (seconds into the stream, frames) written
         self.left_to_mixer: list[tuple[float, int]] = []  # losses beyond max_fill_s
+        self.unfilled: list[tuple[float, int]] = []  # rises no overflow flag confirmed
 
     def on_block(self, frames: int, now: float, overflowed: bool = False) -> int:
         """A block of ``frames`` arrived at ``now`` (seconds, a steady clock): how many
@@ -125,7 +132,7 @@ class LostSampleDetector:
         if self._base is None:
             self._base = floor
             return 0
-        # Where the floor belongs: the delivery's own, plus what the mixer was left with.
+        # Where the floor belongs: the delivery's own, plus the rises not written.
         rise = floor - (self._base + self._owed_s)
         threshold = OVERFLOW_THRESHOLD_S if overflowed else self._threshold_s
         if rise <= threshold:
@@ -139,6 +146,10 @@ class LostSampleDetector:
         self._pending = None
         at, frames = now - self._origin, round(lost * self.rate_hz)
         self.losses.append((at, frames))
+        if not (overflowed or self._fill_unflagged):
+            self._owed_s += lost  # most likely a paused clock, the content intact
+            self.unfilled.append((at, frames))
+            return 0
         if lost > self._max_fill_s:
             # Beyond the mixer's margin: its lane ran dry, zero-filled the gap and primed
             # again at its latency, which put it back already.

@@ -258,14 +258,16 @@ def fit_outside_moves(lane: np.ndarray, voice: np.ndarray, lag: float,
     window = int(window_s * SAMPLE_RATE_HZ)
     found = dict(delays)
     kept_lane, kept_voice = [], []
+    placed_at: dict[float, np.ndarray] = {}
     for t, delay in delays:
         neighbours = [found.get(round(t - window_s, 6)), found.get(round(t + window_s, 6))]
         if any(n is None or abs(n - delay) > 1 for n in neighbours):
             continue
         start = round(t * SAMPLE_RATE_HZ)
         kept_lane.append(lane[start : start + window])
-        placed = place(voice, max(0, round(lag + delay)), len(lane))
-        kept_voice.append(placed[start : start + window])
+        if delay not in placed_at:  # the voice at its fractional place, moved by delay
+            placed_at[delay] = place_fractional(voice, lag + delay, len(lane))
+        kept_voice.append(placed_at[delay][start : start + window])
     if not kept_lane:
         return 0.0, 0.0
     y, x = np.concatenate(kept_lane).astype(np.float64), np.concatenate(kept_voice)

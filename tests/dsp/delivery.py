@@ -41,6 +41,7 @@ class Delivery:
     # (device time, length): samples the server drops, never delivered and never flagged
     # (PipeWire's virtual mic dropped 53 ms at a time: lost_samples.py)
     drops: tuple[tuple[float, float], ...] = ()
+    drops_flagged: bool = False  # the block after a drop says so (PortAudio's input_overflow)
     seed: int = 0
     _hiccups: list[tuple[float, float]] = field(default_factory=list)
 
@@ -90,6 +91,7 @@ class ClickDevice:
         # its silence goes before the block.
         self.detector = detector
         self.silence_written = 0
+        self.dropped = False  # the last delivery had samples dropped
         if signal is None:
             rng = np.random.default_rng(seed)
             signal = (rng.standard_normal(2 * nominal_rate_hz) * 10 ** (-50 / 20)).astype(
@@ -125,13 +127,15 @@ class ClickDevice:
         for at, length in self.delivery.drops:
             first, last = self._device_index([at, at + length])
             kept[max(0, int(first) - self._produced) : max(0, int(last) - self._produced)] = False
+        self.dropped = not kept.all()
         self._produced = end
         return block[kept]
 
     def push_until(self, mixer: Mixer, name: str, t_s: float) -> None:
         samples = self.delivered_by(t_s)
         if self.detector is not None and len(samples):
-            silence = self.detector.on_block(len(samples), t_s)
+            flagged = self.dropped and self.delivery.drops_flagged
+            silence = self.detector.on_block(len(samples), t_s, flagged)
             if silence:
                 samples = np.concatenate((np.zeros(silence, np.float32), samples))
                 self.silence_written += silence
