@@ -9,7 +9,8 @@ Parts, all real: ``python -m meetcap.server`` (embedded state) on a fixed port, 
 on it after each kill; ``--workers`` client processes (this script with ``--worker``),
 each running ``slots / workers`` session slots in threads. A slot records session after
 session with meetcap's own Streamer (its own spool), submitting frames at real time (10 a
-second) for 20-60 s each; every frame's first 16 bytes name its session key and seq, the
+second) for 20-60 s each (``--session-min-s`` / ``--session-max-s``: shorter sessions end
+more of them a minute); every frame's first 16 bytes name its session key and seq, the
 rest is seeded noise, so the stored audio can be checked against what was submitted. Each
 submit is logged (an O_APPEND write: a kill -9 keeps it). A killed worker is started
 again with the same spools: the next Streamer of each slot delivers what its spool holds.
@@ -96,7 +97,7 @@ def _slot(args, run_dir: Path, j: int, Streamer, StreamerConfig, Frame) -> None:
             os.write(log_fd, f"final {result.ok} {result.frames_left}\n".encode())
             return
         key = int.from_bytes(os.urandom(7), "big")
-        seconds = rng.uniform(20, 60)
+        seconds = rng.uniform(args.session_min_s, args.session_max_s)
         t0 = time.time()
         seq = 0
         while seq < seconds * 10 and not (run_dir / STOP_FILE).exists():
@@ -307,7 +308,8 @@ def rss_per_minute(samples: list[tuple[int, float, float]], instance: int) -> st
 def start_worker(args, url: str, run_dir: Path, w: int, slots: int, final: bool = False):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(w), "--url", url,
            "--run-dir", str(run_dir), "--slots-here", str(slots),
-           "--finish-timeout-s", str(args.finish_timeout_s)]
+           "--finish-timeout-s", str(args.finish_timeout_s),
+           "--session-min-s", str(args.session_min_s), "--session-max-s", str(args.session_max_s)]
     if final:
         cmd.append("--final-pass")
     return subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(REPO)),
@@ -323,6 +325,9 @@ def main() -> None:
     parser.add_argument("--client-kill-every-s", type=float, default=90.0)
     parser.add_argument("--finish-timeout-s", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--session-min-s", type=float, default=20.0,
+                        help="shortest session; shorter sessions end more of them a minute")
+    parser.add_argument("--session-max-s", type=float, default=60.0, help="longest session")
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     parser.add_argument("--memtrace", type=Path, default=None, metavar="FILE",
                         help="the server appends tracemalloc and per-session table reports "

@@ -20,6 +20,8 @@ import ctypes
 import gc
 import linecache
 import os
+import sys
+import tempfile
 import threading
 import time
 import tracemalloc
@@ -70,6 +72,34 @@ def malloc_mb() -> str:
         f"malloc: heaps {info.arena / mb:.1f} MB (in use {info.uordblks / mb:.1f}, free "
         f"{info.fordblks / mb:.1f}), mmapped {info.hblkhd / mb:.1f} MB in {info.hblks} blocks, "
         f"threads {threading.active_count()}"
+    )
+
+
+def pymalloc_mb() -> str:
+    """Python's small-object allocator: arenas held (1 MiB each, given back only when
+    wholly empty) versus bytes in live blocks. Read from sys._debugmallocstats, which
+    writes to the C stderr: captured through a temporary file."""
+    wanted = ("# arenas allocated current", "# arenas highwater mark",
+              "# bytes in allocated blocks")
+    with tempfile.TemporaryFile("w+") as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(capture.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        found = {
+            key: int(line.split("=")[1].replace(",", ""))
+            for line in capture for key in wanted if line.startswith(key)
+        }
+    if len(found) < len(wanted):
+        return ""
+    return (
+        f"pymalloc: {found[wanted[0]]} arenas (highwater {found[wanted[1]]}), "
+        f"{found[wanted[2]] / 2**20:.1f} MB in live blocks"
     )
 
 
@@ -139,6 +169,7 @@ class MemTrace:
             f"{traced / 2**20:.1f} MB (peak {peak / 2**20:.1f}), gc objects "
             f"{sum(objects.values())}",
             malloc_mb(),
+            pymalloc_mb(),
             "tables: " + ", ".join(f"{k} {v}" for k, v in table_sizes(self.server).items()),
         ]
         if self.baseline is None and elapsed >= self.baseline_s - 1:
