@@ -67,7 +67,9 @@ class LinearEchoCanceller:
         peaks = self._far_peaks
         peaks[1:] = peaks[:-1]
         peaks[0] = peak
-        quiet = max(float(peaks.max()), float(np.abs(self._far_tail).max()))
+        quiet = float(peaks.max())
+        if len(peaks) == 1:  # else peaks[1] is already the previous block's (the tail's) peak
+            quiet = max(quiet, float(np.abs(self._far_tail).max()))
         if quiet < SILENT_FAR:
             # Nothing played in the filter's whole span: no echo to remove, nothing to
             # learn. Skip the FFTs (half of a meeting, often), keep the history exact.
