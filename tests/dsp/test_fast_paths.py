@@ -97,7 +97,10 @@ class RollingLinearCanceller(LinearEchoCanceller):
         return error.astype(np.float32)
 
 
-def test_the_linear_canceller_shifting_in_place_matches_the_rolling_history(speech_16k) -> None:
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_the_linear_canceller_shifting_in_place_matches_the_rolling_history(
+    speech_16k, partitions: int
+) -> None:
     """Far-end speech with digital silence between (the skip path), an echo 30 ms late
     and 12 dB down, and the person talking over part of it (double talk, no adaptation)."""
     rng = np.random.default_rng(3)
@@ -106,7 +109,8 @@ def test_the_linear_canceller_shifting_in_place_matches_the_rolling_history(spee
     echo = 0.25 * np.concatenate([np.zeros(480, np.float32), far[:-480]])
     near = echo + (rng.standard_normal(len(far)) * 1e-3).astype(np.float32)
     near[20000:28000] += speech_16k[40000:48000]
-    fast, plain = LinearEchoCanceller(4, 320), RollingLinearCanceller(4, 320)
+    fast = LinearEchoCanceller(partitions, 320)
+    plain = RollingLinearCanceller(partitions, 320)
     outs = []
     for start in range(0, len(far) - 319, 320):
         part = slice(start, start + 320)
@@ -118,8 +122,11 @@ def test_the_linear_canceller_shifting_in_place_matches_the_rolling_history(spee
         outs.append(got)
     np.testing.assert_array_equal(fast._weights, plain._weights)
     out = np.concatenate(outs)
-    # It did cancel (the comparison ran through adapting, skipping and double talk).
+    # It did cancel (the comparison ran through adapting, skipping and double talk): the
+    # 30 ms echo fits in the 80 ms of four partitions (one partition: 20 ms, it cannot).
     tail = slice(len(out) - 16000, len(out))
+    if partitions == 1:
+        return
     assert float(np.dot(out[tail], out[tail])) < 0.1 * float(np.dot(near[tail], near[tail]))
 
 
