@@ -47,6 +47,14 @@ DEFAULT_PAD_S = 1.0
 # ~4 words, ~6 tokens a second; a repetition loop stops here instead of at Whisper's 448.
 MAX_TOKENS_PER_S = 12
 MIN_MAX_TOKENS = 24
+# A draft (a partial, replaced soon) is cheaper: half a second of silence after the
+# audio instead of a second (the encoder's cost is ~5 ms per second of window here), its
+# window rounded to half seconds, and at most this many new tokens per second of audio
+# (+ a floor) so a draft that loops stops early. Finals keep the settings above.
+DRAFT_PAD_S = 0.5
+DRAFT_WIDTH_S = 0.5
+DRAFT_MAX_TOKENS_PER_S = 6
+DRAFT_MIN_MAX_TOKENS = 8
 # The retry of a doubtful fitted decode: beam search on the full 30 s window.
 FALLBACK_BEAM_SIZE = 5
 # Whisper's (and faster-whisper's) defaults for "no speech" and "hallucination".
@@ -196,7 +204,7 @@ class WhisperEngine:
         duration = len(samples) / SAMPLE_RATE_HZ
         tried: list[_Decoded] = []
         if self.fit_window and self.language is not None and duration + self.pad_s < 30.0:
-            first = self._decode_fitted(samples, prompt, self.beam_size,
+            first = self._decode_fitted(samples, prompt, self.beam_size, draft=draft,
                                         prefix=prefix if draft else None)
             if first.no_speech:
                 return []
@@ -249,7 +257,7 @@ class WhisperEngine:
 
     def _decode_fitted(
         self, samples: np.ndarray, prompt: str | None, beam_size: int, *,
-        prefix: str | None = None,
+        draft: bool = False, prefix: str | None = None,
     ) -> _Decoded:
         """One decode in a window fitted to the utterance (class doc)."""
         from faster_whisper.tokenizer import Tokenizer
@@ -263,10 +271,12 @@ class WhisperEngine:
             )
             self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
         tokenizer = self._tokenizer
-        pad = np.zeros(int(self.pad_s * SAMPLE_RATE_HZ), np.float32)
+        pad_s = min(self.pad_s, DRAFT_PAD_S) if draft else self.pad_s
+        pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), np.float32)
         features = model.feature_extractor(np.concatenate([samples, pad]))
-        frames_per_s = model.frames_per_second  # 100 mel frames a second
-        width = min(3000, -(-features.shape[-1] // frames_per_s) * frames_per_s)
+        # 100 mel frames a second; the window in whole seconds (half for a draft)
+        step = int(model.frames_per_second * (DRAFT_WIDTH_S if draft else 1.0))
+        width = min(3000, -(-features.shape[-1] // step) * step)
         features = np.pad(features[:, :width], ((0, 0), (0, width - features.shape[-1])))
         encoder_output = model.encode(np.ascontiguousarray(features))
         previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
@@ -276,7 +286,9 @@ class WhisperEngine:
         tokens_in = model.get_prompt(
             tokenizer, previous, without_timestamps=True, prefix=prefix or None
         )
-        max_length = min(model.max_length, len(tokens_in) + _max_tokens(len(samples)))
+        new_tokens = (_draft_max_tokens(len(samples)) if draft
+                      else _max_tokens(len(samples)))
+        max_length = min(model.max_length, len(tokens_in) + new_tokens)
         result = model.model.generate(
             encoder_output, [tokens_in], beam_size=beam_size,
             max_length=max_length, return_scores=True, return_no_speech_prob=True,
@@ -298,6 +310,10 @@ class WhisperEngine:
 
 def _max_tokens(samples: int) -> int:
     return MIN_MAX_TOKENS + int(MAX_TOKENS_PER_S * samples / SAMPLE_RATE_HZ)
+
+
+def _draft_max_tokens(samples: int) -> int:
+    return DRAFT_MIN_MAX_TOKENS + int(DRAFT_MAX_TOKENS_PER_S * samples / SAMPLE_RATE_HZ)
 
 
 def _as_engine_input(samples: np.ndarray) -> np.ndarray:

@@ -19,7 +19,22 @@ file transcribed later agrees with the live transcript of the same audio.
   older windows are closed and their words frozen, so a partial's cost stays bounded.
   At most one partial per :meth:`feed` call (the newest), so a worker catching up on a
   backlog does not re-transcribe every second of it; the server switches partials off
-  (``partials_enabled = False``) first when it falls behind.
+  (``partials_enabled = False``) first when it falls behind. No partial either when the
+  newest frame fed is not speech: the voice paused, the utterance is probably about to
+  end, and its final will replace anything a partial would show.
+- Partials have a **compute budget**: the time they take (measured around each
+  partial's drafts) may be at most ``partial_budget`` of the audio time fed (4 % by
+  default). Each 100 ms frame earns ``partial_budget`` x 0.1 s of credit (at most
+  :data:`BUDGET_BURST_S` of audio's worth is kept: the pause before a sentence pays for
+  the two hypotheses its first partial needs, a long silence does not save up a
+  burst), a partial spends what it measured, and none is computed while the credit is
+  negative - except an utterance's first two hypotheses (on its first 0.5 and 1.5 s,
+  the cheapest), which always run so that each sentence shows words soon; their cost
+  is charged all the same, so the partials after them wait longer. So a machine
+  (or model) on which a partial costs more gets rarer partials, one where it is cheap
+  gets one every ``partial_interval_s``; finals never wait for the budget and never
+  change with it (they do not depend on partials at all).
+  ``partial_budget=None`` turns the budget off (every interval, whatever it costs).
 - Segments of fewer than ``min_words`` words or only filler are marked ``minor`` (kept).
 - :attr:`resume_seq` / :attr:`next_id` say where a restarted worker carries on:
   ``resume_from(resume_seq, next_id)`` then feeding the stored frames from
@@ -28,8 +43,9 @@ file transcribed later agrees with the live transcript of the same audio.
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -49,6 +65,20 @@ DEFAULT_CAP_SEARCH_S = 2.0
 # Partials re-transcribe at most this much of an utterance (see _close_partial_window).
 DEFAULT_PARTIAL_WINDOW_S = 4.0
 PROMPT_WORDS = 40  # context for a partial window's drafts
+# Partials may take this fraction of the audio time (module doc). faster-whisper alone
+# costs ~5 % of the audio time here and meetcap's finals ~2.3 %, so partials at 4 % keep
+# the whole under 1.3x faster-whisper alone (issue 9's target; bench/transcribe.py).
+# A partial takes ~50-75 ms here (tiny.en, int8, one thread): one every 1-2 s of
+# speech; one a second on a machine (or with a model) twice as fast, rarer on a slower
+# or busier one. Finals are never affected.
+DEFAULT_PARTIAL_BUDGET = 0.04
+# The most credit kept, in seconds of audio: 5 s (0.2 s at 4 %), so the pause before a
+# sentence pays for the first two hypotheses (a partial shows once two agree), without
+# a burst worth mentioning after a long silence.
+BUDGET_BURST_S = 5.0
+# An utterance's first hypotheses run whatever the credit (module doc): two, because a
+# partial shows words once two hypotheses agree.
+FREE_HYPOTHESES = 2
 
 
 def _frames(seconds: float) -> int:
@@ -114,6 +144,8 @@ class StreamingTranscriber:
         partial_window_s: float = DEFAULT_PARTIAL_WINDOW_S,
         partials: bool = True,
         prompt_with_previous: bool = False,
+        partial_budget: float | None = DEFAULT_PARTIAL_BUDGET,
+        cost_clock: Callable[[], float] = time.process_time,
     ) -> None:
         if max_utterance_s <= pre_roll_s + cap_search_s:
             raise ValueError(
@@ -121,6 +153,8 @@ class StreamingTranscriber:
             )
         if partial_interval_s <= 0:
             raise ValueError(f"partial_interval_s must be positive, got {partial_interval_s}")
+        if partial_budget is not None and partial_budget <= 0:
+            raise ValueError(f"partial_budget must be positive or None, got {partial_budget}")
         self.engine = engine
         self.min_words = min_words
         self.partials_enabled = partials
@@ -132,6 +166,18 @@ class StreamingTranscriber:
         self._cap_search = max(1, _frames(cap_search_s))
         self._partial_window = max(self._cap_search + 1, _frames(partial_window_s))
         self._pre_roll: deque[bytes] = deque(maxlen=_frames(pre_roll_s))
+        # The partials' compute budget (module doc), in seconds of CPU: the process's,
+        # because CTranslate2 decodes in a thread of its own. Not wall-clock time, which
+        # on a busy machine is several times the work (0.3-0.5 s for a 0.1 s partial at
+        # load 7 on 2 cores) and would starve partials for the machine's other work.
+        self._budget_per_frame = (partial_budget or 0.0) * FRAME_S
+        self._budget_cap = (partial_budget or 0.0) * BUDGET_BURST_S
+        self._budgeted = partial_budget is not None
+        self._credit = self._budget_cap
+        self._cost_clock = cost_clock
+        self.partial_cpu_s = 0.0  # CPU the partials took (measured by ``cost_clock``)
+        self.partials_over_budget = 0  # partials due but not computed for the budget
+        self._last_speech = False  # the newest frame fed was speech
         self._utterance: _Utterance | None = None
         self._expected_seq: int | None = None
         self._previous_text = ""
@@ -164,6 +210,7 @@ class StreamingTranscriber:
         self._expected_seq = seq
         self.next_id = next_id
         self._previous_text = ""
+        self._last_speech = False
 
     # -- feeding -------------------------------------------------------------------
 
@@ -189,8 +236,11 @@ class StreamingTranscriber:
                     out.extend(self._finish_utterance())
                     self._pre_roll.clear()
             self._expected_seq = seq + 1
+            self._last_speech = bool(flag)
+            if self._budgeted:
+                self._credit = min(self._budget_cap, self._credit + self._budget_per_frame)
             out.extend(self._step(seq, pcm[i * FRAME_BYTES:(i + 1) * FRAME_BYTES], bool(flag)))
-        if self.partials_enabled:
+        if self.partials_enabled and self._last_speech:
             partial = self._partial_if_due()
             if partial is not None:
                 out.append(partial)
@@ -274,6 +324,10 @@ class StreamingTranscriber:
         # (and a partial show) about a second later; then one every interval.
         if utt.hypothesis_count and len(utt.pcm) - utt.partial_at_frames < self._partial_frames:
             return None
+        if self._budgeted and self._credit < 0 and utt.hypothesis_count >= FREE_HYPOTHESES:
+            self.partials_over_budget += 1  # the last partials cost more than earned yet
+            return None
+        spent_from = self._cost_clock()
         utt.partial_at_frames = len(utt.pcm)
         utt.hypothesis_count += 1
         if len(utt.pcm) - utt.window_start > self._partial_window:
@@ -285,6 +339,9 @@ class StreamingTranscriber:
             utt.samples(utt.window_start), _context(utt.frozen), draft=True,
             prefix=" ".join(utt.committed) or None,
         ).split()
+        spent = max(0.0, self._cost_clock() - spent_from)
+        self.partial_cpu_s += spent
+        self._credit -= spent
         _agree(utt, hypothesis)
         shown = utt.frozen + utt.committed
         if not shown:

@@ -4,11 +4,16 @@ the filters, the length cap, and resuming after a restart."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from meetcap.constants import FRAME_BYTES
 from meetcap.transcribe.offline import frames_with_speech, transcribe_frames
 from meetcap.transcribe.segments import is_minor
-from meetcap.transcribe.stream import StreamingTranscriber
+from meetcap.transcribe.stream import (
+    BUDGET_BURST_S,
+    FREE_HYPOTHESES,
+    StreamingTranscriber,
+)
 from tests.support.transcript_corpus import RATE_HZ, say, wer
 
 
@@ -60,7 +65,8 @@ def test_a_long_utterance_has_stable_partials_from_a_bounded_window(engine):
     monologue = make_corpus(SENTENCES[:3], pause_s=0.25)
     counting = CountingEngine(engine)
     seen: list = []
-    finals = transcribe_frames(StreamingTranscriber(counting),
+    # The budget off: this checks the cadence and the window, whatever the machine.
+    finals = transcribe_frames(StreamingTranscriber(counting, partial_budget=None),
                                frames_with_speech(monologue.samples), on_segment=seen.append)
     assert len(finals) == 1 and finals[0].end_s - finals[0].start_s > 10.0
     partials = [s for s in seen if not s.final]
@@ -211,3 +217,131 @@ def test_feed_refuses_audio_that_does_not_match_the_flags(engine):
 
     with pytest.raises(UsageError, match="speech flags"):
         StreamingTranscriber(engine).feed(0, b"\0" * (FRAME_BYTES - 2), [False])
+
+
+class CostClock:
+    """A synthetic CPU clock for the partials' budget: each draft the engine runs "costs"
+    what ``cost_of`` says for that draft (a slow machine, or a stall), whatever the real
+    engine took. The real engine still transcribes."""
+
+    def __init__(self, engine, cost_of):
+        self.engine, self.cost_of, self.now, self.drafts = engine, cost_of, 0.0, 0
+
+    def transcribe(self, samples, **kwargs):
+        if kwargs.get("draft"):
+            self.drafts += 1
+            self.now += self.cost_of(self.drafts)
+        return self.engine.transcribe(samples, **kwargs)
+
+    def clock(self) -> float:
+        return self.now
+
+
+def _run_in_batches(transcriber, frames, size: int = 10):
+    """Feed ``frames`` as the server's worker does; every segment with the index of the
+    batch it came out of (a final coming out later means the user sees it later), and
+    (batch index, utterance id) of each batch in which a partial's drafts ran."""
+    out, drafted = [], []
+    for k in range(0, len(frames), size):
+        batch = frames[k:k + size]
+        calls = transcriber.partial_calls
+        got = transcriber.feed(batch[0].seq, b"".join(f.pcm for f in batch),
+                               [f.speech for f in batch])
+        out += [(k // size, s) for s in got]
+        if transcriber.partial_calls > calls:
+            drafted.append((k // size, transcriber.next_id))
+    return out + [(len(frames), s) for s in transcriber.flush()], drafted
+
+
+def _per_utterance(drafted) -> dict[int, list[int]]:
+    by_id: dict[int, list[int]] = {}
+    for batch, utterance in drafted:
+        by_id.setdefault(utterance, []).append(batch)
+    return by_id
+
+
+def test_the_partial_budget_makes_partials_rarer_on_a_slow_engine_never_finals_later(
+    engine, corpus_frames
+):
+    frames = corpus_frames[:170]  # the first three sentences
+    budget = 0.10  # a tenth of the audio time
+    runs = {}
+    for name, cost in (("fast", 0.05), ("slow", 0.40)):  # CPU seconds per draft
+        timed = CostClock(engine, lambda _n, c=cost: c)
+        transcriber = StreamingTranscriber(timed, partial_budget=budget, cost_clock=timed.clock)
+        out, drafted = _run_in_batches(transcriber, frames)
+        runs[name] = (out, drafted, transcriber, timed)
+    fast_out, fast_drafted, fast, _ = runs["fast"]
+    slow_out, slow_drafted, slow, slow_clock = runs["slow"]
+    # Where a partial costs half the interval's budget, one is computed every second
+    # of speech (every one-second batch within an utterance), none refused.
+    assert fast.partials_over_budget == 0
+    for batches in _per_utterance(fast_drafted).values():
+        assert [b - a for a, b in zip(batches, batches[1:], strict=False)] == \
+            [1] * (len(batches) - 1), fast_drafted
+    # Four times the budget: each sentence still gets its first two hypotheses (so its
+    # first words show), then one partial per 2-4 s of audio; the time spent stays
+    # within the budget but for those and the overshoot of one partial (two drafts
+    # when it closes a window).
+    slow_by_id = _per_utterance(slow_drafted)
+    assert set(slow_by_id) == {0, 1, 2}
+    for batches in slow_by_id.values():
+        later = batches[FREE_HYPOTHESES - 1:]
+        assert all(b - a >= 2 for a, b in zip(later, later[1:], strict=False)), slow_drafted
+    assert slow.partials_over_budget > 0
+    assert len(slow_drafted) <= 0.6 * len(fast_drafted), (slow_drafted, fast_drafted)
+    assert slow.partial_cpu_s == pytest.approx(0.40 * slow_clock.drafts)
+    free = FREE_HYPOTHESES * len(slow_by_id) * 0.40
+    assert slow.partial_cpu_s <= budget * (len(frames) * 0.1 + BUDGET_BURST_S) + free + 0.80
+    slow_partials = [s for _, s in slow_out if not s.final]
+    assert {s.id for s in slow_partials} == {0, 1, 2}, "a sentence never showed words"
+    for earlier, later in zip(slow_partials, slow_partials[1:], strict=False):
+        if earlier.id == later.id:  # still no flicker
+            assert _words(later.text)[: len(_words(earlier.text))] == _words(earlier.text)
+    # The finals are the same segments, out of the same batches, as with no partials.
+    bare, _ = _run_in_batches(StreamingTranscriber(engine, partials=False), frames)
+    finals = {name: [(k, s) for k, s in run[0] if s.final] for name, run in runs.items()}
+    assert len(bare) == 3
+    assert finals["slow"] == finals["fast"] == bare
+
+
+def test_after_a_costly_partial_partials_pause_until_its_cost_is_earned_back(
+    engine, corpus_frames
+):
+    # A stall: the third draft takes 2 s of CPU (the machine was swapping); the others
+    # 50 ms. With a 10 % budget that is 15-20 s of audio's worth (less the credit held,
+    # at most 0.5 s): until then each sentence gets only its first two hypotheses, then
+    # partials come every second again.
+    stalled = CostClock(engine, lambda n: 2.0 if n == 3 else 0.05)
+    transcriber = StreamingTranscriber(stalled, partial_budget=0.10, cost_clock=stalled.clock)
+    _, drafted = _run_in_batches(transcriber, corpus_frames)
+    stall_at = drafted[2][0]
+    repaid_by = stall_at + 20 + 2  # + what the free hypotheses since cost
+    during = _per_utterance([d for d in drafted if stall_at < d[0] < stall_at + 14])
+    after = _per_utterance([d for d in drafted if d[0] > repaid_by])
+    assert during and all(len(b) <= FREE_HYPOTHESES for b in during.values()), drafted
+    assert after and any(len(b) >= 3 for b in after.values()), drafted
+    for batches in after.values():
+        assert [b - a for a, b in zip(batches, batches[1:], strict=False)] == \
+            [1] * (len(batches) - 1), f"not every second again: {drafted}"
+
+
+def test_no_partial_is_computed_while_the_voice_pauses(engine):
+    counting = CountingEngine(engine)
+    voiced = say("We will review the quarterly budget on Tuesday morning.", "en-us", 160, 50)
+    pcm = (np.clip(voiced, -1, 1) * 32767).astype("<i2")
+    n = len(pcm) // 1600
+    pcm = pcm[: n * 1600].tobytes()
+    # Speech throughout, but one frame the VAD called quiet (too short to end the
+    # utterance) exactly where the second partial falls due: the first comes after
+    # 0.5 s of speech (frame 4), the next one a second later (frame 14).
+    flags = [True] * n
+    flags[14] = False
+    transcriber = StreamingTranscriber(counting, partial_budget=None)
+    drafts_at: list[int] = []
+    for seq in range(n):  # frame by frame, as a live server hands them over
+        before = len(counting.draft_calls)
+        transcriber.feed(seq, pcm[seq * FRAME_BYTES:(seq + 1) * FRAME_BYTES], [flags[seq]])
+        if len(counting.draft_calls) > before:
+            drafts_at.append(seq)
+    assert drafts_at[:3] == [4, 15, 25], drafts_at  # the one due at 14 waits for speech
