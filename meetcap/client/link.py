@@ -65,6 +65,8 @@ _READ_BATCH = 32  # spool records read per pread while catching up (100 KB)
 _RTT_SMOOTHING = 0.2  # weight of the newest sample in the moving average
 _QUICK_FAILURES_WORTH_SAYING = 3
 _FLOOD_MARGIN_MS = 300  # stay this far inside the server's flood limit once it is known
+# The outcome's reason for a recording of no frame that never reached the server.
+NOTHING_TO_DELIVER = "nothing was captured and the server never created the session"
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +310,8 @@ class SessionLink:
                 tracks=TRACKS_VERSION if self.session.tracks else None,
                 # An id chosen here for a session to create (Spool.new_session, or
                 # SpoolSession.reopen_as_new): resumed if an earlier hello created it.
-                create=meta.create_pending,
+                # A recording left with no frame only asks whether it exists (_probing).
+                create=meta.create_pending and not self._probing(),
             )
         )
         ended: Outcome | None = None
@@ -384,6 +387,12 @@ class SessionLink:
         if self._stall_reason is not None:
             return Outcome("retry", self._stall_reason)
         code = ws.close_code
+        if code == CloseCode.UNKNOWN_SESSION and self._probing():
+            # No earlier hello created it: nothing on the server, nothing captured.
+            log.info("session %s: nothing was captured and the server never created it",
+                     self._label())
+            await asyncio.to_thread(self.session.mark_ended)
+            return Outcome("finished", NOTHING_TO_DELIVER, close_code=code)
         if code == CloseCode.UNKNOWN_SESSION and self.session.meta.create_pending:
             # Only a server that predates hello.create answers it with 4005 (a newer one
             # creates the session): ask it for a new session the old way.
@@ -432,6 +441,14 @@ class SessionLink:
         log.warning("session %s: %s", old, reason)
         self._backoff.reset()  # a new session: no reason to wait
         return Outcome("retry", reason, close_code=code)
+
+    def _probing(self) -> bool:
+        """A recording an earlier run left with no frame before any welcome confirmed its
+        session (killed right after its first hello, maybe): its hello resumes without
+        ``create``, so a session that hello created is ended (no empty session left
+        open on the server) and none is created for nothing (4005: the folder goes)."""
+        meta = self.session.meta
+        return not self.live and meta.create_pending and self.session.last_seq < 0
 
     def _held_to(self, code: int) -> int | None:
         """The last local frame the refused session holds, when the server said so (a

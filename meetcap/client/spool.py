@@ -1183,11 +1183,11 @@ class Spool:
         except BaseException:
             session.close(keep=False)  # release the lock; the folder stays as it was
             raise
-        if session.last_seq < 0 and meta.server_session_id is None:
-            # Nothing captured, and no welcome ever said the server has the session:
-            # nothing to deliver.
-            session.remove()
+        if session.last_seq < 0 and meta.session_id is None:
+            session.remove()  # nothing captured, nothing on the server: nothing to deliver
             return None
+        # Nothing captured but a chosen id (create_pending): the hello may have created
+        # the session; the link asks and ends it if so (SessionLink._probing).
         if session.intact_frames == 0 and meta.server_session_id is None and session.damaged:
             # Every frame of it is lost and the server has none: sending only silence
             # would make a recording of nothing. It waits, listed, to be discarded.

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection
 from dataclasses import asdict, replace
 
 from meetcap.client.config import StreamerConfig
-from meetcap.client.link import SessionLink, format_offset
+from meetcap.client.link import NOTHING_TO_DELIVER, SessionLink, format_offset
 from meetcap.client.outcomes import Outcome
 from meetcap.client.spool import Spool, SpoolSession, describe_lost
 from meetcap.client.status import FinishResult, State, StreamStatus
@@ -355,6 +355,9 @@ class Streamer:
         )
         if outcome is not None and outcome.kind == "finished":
             ended = outcome.ended
+            if ended is None and outcome.reason == NOTHING_TO_DELIVER:
+                return FinishResult(ok=True, message=f"recording {session.meta.local_id}: "
+                                    f"{NOTHING_TO_DELIVER}", frames=0)
             if ended is None:
                 # The server finalised the session after our end{last_seq} (it accepts end
                 # only once every frame arrived) but its answer was lost with the

@@ -1,13 +1,15 @@
 """A client process for the crash test: stream seeded frames, get killed, deliver later.
 
     python -m tests.client.streaming_child stream  URL TOKEN SPOOL LOG [--frames N] [--rate HZ]
+                                                   [--start-after-s S]
     python -m tests.client.streaming_child deliver URL TOKEN SPOOL
 
 ``stream`` submits frames of tests.client.frames.synthetic_frames(seed=1) at ``--rate``
 frames a second and appends "seq sha256" to LOG once submit() returned (the frame is in
 the spool), flushed at once, so the parent knows what was captured before it killed
-this process with SIGKILL. ``deliver`` delivers what the spool holds and prints the
-FinishResult as JSON.
+this process with SIGKILL; ``--start-after-s`` holds the first frame back that long
+after the streamer started (its first hello goes out at once). ``deliver`` delivers
+what the spool holds and prints the FinishResult as JSON.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def _config(args: argparse.Namespace) -> StreamerConfig:
 def stream(args: argparse.Namespace) -> int:
     streamer = Streamer(_config(args))
     streamer.start()
+    time.sleep(args.start_after_s)
     with open(args.log, "a", buffering=1) as log:
         started = time.monotonic()
         for frame in synthetic_frames(args.frames):
@@ -66,6 +69,7 @@ def main() -> int:
     parser.add_argument("log", nargs="?")
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--start-after-s", type=float, default=0.0)
     args = parser.parse_args()
     return stream(args) if args.mode == "stream" else deliver(args)
 

@@ -10,12 +10,12 @@ import logging
 
 import pytest
 
-from meetcap.client import Streamer
+from meetcap.client import Streamer, deliver_pending
 from meetcap.client.pending import deliver, list_pending
 from meetcap.client.spool import Spool
 from tests.client.conftest import TOKEN, fast_config, wait_until
 from tests.client.frames import SubmitLog, synthetic_frames
-from tests.client.scripted_server import ScriptedServer
+from tests.client.scripted_server import ScriptedServer, ScriptedSession
 from tests.support.net import closed_port_url
 
 
@@ -182,3 +182,42 @@ def test_a_spool_from_before_create_is_delivered_the_old_way(scripted_server, tm
     (hello,) = server.hellos
     assert hello.session_id is None and not hello.create
     assert server.sessions[result.session_id].frames == [f.pcm for f in frames]
+
+
+def _spooled_without_frames(root, url: str) -> tuple[str, str, str]:
+    """A recording an earlier run left with no frame, its chosen id never confirmed (as
+    when killed right after its first hello): (local id, session id, token)."""
+    config = fast_config(url, root)
+    spool = Spool.open(root)
+    session = spool.new_session(
+        1.7e9, url, destination=config.resolved_destination(), account=config.account()
+    )
+    meta = session.meta
+    session.close()
+    spool.close()
+    return meta.local_id, meta.session_id, meta.resume_token
+
+
+@pytest.mark.parametrize("created", [True, False], ids=["hello_created_it", "never_reached"])
+def test_a_recording_left_without_frames_ends_what_its_hello_created_and_creates_nothing(
+    scripted_server, tmp_path, created
+):
+    """Its next delivery resumes without hello.create: a session the first hello created
+    is ended (not left open and empty), and a server that never saw it gets none."""
+    root = tmp_path / "spool"
+    server = scripted_server()
+    local_id, session_id, token = _spooled_without_frames(root, server.url)
+    if created:
+        server.sessions[session_id] = ScriptedSession(session_id, token)
+
+    result = deliver_pending(fast_config(server.url, root), timeout_s=10)
+    assert result.ok, result.message
+    (hello,) = server.hellos
+    assert hello.session_id == session_id and not hello.create
+    if created:
+        (session,) = server.sessions.values()
+        assert session.ended and session.frames == []
+    else:
+        assert server.sessions == {}
+        assert "never created" in result.earlier[0].message
+    assert not (root / local_id).exists()

@@ -1,5 +1,7 @@
 """Issue 11: a recording killed (-9) between its first hello and the welcome leaves no
-empty orphan session on the server, whatever the moment of the kill.
+empty orphan session on the server, whatever the moment of the kill, even before its
+first frame (the session that hello created is then ended, and none is created for a
+recording the server never saw).
 
 A new recording's session id and token are chosen and written to the spool before the
 first hello (hello.create, docs/protocol.md 4), so the next run resumes that session
@@ -33,11 +35,15 @@ FRAMES, RATE_HZ = 200, 50.0  # what each recording child captures, and how fast
 # created the session, its welcome is held on the way, frames wait in the spool.
 # "first_frame": as soon as one frame is in the spool (before, during or after the hello:
 # wherever it lands). "after_welcome": the welcome is in the spool. "mid_delivery": part
-# of the audio is stored on the server.
+# of the audio is stored on the server. Before the first frame was captured:
+# "no_frame_created" (the server created the session, the welcome is held) and
+# "no_frame_no_hello" (the path is stalled: the hello never reached the server).
 KILL_POINTS = (
     "awaiting_welcome", "first_frame", "after_welcome", "awaiting_welcome",
-    "mid_delivery", "first_frame", "awaiting_welcome",
+    "mid_delivery", "no_frame_created", "first_frame", "no_frame_no_hello",
+    "awaiting_welcome",
 )
+NO_FRAME = ("no_frame_created", "no_frame_no_hello")
 
 
 def _logged(log: Path) -> int:
@@ -59,7 +65,14 @@ def _new_sidecars(data_dir: Path, before: set[str]) -> list[dict]:
 
 def _wait_for(point: str, spool: Path, log: Path, data_dir: Path, before: set[str]) -> None:
     """Return at the kill point ``point`` (see KILL_POINTS) of a recording process."""
-    if point == "awaiting_welcome":
+    if point == "no_frame_created":
+        wait_until(lambda: _new_sidecars(data_dir, before), timeout_s=30)
+        time.sleep(0.2)  # the welcome is sent (and held)
+    elif point == "no_frame_no_hello":
+        wait_until(lambda: _spooled_id(spool) and _meta(spool, _spooled_id(spool)),
+                   timeout_s=30)
+        time.sleep(0.3)  # the connection is opened, and stalled in the proxy
+    elif point == "awaiting_welcome":
         wait_until(lambda: _new_sidecars(data_dir, before) and _logged(log) >= 3, timeout_s=30)
         time.sleep(0.2)  # the welcome is sent (and held)
         meta = _meta(spool, _spooled_id(spool))
@@ -93,11 +106,14 @@ def test_a_kill_between_the_first_hello_and_the_welcome_never_leaves_an_empty_or
             data.mkdir()
             env = _env(data)
             before = {s["session_id"] for s in _sidecars(server.data_dir)}
-            if point == "awaiting_welcome":
+            if point in ("awaiting_welcome", "no_frame_created"):
                 proxy.hold_replies(from_connection=proxy.connections + 1)
+            elif point == "no_frame_no_hello":
+                proxy.stall()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "tests.client.streaming_child", "stream", proxy.url,
-                 TOKEN, str(spool), str(log), "--frames", str(FRAMES), "--rate", str(RATE_HZ)],
+                 TOKEN, str(spool), str(log), "--frames", str(FRAMES), "--rate", str(RATE_HZ),
+                 "--start-after-s", "60" if point in NO_FRAME else "0"],
                 env=env, cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -109,6 +125,7 @@ def test_a_kill_between_the_first_hello_and_the_welcome_never_leaves_an_empty_or
             logged = _logged(log)
             proxy.cut_now()
             proxy.release_replies()
+            proxy.resume()
 
             done = subprocess.run(
                 [sys.executable, "-m", "tests.client.streaming_child", "deliver", proxy.url,
@@ -123,12 +140,18 @@ def test_a_kill_between_the_first_hello_and_the_welcome_never_leaves_an_empty_or
             # byte for byte, in order: no empty orphan beside it.
             sidecars = _new_sidecars(server.data_dir, before)
             ids = sorted(s["session_id"] for s in sidecars)
+            if point == "no_frame_no_hello":
+                # Nothing captured, nothing on the server: the delivery created nothing.
+                assert sidecars == [], f"{point}: sessions created for nothing: {ids}"
+                continue
             assert len(sidecars) == 1, f"{point}: {len(sidecars)} sessions on the server: {ids}"
             (sidecar,) = sidecars
             stored = stored_pcm(server.data_dir, sidecar["session_id"])
             frames = len(stored) // FRAME_BYTES
             assert sidecar["finished"] is True and sidecar["frames"] == frames, point
             assert logged <= frames <= FRAMES, (point, logged, frames)
+            if point == "no_frame_created":
+                assert frames == 0, point  # the session the hello created, ended
             assert stored == b"".join(captured[:frames]), point
     finally:
         proxy.stop()
