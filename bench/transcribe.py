@@ -14,8 +14,13 @@ Measured, each on one pinned core with one CTranslate2 thread (the default engin
   its defaults except the engine's beam size, so the decoding matches);
 - meetcap finals only: StreamingTranscriber with partials off, frames fed in one-second
   batches (what ``meetcap transcribe`` and a server behind on its work do);
-- meetcap with partials: the same with a partial about once a second during speech
-  (what a live session costs while the server keeps up).
+- meetcap with partials: the same with partials during speech as a live session
+  computes them while the server keeps up: one per second of audio at most, within
+  their compute budget (StreamingTranscriber's ``partial_budget``, 3 % of the audio
+  time by default), so how often they come depends on what one costs here; printed
+  with how often a shown partial came;
+- partials, no budget: the same with the budget off (a partial every second of
+  speech, whatever it costs), the cost the budget saves.
 Speed is audio seconds per CPU second of this process ("x real time"), best of
 ``--repeats`` runs (the machine is shared); WER (jiwer) against the known text.
 
@@ -48,6 +53,7 @@ import numpy as np  # noqa: E402
 
 from meetcap.transcribe.engine import load_engine  # noqa: E402
 from meetcap.transcribe.offline import frames_with_speech, transcribe_frames  # noqa: E402
+from meetcap.transcribe.segments import TranscriptSegment  # noqa: E402
 from meetcap.transcribe.stream import StreamingTranscriber  # noqa: E402
 from tests.support.transcript_corpus import (  # noqa: E402
     SENTENCES,
@@ -109,20 +115,22 @@ def main(argv: list[str] | None = None) -> int:
         )
         return " ".join(s.text for s in segments)
 
-    counts: dict[str, tuple[int, int]] = {}
+    last: dict[str, tuple[StreamingTranscriber, list[TranscriptSegment]]] = {}
 
-    def streaming(partials: bool) -> Callable[[], str]:
+    def streaming(label: str, partials: bool, **options) -> Callable[[], str]:
         def run() -> str:
-            transcriber = StreamingTranscriber(engine, partials=partials)
-            finals = transcribe_frames(transcriber, frames)
-            counts[str(partials)] = (transcriber.engine_calls, transcriber.partial_calls)
+            transcriber = StreamingTranscriber(engine, partials=partials, **options)
+            seen: list[TranscriptSegment] = []
+            finals = transcribe_frames(transcriber, frames, on_segment=seen.append)
+            last[label] = (transcriber, seen)
             return " ".join(s.text for s in finals)
         return run
 
     runs = {
         "faster-whisper alone": faster_whisper_alone,
-        "meetcap finals only": streaming(False),
-        "meetcap with partials": streaming(True),
+        "meetcap finals only": streaming("finals", False),
+        "meetcap with partials": streaming("partials", True),
+        "partials, no budget": streaming("unbudgeted", True, partial_budget=None),
     }
     speed: dict[str, float] = {}
     for label, run in runs.items():
@@ -130,9 +138,18 @@ def main(argv: list[str] | None = None) -> int:
         speed[label] = corpus.duration_s / cpu_s
         print(f"{label:22s} cpu {cpu_s:6.2f} s  wall {wall_s:6.2f} s  "
               f"{speed[label]:6.1f}x real time  WER {wer(reference, text):5.1%}")
-    calls, partial_calls = counts["True"]
-    print(f"with partials: {calls} engine calls, {partial_calls} of them partials "
-          f"(each re-transcribes the open utterance, at most its newest 4 s window)")
+    for label, key in (("with partials", "partials"), ("no budget", "unbudgeted")):
+        transcriber, seen = last[key]
+        shown = [s for s in seen if not s.final]
+        gaps = [b.end_s - a.end_s for a, b in zip(shown, shown[1:], strict=False)
+                if a.id == b.id]
+        print(f"{label}: {transcriber.engine_calls} engine calls, "
+              f"{transcriber.partial_calls} of them partials' drafts "
+              f"({transcriber.partials_over_budget} partials left out for the budget), "
+              f"{len(shown)} partials shown for {len(corpus.utterances)} sentences, one every "
+              f"{np.median(gaps):.1f} s (mean {np.mean(gaps):.2f}, max {max(gaps):.1f}) "
+              f"within a sentence; partials' CPU {transcriber.partial_cpu_s:.2f} s = "
+              f"{transcriber.partial_cpu_s / corpus.duration_s:.1%} of the audio time")
 
     # A monologue: the same sentences 0.25 s apart, which the VAD bridges, so utterances
     # run to the 20 s cap and partials work on long utterances (the costly case).
@@ -165,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{wer(overlap_reference, direct):.1%}")
 
     alone = speed["faster-whisper alone"]
-    for label in ("meetcap finals only", "meetcap with partials"):
+    for label in ("meetcap finals only", "meetcap with partials", "partials, no budget"):
         overhead = alone / speed[label] - 1
         verdict = "within" if overhead < OVERHEAD_TARGET else "OVER"
         print(f"{label}: {overhead:+.0%} CPU over faster-whisper alone "

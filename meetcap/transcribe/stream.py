@@ -23,7 +23,7 @@ file transcribed later agrees with the live transcript of the same audio.
   newest frame fed is not speech: the voice paused, the utterance is probably about to
   end, and its final will replace anything a partial would show.
 - Partials have a **compute budget**: the time they take (measured around each
-  partial's drafts) may be at most ``partial_budget`` of the audio time fed (4 % by
+  partial's drafts) may be at most ``partial_budget`` of the audio time fed (3 % by
   default). Each 100 ms frame earns ``partial_budget`` x 0.1 s of credit (at most
   :data:`BUDGET_BURST_S` of audio's worth is kept: the pause before a sentence pays for
   the two hypotheses its first partial needs, a long silence does not save up a
@@ -66,13 +66,13 @@ DEFAULT_CAP_SEARCH_S = 2.0
 DEFAULT_PARTIAL_WINDOW_S = 4.0
 PROMPT_WORDS = 40  # context for a partial window's drafts
 # Partials may take this fraction of the audio time (module doc). faster-whisper alone
-# costs ~5 % of the audio time here and meetcap's finals ~2.3 %, so partials at 4 % keep
-# the whole under 1.3x faster-whisper alone (issue 9's target; bench/transcribe.py).
-# A partial takes ~50-75 ms here (tiny.en, int8, one thread): one every 1-2 s of
-# speech; one a second on a machine (or with a model) twice as fast, rarer on a slower
-# or busier one. Finals are never affected.
-DEFAULT_PARTIAL_BUDGET = 0.04
-# The most credit kept, in seconds of audio: 5 s (0.2 s at 4 %), so the pause before a
+# costs ~5 % of the audio time here and meetcap's finals ~2.3 %, so partials at 3 % keep
+# the whole under 1.3x faster-whisper alone (issue 9's target; at 4 % it was +40 %,
+# bench/transcribe.py). A partial takes ~50-75 ms of CPU here (tiny.en, int8, one
+# thread): a shown partial every 1-3 s of speech (median 1 s); one a second on a machine
+# (or with a model) twice as fast, rarer on a slower one. Finals are never affected.
+DEFAULT_PARTIAL_BUDGET = 0.03
+# The most credit kept, in seconds of audio: 5 s (0.15 s at 3 %), so the pause before a
 # sentence pays for the first two hypotheses (a partial shows once two agree), without
 # a burst worth mentioning after a long silence.
 BUDGET_BURST_S = 5.0
