@@ -107,7 +107,6 @@ def test_a_server_that_names_the_new_session_itself_gets_it_without_a_retry(tmp_
         frames = list(synthetic_frames(40, seed=43))
         streamer = Streamer(fast_config(server.url, tmp_path / "spool"))
         streamer.start()
-        chosen = streamer._live.meta.session_id
         _stream(streamer, frames[:20])
         wait_until(lambda: streamer.status().frames_acked == 20)
         server.drop_all()
@@ -116,10 +115,12 @@ def test_a_server_that_names_the_new_session_itself_gets_it_without_a_retry(tmp_
     finally:
         server.stop()
     assert result.ok and result.verified, result.message
+    first, resume, *_ = server.hellos
+    assert first.create and first.session_id is not None
     (session,) = server.sessions.values()
-    assert session.session_id == result.session_id != chosen
+    assert session.session_id == result.session_id != first.session_id
     assert session.frames == [f.pcm for f in frames]
-    assert server.hellos[0].create and server.hellos[1].session_id == result.session_id
+    assert resume.session_id == result.session_id and not resume.create
 
 
 @pytest.mark.parametrize("claim", ["more_than_captured", "fewer_than_acked"])

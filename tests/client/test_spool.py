@@ -190,10 +190,27 @@ def test_ended_and_empty_sessions_are_removed_at_open(tmp_path):
     ended.set_session("sess_E", "tok_eeeeeeeeeeeeeeeeeeeeee")
     ended.mark_ended()
     empty = spool.new_session(1.7e9, URL)
+    # Written before hello.create: no id, so nothing on any server.
+    empty._write_meta(empty._meta_now(session_id=None, resume_token=None, create_pending=False))
     empty.close()
     assert not ended.dir.exists()
     assert Spool.open(tmp_path).pending == []
     assert not empty.dir.exists()
+
+
+def test_an_empty_session_whose_hello_may_have_created_it_is_kept_to_be_ended(tmp_path):
+    """Nothing captured, but its chosen id may name a session its first hello created
+    (hello.create, killed before the welcome): kept, so a delivery ends that session
+    (SessionLink._probing), yet not listed as audio waiting."""
+    from meetcap.client.pending import list_pending
+
+    empty = Spool.open(tmp_path).new_session(1.7e9, URL)
+    assert empty.meta.create_pending and empty.meta.session_id
+    empty.close()
+    (kept,) = Spool.open(tmp_path).pending
+    assert kept.dir == empty.dir and kept.meta.session_id == empty.meta.session_id
+    kept.close()
+    assert list_pending(tmp_path) == []
 
 
 def test_a_session_held_by_another_process_is_not_listed(tmp_path):
