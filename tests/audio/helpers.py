@@ -329,15 +329,18 @@ def voices_start_apart_ms(raw: dict, detectors: dict, voices: dict, session_star
     timed by the capture's count against the clock): the rig (two paplay processes
     started one after the other) and the server. Then how much later than that it sits
     in the timeline (``timeline_lags``: samples from timeline sample 0, which is
-    ``session_start``, wall clock): what the lanes' start adds."""
+    ``session_start``, wall clock): what the lanes' start adds. Third, each voice's place
+    (s) in its capture's stream and in the timeline."""
     wall_minus_mono = time.time() - time.monotonic()
-    delivered, placed = {}, {}
+    delivered, placed, found = {}, {}, {}
     for name, voice in voices.items():
         stream = to_16k(np.concatenate(raw[name]), detectors[name].rate_hz)
         if search_s is not None:
             stream = stream[: int(search_s * SAMPLE_RATE_HZ)]
-        frame = round(best_lag(stream, voice) * detectors[name].rate_hz / SAMPLE_RATE_HZ)
+        in_stream = best_lag(stream, voice)
+        found[name] = (in_stream / SAMPLE_RATE_HZ, timeline_lags[name] / SAMPLE_RATE_HZ)
+        frame = round(in_stream * detectors[name].rate_hz / SAMPLE_RATE_HZ)
         delivered[name] = detectors[name].delivered_at(frame) + wall_minus_mono
         placed[name] = session_start + timeline_lags[name] / SAMPLE_RATE_HZ - delivered[name]
     return ((delivered["mic"] - delivered["system"]) * 1000,
-            (placed["mic"] - placed["system"]) * 1000)
+            (placed["mic"] - placed["system"]) * 1000, found)

@@ -197,13 +197,14 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
           f"{outside['system'][0]:.4f} ({outside['system'][1]:.0%}); lanes in step in "
           f"{in_step:.0%} of windows (longest out {out_longest_s:.0f} s)")
     heads = {"mic": mic[: 3 * SAMPLE_RATE_HZ], "system": system[: 3 * SAMPLE_RATE_HZ]}
-    rig_ms, lanes_ms = voices_start_apart_ms(
+    rig_ms, lanes_ms, found = voices_start_apart_ms(
         raw, detectors, heads, start_time,
         {name: best_lag(lanes.lane(name)[: 8 * SAMPLE_RATE_HZ], heads[name]) for name in heads},
         search_s=8.0)  # the voices repeat every ~10 s: search before the first repeat
     print(f"[{pulse.kind}] voices start apart (mic - system): handed over by the server "
           f"{rig_ms:+.1f} ms (the rig: two paplay processes), placed in the timeline "
-          f"{lanes_ms:+.1f} ms later than that (the lanes' start)")
+          f"{lanes_ms:+.1f} ms later than that (the lanes' start); found at (s in the stream, "
+          f"in the timeline) {found}")
     for name in ("mic", "system"):
         found = detectors[name]
         print(f"  {name}: count rose (s into the stream, frames at {found.rate_hz} Hz) "

@@ -130,12 +130,13 @@ def test_frames_where_one_side_speaks_carry_the_right_label(pulse, lane_files, c
           f"others): label right on {right.mean():.1%} (you {right_you.mean():.1%}, others "
           f"{right_others.mean():.1%}; wrong ones: {wrong}); double talk labelled both on "
           f"{np.mean(both == SPEAKER_BOTH):.0%} of {len(both)} frames")
-    rig_ms, lanes_ms = voices_start_apart_ms(
+    rig_ms, lanes_ms, found = voices_start_apart_ms(
         raw, detectors, {"mic": you_16k, "system": others_16k}, session_start,
         {"mic": you_lag, "system": others_lag})
     print(f"{name}: the two voices' lags apart {(you_lag - others_lag) / 16:+.1f} ms = handed "
           f"over by the server {rig_ms:+.1f} ms apart (the rig) + placed in the timeline "
-          f"{lanes_ms:+.1f} ms apart (the lanes' start)")
+          f"{lanes_ms:+.1f} ms apart (the lanes' start); found at (s in the stream, in the "
+          f"timeline) {found}")
     # Each voice is found in the mix. Their lags are not held to each other here: the two
     # voices come from two paplay processes started one after the other, and where each
     # lane starts depends on when its first device block arrives; on a fresh sound server
