@@ -58,7 +58,10 @@ log = logging.getLogger(__name__)
 _SPEECH_SYNC_INTERVAL_S = 1.0
 _META_INTERVAL_S = 1.0  # WAV header + speech flags written at most this often
 _LOCK_POLL_S = 0.05
-_HASH_CHUNK_BYTES = 1 << 20
+# Below glibc's 128 KiB mmap threshold: the hash runs on a to_thread worker, and each of
+# those keeps its own heap; with 1 MiB reads each worker's heap kept 1-2 MB (the soak's
+# single instance: ~10 MB of its growth, docs/figures.md). 64 KiB: 16 reads a MiB.
+_HASH_CHUNK_BYTES = 64 * 1024
 
 
 class SessionFull(FatalError):
@@ -357,6 +360,7 @@ class SessionWriter:
                 raise StorageError(f"session {self.meta.session_id}: audio file is short")
             digest.update(chunk)
             offset += len(chunk)
+            del chunk  # one read alive at a time (see _HASH_CHUNK_BYTES)
         datasync(self.speech_fd)
         if self.tracks_fd is not None:
             datasync(self.tracks_fd)
