@@ -9,7 +9,8 @@ live objects of the types that exist per connection, and the allocations that gr
 with sessions that have ended, or a traceback whose size grows report after report.
 
 Tracing costs CPU and memory of its own (tracemalloc's records): use it to look, never
-to measure speed.
+to measure speed. ``MEETCAP_MEMTRACE_FRAMES=0`` leaves tracemalloc off (no tracebacks,
+but RSS near the untraced figure and pymalloc's own counts, which tracemalloc hides).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 ENV_FILE = "MEETCAP_MEMTRACE"
 ENV_EVERY = "MEETCAP_MEMTRACE_EVERY_S"
 ENV_BASELINE = "MEETCAP_MEMTRACE_BASELINE_S"
+ENV_FRAMES = "MEETCAP_MEMTRACE_FRAMES"  # traceback depth; 0: no tracemalloc
 _FRAMES = 8  # traceback depth kept per allocation
 _TOP = 25  # tracebacks listed per report
 _OBJECT_TYPES = 30  # object types listed per report (largest growth first)
@@ -139,6 +141,7 @@ class MemTrace:
         self.server, self.path = server, path
         self.every_s, self.baseline_s = every_s, baseline_s
         self.started = time.monotonic()
+        self.baseline_taken = False
         self.baseline: tracemalloc.Snapshot | None = None
         self.baseline_objects: collections.Counter[str] = collections.Counter()
 
@@ -147,7 +150,7 @@ class MemTrace:
         while True:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             self.report()
-            if self.baseline is None and time.monotonic() - self.started < self.baseline_s:
+            if not self.baseline_taken and time.monotonic() - self.started < self.baseline_s:
                 next_at = self.started + self.baseline_s
             else:
                 next_at += self.every_s
@@ -155,13 +158,15 @@ class MemTrace:
     def report(self) -> None:
         gc.collect()
         elapsed = time.monotonic() - self.started
-        snapshot = tracemalloc.take_snapshot().filter_traces(
-            # Not the tracing's own work: its records and the source lines it prints.
-            [
-                tracemalloc.Filter(False, tracemalloc.__file__),
-                tracemalloc.Filter(False, linecache.__file__),
-            ]
-        )
+        snapshot = None
+        if tracemalloc.is_tracing():
+            snapshot = tracemalloc.take_snapshot().filter_traces(
+                # Not the tracing's own work: its records and the source lines it prints.
+                [
+                    tracemalloc.Filter(False, tracemalloc.__file__),
+                    tracemalloc.Filter(False, linecache.__file__),
+                ]
+            )
         objects = object_counts()
         traced, peak = tracemalloc.get_traced_memory()
         lines = [
@@ -169,28 +174,35 @@ class MemTrace:
             f"{traced / 2**20:.1f} MB (peak {peak / 2**20:.1f}), gc objects "
             f"{sum(objects.values())}",
             malloc_mb(),
-            pymalloc_mb(),
+            pymalloc_mb(),  # empty while tracemalloc runs (it replaces the allocator)
             "tables: " + ", ".join(f"{k} {v}" for k, v in table_sizes(self.server).items()),
         ]
-        if self.baseline is None and elapsed >= self.baseline_s - 1:
+        if not self.baseline_taken and elapsed >= self.baseline_s - 1:
+            self.baseline_taken = True
             self.baseline, self.baseline_objects = snapshot, objects
             lines.append("(baseline taken)")
-        elif self.baseline is not None:
+        elif self.baseline_taken:
             grown = sorted(
                 ((n - self.baseline_objects.get(t, 0), t, n) for t, n in objects.items()),
                 reverse=True,
             )[:_OBJECT_TYPES]
             lines.append("objects grown since the baseline: " + ", ".join(
                 f"{t} {d:+d} ({n})" for d, t, n in grown if d))
-            lines.append(f"allocations grown since the baseline (top {_TOP} by traceback):")
-            for stat in snapshot.compare_to(self.baseline, "traceback")[:_TOP]:
+            if snapshot is None or self.baseline is None:
+                lines.append("(no tracebacks: MEETCAP_MEMTRACE_FRAMES=0)")
+            else:
+                lines.append(f"allocations grown since the baseline (top {_TOP} by traceback):")
+            stats = [] if snapshot is None or self.baseline is None else (
+                snapshot.compare_to(self.baseline, "traceback")[:_TOP]
+            )
+            for stat in stats:
                 lines.append(
                     f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks "
                     f"(now {stat.size / 1024:.1f} KiB)"
                 )
                 lines.extend(f"      {line}" for line in stat.traceback.format()[-6:])
         with self.path.open("a") as out:
-            out.write("\n".join(lines) + "\n")
+            out.write("\n".join(line for line in lines if line) + "\n")
 
 
 def start_from_env(server: MeetcapServer) -> asyncio.Task[None] | None:
@@ -198,7 +210,9 @@ def start_from_env(server: MeetcapServer) -> asyncio.Task[None] | None:
     target = os.environ.get(ENV_FILE)
     if not target:
         return None
-    tracemalloc.start(_FRAMES)
+    frames = int(os.environ.get(ENV_FRAMES, str(_FRAMES)))
+    if frames > 0:
+        tracemalloc.start(frames)
     trace = MemTrace(
         server, Path(target), float(os.environ.get(ENV_EVERY, "60")),
         float(os.environ.get(ENV_BASELINE, "120")),
