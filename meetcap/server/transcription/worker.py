@@ -48,6 +48,13 @@ from meetcap.transcribe.stream import StreamingTranscriber
 
 log = logging.getLogger(__name__)
 
+# The workers are spawned with this process's environment: one OpenBLAS thread in them.
+# numpy's OpenBLAS otherwise runs the feature extractor's small matrix products on every
+# core and its threads spin-wait after each one, which nearly doubled a partial's CPU
+# time (130 vs 70 ms a draft) and ate the partials' budget (stream.py). This process's
+# own numpy is loaded already and keeps its threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 FAULT_CRASH_ENV = "MEETCAP_FAULT_CRASH_SESSIONS_FILE"  # fault-injection hook, tests only
 FAULT_CRASH_STATUS = 70
 
