@@ -7,7 +7,9 @@
                                                               | gain / mute per source
                                                               v
                                    mic lane echo-cancelled, system lane the reference
-                                   (dsp/echo.py; the echo score is measured there too)
+                                   (dsp/echo.py; the echo score is measured there too),
+                                   [noise-suppressed] (dsp/noise.py); the system lane
+                                   delayed as much, so both stay on one timeline
                                                               v
                                         sum --> Normalizer (AGC + limiter) --> VadStream
                                                                            --> Framer --> [Frame]
@@ -29,7 +31,8 @@ import math
 import numpy as np
 
 from meetcap.constants import CAPTURE_SOURCES, FRAME_SAMPLES, SOURCE_MIX
-from meetcap.dsp.echo import DelayLine, MicEchoCanceller
+from meetcap.dsp.delay import DelayLine
+from meetcap.dsp.echo import MicEchoCanceller
 from meetcap.dsp.echo_score import EchoScore
 from meetcap.dsp.framer import Framer
 from meetcap.dsp.health import DEFAULT_SILENT_AFTER_S, HealthTracker
@@ -66,9 +69,10 @@ class MixChain:
     """Device blocks of any number of sources in, 100 ms speech-ready frames out.
 
     ``start_time`` is the wall-clock time (``time.time()``) of timeline sample 0; frame
-    ``seq`` then starts at ``start_time + seq * 0.1``. Frames come out 205-305 ms after
-    their audio was captured (200 ms mixer margin, 5 ms limiter look-ahead, and up to
-    100 ms until the 100 ms unit that holds it is due), plus up to
+    ``seq`` then starts at ``start_time + seq * 0.1``. Frames come out 219-319 ms after
+    their audio was captured (200 ms mixer margin, 14 ms of the mic lane's echo and noise
+    stages that both lanes wait, 5 ms limiter look-ahead, and up to 100 ms until the
+    100 ms unit that holds it is due), plus up to
     ~0.3 s more while the VAD is on: a frame waits for the VAD batch (``vad_batch_ms``,
     192 ms) that covers its end, and up to 96 ms for a speech start to be confirmed
     (which is then dated back to its first window).
@@ -120,7 +124,11 @@ class MixChain:
         self._clock = 0  # timeline samples the caller has rendered
         self._due = 0  # of which not yet processed (less than one unit)
         self._levels: dict[str, SourceLevels] | None = None  # cached until something changes
-        # The mic lane's echo canceller, the system lane its reference (dsp/echo.py).
+        # The mic lane's echo canceller, the system lane its reference (dsp/echo.py),
+        # and the noise suppressor after it. Their delays (AEC3's 8 ms, the suppressor's
+        # 6 ms) hold whether each is on or off, and the system lane waits as long, so the
+        # lanes stay aligned in the mix, the tracks and who-spoke, and a switch never
+        # moves either (dsp/noise.py: why not move the system lane at a switch instead).
         self._echo = MicEchoCanceller(noise_suppression=noise_suppress)
         self._system_delay = DelayLine(self._echo.latency_samples)
         # The latest rendered block as it enters the sum (the mic part echo-cancelled):
@@ -277,7 +285,9 @@ class MixChain:
         self._update_echo()
 
     def set_noise_suppress(self, enabled: bool) -> None:
-        """WebRTC noise suppression of the mic lane (after the echo canceller)."""
+        """WebRTC noise suppression of the mic lane (after the echo canceller), from the
+        next unit; crossfaded over 10 ms at the same delay, so the lane never moves and
+        no sample is lost (dsp/noise.py)."""
         self._echo.set_noise_suppression(enabled)
 
     @property
@@ -303,8 +313,9 @@ class MixChain:
         system = block.parts.get("system")
         n = len(block.mix)
         self._update_echo()
-        # The canceller delays the lane by its latency (also when off): after the mic is
-        # gone it still plays out what it holds, so no captured sample is lost.
+        # The echo stage delays the lane by its latency (AEC3's and the noise
+        # suppressor's, also when off): after the mic is gone it still plays out what it
+        # holds, so no captured sample is lost.
         far = system.raw if system is not None else np.zeros(n, np.float32)
         out = self._echo.process(
             mic.gained if mic is not None else np.zeros(n, np.float32), far,

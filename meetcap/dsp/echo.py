@@ -25,9 +25,10 @@ talks. Noise suppression (optional) is WebRTC's too, after the canceller.
 
 Cost: the linear filter skips its FFTs while nothing played in its span, and AEC3
 rests after 2 s of a silent system lane (no echo can come; the microphone passes).
-AEC3 delivers ``latency_samples`` (8 ms) late; the lane is delayed by the same whether
-cancellation is on or off (the chain delays the system lane as much), so turning it on
-or off never shifts a lane, and nothing held in a delay is lost.
+AEC3 delivers 8 ms late and the noise suppressor 6 ms more (dsp/noise.py); the lane is
+delayed by the sum, ``latency_samples``, whether each is on or off (the chain delays the
+system lane as much), so turning either on or off never shifts a lane, and nothing held
+in a delay is lost.
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp.delay import DelayLine  # noqa: F401 (also imported from here)
 from meetcap.dsp.echo_score import MAX_DELAY_MS, EchoPathEstimator, EchoScore
 from meetcap.dsp.linear_aec import BLOCK, SILENT_FAR, LinearEchoCanceller
+from meetcap.dsp.noise import LaneNoiseSuppressor
 from meetcap.errors import ConfigError
 
 if TYPE_CHECKING:  # imported when first turned on (a wheel with a native library)
-    from pywebrtc_audio import EchoCanceller, NoiseSuppressor
+    from pywebrtc_audio import EchoCanceller
 
 # The filter starts this much before the measured echo delay (the estimate may be a few
 # ms late, and the room's first reflection may come before the loudest) ...
@@ -60,19 +63,6 @@ LINEAR_POWER_RATIO = 0.25
 HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
 REST_AFTER_S = 2.0  # of a silent system lane before AEC3 rests
 REST_AFTER_SAMPLES = int(REST_AFTER_S * SAMPLE_RATE_HZ)
-
-
-class DelayLine:
-    """Delays a stream by a fixed number of samples (the other lanes keep step with the
-    canceller's latency, so the lanes stay aligned in the mix and in tracks)."""
-
-    def __init__(self, samples: int) -> None:
-        self._held = np.zeros(samples, np.float32)
-
-    def process(self, samples: np.ndarray) -> np.ndarray:
-        joined = np.concatenate((self._held, samples))
-        self._held = joined[len(samples):]
-        return joined[: len(samples)]
 
 
 @functools.cache
@@ -112,24 +102,27 @@ class MicEchoCanceller:
 
     def __init__(self, *, enabled: bool = False, noise_suppression: bool = False) -> None:
         self.estimator = EchoPathEstimator()
-        self.latency_samples = aec3_latency_samples()
+        aec3_latency = aec3_latency_samples()
+        # Noise suppression (on or off) at its own fixed delay, after the canceller.
+        self._noise = LaneNoiseSuppressor(noise_suppression)
+        # The whole stage's delay, constant: what the chain delays the system lane by.
+        self.latency_samples = aec3_latency + self._noise.delay
         self._max_delay = int(MAX_DELAY_MS * SAMPLE_RATE_HZ / 1000)
         self._far_history = np.zeros(self._max_delay + LINEAR_BLOCK, np.float32)
         self._bulk = 0  # samples the linear filter's reference is delayed by
         self._pre = int(PRE_DELAY_MS * SAMPLE_RATE_HZ / 1000)
         # The lane out, delayed by AEC3's latency (also with cancellation off).
-        self._mic_delay = DelayLine(self.latency_samples)
-        self._linear_delay = DelayLine(self.latency_samples)
+        self._aec3_latency = aec3_latency
+        self._mic_delay = DelayLine(aec3_latency)
+        self._linear_delay = DelayLine(aec3_latency)
         self._linear = LinearEchoCanceller(FILTER_PARTITIONS, LINEAR_BLOCK)
         self._aec3: EchoCanceller | None = None
-        self._suppressor: NoiseSuppressor | None = None
         self._hold = 0
         self._weight = 1.0  # of the linear output in the last block
         self._resting = False  # AEC3 rests while nothing plays (see _cancel)
         self._quiet_samples = 0  # how long the system lane has been silent
         self.enabled = False
         self.set_enabled(enabled)
-        self.set_noise_suppression(noise_suppression)
 
     @property
     def score(self) -> EchoScore:
@@ -137,7 +130,7 @@ class MicEchoCanceller:
 
     @property
     def noise_suppression(self) -> bool:
-        return self._suppressor is not None
+        return self._noise.enabled
 
     @property
     def available(self) -> bool:
@@ -158,26 +151,19 @@ class MicEchoCanceller:
             self._linear.reset()
             # What the off state still held in its delay comes out first (no sample lost).
             self._linear_delay = self._mic_delay
-            self._mic_delay = DelayLine(self.latency_samples)
+            self._mic_delay = DelayLine(self._aec3_latency)
             self._bulk = 0
             self._weight, self._hold, self._resting = 1.0, 0, False
         elif not enabled and self.enabled:
             self._aec3 = None
             self._mic_delay = self._linear_delay
-            self._linear_delay = DelayLine(self.latency_samples)
+            self._linear_delay = DelayLine(self._aec3_latency)
         self.enabled = enabled
 
     def set_noise_suppression(self, enabled: bool) -> None:
-        if enabled and self._suppressor is None:
-            if not self.available:
-                raise ConfigError(
-                    "noise suppression needs the pywebrtc-audio package, which is not "
-                    "installed here: pip install pywebrtc-audio (or turn it off)")
-            from pywebrtc_audio import NoiseSuppressor
-
-            self._suppressor = NoiseSuppressor(SAMPLE_RATE_HZ, 1, 1)
-        elif not enabled:
-            self._suppressor = None
+        """On or off from the next sample, crossfaded at the same delay (dsp/noise.py):
+        the lane never moves. ConfigError without pywebrtc-audio."""
+        self._noise.set_enabled(enabled)
 
     def process(self, mic: np.ndarray, far: np.ndarray,
                 observed: np.ndarray | None = None, *, score: bool = True) -> np.ndarray:
@@ -189,10 +175,7 @@ class MicEchoCanceller:
             self.estimator.process(mic if observed is None else observed, far)
         if not self.enabled:
             self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
-            out = self._mic_delay.process(mic)
-            if self._suppressor is not None:
-                out = self._suppress(out)
-            return out
+            return self._noise.process(self._mic_delay.process(mic))
         self._follow_delay()
         out = np.empty(len(mic), np.float32)
         for start in range(0, len(mic), LINEAR_BLOCK):
@@ -204,10 +187,8 @@ class MicEchoCanceller:
                 ref = np.concatenate((ref, np.zeros(short, np.float32)))
             block = self._cancel(np.ascontiguousarray(near, np.float32),
                                  np.ascontiguousarray(ref, np.float32))
-            if self._suppressor is not None:
-                block = self._suppress(block)
             out[start : start + LINEAR_BLOCK - short] = block[: LINEAR_BLOCK - short]
-        return out
+        return self._noise.process(out)
 
     def _cancel(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """One LINEAR_BLOCK: the linear filter once, AEC3 and the choice per 10 ms."""
@@ -271,16 +252,6 @@ class MicEchoCanceller:
             mixed = ramp * linear + (1.0 - ramp) * deep
         self._weight = weight
         return mixed
-
-    def _suppress(self, samples: np.ndarray) -> np.ndarray:
-        suppressor = self._suppressor
-        assert suppressor is not None, "only called while on"
-        out = samples.copy()
-        whole = len(out) - len(out) % BLOCK
-        for start in range(0, whole, BLOCK):
-            out[start : start + BLOCK] = suppressor.process(
-                np.ascontiguousarray(out[start : start + BLOCK]))
-        return out
 
     def _follow_delay(self) -> None:
         score = self.estimator.score
