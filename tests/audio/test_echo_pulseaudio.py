@@ -273,3 +273,4 @@ def test_noise_suppression_lowers_the_noise_floor_and_keeps_the_voice(pulse, voi
     assert floor_in - floor_out >= 6.0
     assert correlation >= 0.9
     assert level_db > -3.0
+    assert abs(suppressor_ms) < 0.1, "the system lane waits as long (one timeline)"
