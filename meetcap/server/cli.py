@@ -207,6 +207,26 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(10_000, 20, 20)
 
 
+# See collect_cycles: a full collection this often.
+CYCLE_COLLECTION_INTERVAL_S = 60.0
+
+
+async def collect_cycles(interval_s: float = CYCLE_COLLECTION_INTERVAL_S) -> None:
+    """A full garbage collection every ``interval_s``, for as long as the server runs.
+
+    Every connection leaves its objects in reference cycles (websockets' connection and
+    its tasks, asyncio futures, the handler's closures): about 240 objects each, freed only
+    by the cyclic collector. With the thresholds above the oldest generation is collected
+    rarely, so they piled up there: the single-instance soak grew 1.2-2 MB a minute
+    (30 -> 42 MB in 8.5 minutes, still rising); with a full collection once a minute it
+    stayed flat (docs/figures.md). Startup objects are frozen, so a collection only walks
+    what the connections made (milliseconds).
+    """
+    while True:
+        await asyncio.sleep(interval_s)
+        gc.collect()
+
+
 async def run(config: ServerConfig) -> None:
     """Serve until SIGTERM or SIGINT (or Ctrl-Break on Windows), then shut down
     gracefully."""
@@ -218,10 +238,12 @@ async def run(config: ServerConfig) -> None:
 
     server = await serve(config)
     tune_garbage_collector()
+    collector = asyncio.create_task(collect_cycles(), name="meetcap-gc")
     trace = memtrace.start_from_env(server)  # None unless MEETCAP_MEMTRACE is set
     on_shutdown_signals(asyncio.get_running_loop(), server.request_shutdown)
     print(f"{LISTENING_PREFIX}{server.url}", flush=True)
     await server.wait_closed()
+    collector.cancel()
     if trace is not None:
         trace.cancel()
 
