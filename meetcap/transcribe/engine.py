@@ -61,6 +61,20 @@ FALLBACK_BEAM_SIZE = 5
 NO_SPEECH_THRESHOLD = 0.6
 LOGPROB_THRESHOLD = -1.0
 COMPRESSION_RATIO_THRESHOLD = 2.4
+# Whisper's window: the context audio, the utterance and its pad must fit in it.
+WINDOW_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenBefore:
+    """The audio of the previous final segment and its text: what a final is decoded
+    after (:meth:`WhisperEngine.transcribe`). Whisper base heard a short German
+    utterance alone markedly worse than the same words after the sentence before it in
+    one window, as faster-whisper's own ``transcribe()`` of a whole file decodes them;
+    the previous *text* alone as a prompt changed nothing (docs/figures.md)."""
+
+    samples: np.ndarray  # float32 mono 16 kHz
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +93,13 @@ class Engine(Protocol):
     ``prompt``: text said just before (context for spelling and style). ``draft=True``
     asks for a quick hypothesis (a partial that will be replaced): an engine may skip its
     costly retries then, and continue from ``prefix`` (the words a partial shows already)
-    instead of decoding them again."""
+    instead of decoding them again. ``before``: the previous final's audio and text, which
+    an engine may hear first and continue from (the result is only what ``samples``
+    add); an engine may ignore it."""
 
     def transcribe(
         self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
-        prefix: str | None = None,
+        prefix: str | None = None, before: SpokenBefore | None = None,
     ) -> list[EngineSegment]: ...
 
 
@@ -173,6 +189,13 @@ class WhisperEngine:
     full 30 s window. If all stay doubtful, the least repetitive of them is kept, as
     Whisper keeps its best failed attempt. ``fit_window=False`` takes the full-window
     path only. A draft (a partial) is never retried.
+
+    A final given ``before`` (the previous final's audio and text) is first decoded in
+    one fitted window holding that audio then the utterance's, with the previous text
+    forced as the start of the transcript, so Whisper continues from it as it would
+    within one 30 s window of a whole file; only the new tokens are kept. If that decode
+    is empty or doubtful, the utterance takes the path above on its own (which also
+    judges "no speech": with speech before it in the window Whisper cannot say).
     """
 
     def __init__(
@@ -193,16 +216,25 @@ class WhisperEngine:
         self.pad_s = pad_s
         self.retries = 0  # doubtful decodes retried (beam search, then the full window)
         self.fallbacks = 0  # utterances that went on to the full window
+        self.context_retries = 0  # decodes after the previous final, redone on their own
         self._tokenizer: Any = None
         self._suppress: list[int] = []
 
     def transcribe(
         self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
-        prefix: str | None = None,
+        prefix: str | None = None, before: SpokenBefore | None = None,
     ) -> list[EngineSegment]:
         samples = _as_engine_input(samples)
         duration = len(samples) / SAMPLE_RATE_HZ
         tried: list[_Decoded] = []
+        if (before is not None and before.text.strip() and not draft and self.fit_window
+                and self.language is not None
+                and (len(before.samples) + len(samples)) / SAMPLE_RATE_HZ + self.pad_s
+                < WINDOW_S):
+            after = self._decode_fitted(samples, prompt, self.beam_size, before=before)
+            if after.segments and not after.no_speech and not after.doubtful:
+                return list(after.segments)
+            self.context_retries += 1
         if self.fit_window and self.language is not None and duration + self.pad_s < 30.0:
             first = self._decode_fitted(samples, prompt, self.beam_size, draft=draft,
                                         prefix=prefix if draft else None)
@@ -257,9 +289,11 @@ class WhisperEngine:
 
     def _decode_fitted(
         self, samples: np.ndarray, prompt: str | None, beam_size: int, *,
-        draft: bool = False, prefix: str | None = None,
+        draft: bool = False, prefix: str | None = None, before: SpokenBefore | None = None,
     ) -> _Decoded:
-        """One decode in a window fitted to the utterance (class doc)."""
+        """One decode in a window fitted to the utterance (class doc); with ``before``,
+        fitted to its audio and the utterance's, its text forced first and dropped from
+        the result."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
@@ -273,7 +307,8 @@ class WhisperEngine:
         tokenizer = self._tokenizer
         pad_s = min(self.pad_s, DRAFT_PAD_S) if draft else self.pad_s
         pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), np.float32)
-        features = model.feature_extractor(np.concatenate([samples, pad]))
+        heard = [_as_engine_input(before.samples), samples] if before is not None else [samples]
+        features = model.feature_extractor(np.concatenate([*heard, pad]))
         # 100 mel frames a second; the window in whole seconds (half for a draft)
         step = int(model.frames_per_second * (DRAFT_WIDTH_S if draft else 1.0))
         width = min(3000, -(-features.shape[-1] // step) * step)
@@ -283,9 +318,15 @@ class WhisperEngine:
         # A draft's prefix is fed as forced tokens: one batched pass instead of a decoding
         # step per token (decoding, not encoding, is most of a short utterance's cost).
         # CTranslate2 returns them as part of the result.
+        if before is not None:
+            prefix = before.text
         tokens_in = model.get_prompt(
             tokenizer, previous, without_timestamps=True, prefix=prefix or None
         )
+        # CTranslate2 returns the forced tokens as the start of its result; a draft keeps
+        # them (its partial shows them), the words said before are dropped.
+        forced = len(tokens_in) - len(model.get_prompt(tokenizer, previous,
+                                                       without_timestamps=True))
         new_tokens = (_draft_max_tokens(len(samples)) if draft
                       else _max_tokens(len(samples)))
         max_length = min(model.max_length, len(tokens_in) + new_tokens)
@@ -295,7 +336,7 @@ class WhisperEngine:
             suppress_blank=True, suppress_tokens=self._suppress,
         )[0]
         tokens = result.sequences_ids[0]
-        text = tokenizer.decode(tokens).strip()
+        text = tokenizer.decode(tokens[forced:] if before is not None else tokens).strip()
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
         # Whisper's rule: no speech when the model says so and is unsure of its text.
         no_speech = not text or (

@@ -36,6 +36,14 @@ file transcribed later agrees with the live transcript of the same audio.
   change with it (they do not depend on partials at all).
   ``partial_budget=None`` turns the budget off (every interval, whatever it costs).
 - Segments of fewer than ``min_words`` words or only filler are marked ``minor`` (kept).
+- A final is **decoded after the previous final**: the engine hears the previous final
+  segment's audio (its frames, start to end) then the utterance, and continues from the
+  previous final's text (:class:`~meetcap.transcribe.engine.SpokenBefore`), as
+  faster-whisper decodes neighbouring sentences of a file in one window. Only when the
+  previous final is at most ``context_max_s`` long and ended at most ``context_gap_s``
+  before the utterance's first speech. A final so depends only on its audio and the
+  previous final (deterministic itself), so offline and live agree, and a restarted
+  worker rebuilds the context from the stored transcript (:meth:`resume_from`).
 - :attr:`resume_seq` / :attr:`next_id` say where a restarted worker carries on:
   ``resume_from(resume_seq, next_id)`` then feeding the stored frames from
   ``resume_seq`` gives the same finals as an uninterrupted run, none lost or doubled.
@@ -46,12 +54,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from meetcap.constants import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
 from meetcap.errors import UsageError
-from meetcap.transcribe.engine import Engine
+from meetcap.transcribe.engine import Engine, SpokenBefore
 from meetcap.transcribe.segments import DEFAULT_MIN_WORDS, TranscriptSegment, is_minor, words
 
 FRAME_S = FRAME_MS / 1000
@@ -65,6 +74,12 @@ DEFAULT_CAP_SEARCH_S = 2.0
 # Partials re-transcribe at most this much of an utterance (see _close_partial_window).
 DEFAULT_PARTIAL_WINDOW_S = 4.0
 PROMPT_WORDS = 40  # context for a partial window's drafts
+# A final is decoded after the previous final (module doc) when that one is at most this
+# long (its audio is encoded again with the utterance's: the cost stays bounded) and
+# ended at most this long before the utterance's first speech (after a long silence the
+# talk has likely moved on; faster-whisper would not have it in the same window either).
+DEFAULT_CONTEXT_MAX_S = 10.0
+DEFAULT_CONTEXT_GAP_S = 10.0
 # Partials may take this fraction of the audio time (module doc). faster-whisper alone
 # costs ~5 % of the audio time here and meetcap's finals ~2.3 %, so partials at 3 % keep
 # the whole under 1.3x faster-whisper alone (issue 9's target; at 4 % it was +40 %,
@@ -127,6 +142,36 @@ class _Utterance:
         return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(32768)
 
 
+@dataclass(frozen=True, slots=True)
+class PreviousFinal:
+    """The last final segment as the next final is decoded after it: its frames
+    ``first_seq`` .. ``end_seq - 1`` (the segment's own span) and its text."""
+
+    first_seq: int
+    end_seq: int
+    text: str
+    pcm: bytes
+
+    @staticmethod
+    def frames_of(segment: TranscriptSegment) -> tuple[int, int]:
+        """(first seq, frame count) of a stored final's audio, to read it back."""
+        first = round(segment.start_s / FRAME_S)
+        return first, max(0, round(segment.end_s / FRAME_S) - first)
+
+    @classmethod
+    def of(cls, segment: TranscriptSegment, pcm: bytes) -> PreviousFinal:
+        """From a stored final and its frames' audio (read at :meth:`frames_of`)."""
+        first, count = cls.frames_of(segment)
+        if len(pcm) != count * FRAME_BYTES:
+            raise UsageError(
+                f"segment {segment.id} spans {count} frames; got {len(pcm)} bytes of audio"
+            )
+        return cls(first, first + count, segment.text, pcm)
+
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(self.pcm, dtype="<i2").astype(np.float32) / np.float32(32768)
+
+
 class StreamingTranscriber:
     """Cuts a session's frames into utterances and transcribes them (module doc)."""
 
@@ -143,7 +188,8 @@ class StreamingTranscriber:
         cap_search_s: float = DEFAULT_CAP_SEARCH_S,
         partial_window_s: float = DEFAULT_PARTIAL_WINDOW_S,
         partials: bool = True,
-        prompt_with_previous: bool = False,
+        context_max_s: float = DEFAULT_CONTEXT_MAX_S,
+        context_gap_s: float = DEFAULT_CONTEXT_GAP_S,
         partial_budget: float | None = DEFAULT_PARTIAL_BUDGET,
         cost_clock: Callable[[], float] = time.process_time,
     ) -> None:
@@ -158,7 +204,8 @@ class StreamingTranscriber:
         self.engine = engine
         self.min_words = min_words
         self.partials_enabled = partials
-        self.prompt_with_previous = prompt_with_previous
+        self._context_max = _frames(context_max_s)  # 0 turns the context off
+        self._context_gap = _frames(context_gap_s)
         self._partial_frames = max(1, _frames(partial_interval_s))
         self._max_frames = _frames(max_utterance_s)
         self._min_pause = max(1, _frames(min_pause_s))
@@ -180,7 +227,7 @@ class StreamingTranscriber:
         self._last_speech = False  # the newest frame fed was speech
         self._utterance: _Utterance | None = None
         self._expected_seq: int | None = None
-        self._previous_text = ""
+        self._previous: PreviousFinal | None = None
         self.next_id = 0
         self.engine_calls = 0  # how many times the engine ran (finals + partials)
         self.partial_calls = 0
@@ -199,8 +246,12 @@ class StreamingTranscriber:
             return None
         return self._expected_seq - len(self._pre_roll)
 
-    def resume_from(self, seq: int, next_id: int) -> None:
-        """Carry on from frame ``seq`` with final ids from ``next_id`` (after a restart).
+    def resume_from(
+        self, seq: int, next_id: int, previous: PreviousFinal | None = None
+    ) -> None:
+        """Carry on from frame ``seq`` with final ids from ``next_id`` (after a restart),
+        ``previous`` being the last stored final (:meth:`PreviousFinal.of`), so the next
+        final is decoded after it as in an uninterrupted run.
 
         Frames before ``seq`` that are fed again are ignored."""
         if seq < 0 or next_id < 0:
@@ -209,7 +260,7 @@ class StreamingTranscriber:
         self._pre_roll.clear()
         self._expected_seq = seq
         self.next_id = next_id
-        self._previous_text = ""
+        self._previous = previous
         self._last_speech = False
 
     # -- feeding -------------------------------------------------------------------
@@ -302,19 +353,30 @@ class StreamingTranscriber:
         if utt.speech_frames < self._min_speech:
             self.skipped_short += 1
             return []
-        prompt = self._previous_text if self.prompt_with_previous else None
-        text = self._transcribe(utt.samples(), prompt)
+        text = self._transcribe(utt.samples(), None, before=self._before(utt))
         if not text:
             return []
+        end_seq = cut_seq if cut_seq is not None else utt.last_speech_seq + 1
         start = utt.first_speech_seq * FRAME_S
-        end = (cut_seq if cut_seq is not None else utt.last_speech_seq + 1) * FRAME_S
+        end = end_seq * FRAME_S
         seg = TranscriptSegment(
             id=self.next_id, start_s=start, end_s=end, text=text, final=True,
             minor=is_minor(text, min_words=self.min_words),
         )
         self.next_id += 1
-        self._previous_text = text
+        lo = utt.first_speech_seq - utt.audio_seq
+        self._previous = PreviousFinal(utt.first_speech_seq, end_seq, text,
+                                       b"".join(utt.pcm[lo:end_seq - utt.audio_seq]))
         return [seg]
+
+    def _before(self, utt: _Utterance) -> SpokenBefore | None:
+        """What the utterance's final is decoded after (module doc), if anything."""
+        prev = self._previous
+        if (prev is None or prev.end_seq - prev.first_seq > self._context_max
+                or utt.first_speech_seq - prev.end_seq > self._context_gap
+                or utt.first_speech_seq < prev.end_seq):
+            return None
+        return SpokenBefore(prev.samples(), prev.text)
 
     def _partial_if_due(self) -> TranscriptSegment | None:
         utt = self._utterance
@@ -377,11 +439,13 @@ class StreamingTranscriber:
 
     def _transcribe(
         self, samples: np.ndarray, prompt: str | None, draft: bool = False,
-        prefix: str | None = None,
+        prefix: str | None = None, before: SpokenBefore | None = None,
     ) -> str:
         self.engine_calls += 1
         if draft:
             segments = self.engine.transcribe(samples, prompt=prompt, draft=True, prefix=prefix)
+        elif before is not None:
+            segments = self.engine.transcribe(samples, prompt=prompt, before=before)
         else:
             segments = self.engine.transcribe(samples, prompt=prompt)
         return " ".join(s.text.strip() for s in segments if s.text.strip())

@@ -12,6 +12,7 @@ from meetcap.transcribe.segments import is_minor
 from meetcap.transcribe.stream import (
     BUDGET_BURST_S,
     FREE_HYPOTHESES,
+    PreviousFinal,
     StreamingTranscriber,
 )
 from tests.support.transcript_corpus import RATE_HZ, say, wer
@@ -174,6 +175,13 @@ def test_continuous_speech_is_cut_at_the_cap_with_nothing_lost(engine, corpus):
     assert [s.id for s in out] == list(range(len(out)))
 
 
+def _stored_previous(final, pcm: bytes) -> PreviousFinal:
+    """The last stored final and its audio, as a restarted server worker reads them back
+    from the transcript JSON and the session's WAV."""
+    first, count = PreviousFinal.frames_of(final)
+    return PreviousFinal.of(final, pcm[first * FRAME_BYTES:(first + count) * FRAME_BYTES])
+
+
 def test_a_restart_after_a_cut_at_the_cap_gives_the_same_finals(engine, corpus):
     speech = _continuous_speech(corpus)
     whole, _ = _feed_all(StreamingTranscriber(engine, partials=False, max_utterance_s=8.0),
@@ -184,9 +192,15 @@ def test_a_restart_after_a_cut_at_the_cap_gives_the_same_finals(engine, corpus):
         stop_after_finals=1,
     )
     restarted = StreamingTranscriber(engine, partials=False, max_utterance_s=8.0)
-    restarted.resume_from(resume_seq, next_id)
+    restarted.resume_from(resume_seq, next_id, _stored_previous(first[-1], speech[0]))
     rest, _ = _feed_all(restarted, speech, start=resume_seq)
     assert first + rest == whole
+    # The previous final matters: the piece after a cut heard alone lost the words
+    # around the cut ("team finished the release on Friday and the numbers look fine").
+    forgetful = StreamingTranscriber(engine, partials=False, max_utterance_s=8.0)
+    forgetful.resume_from(resume_seq, next_id)
+    alone, _ = _feed_all(forgetful, speech, start=resume_seq)
+    assert len(alone[0].text.split()) < len(whole[1].text.split()), (alone[0], whole[1])
 
 
 def test_a_restarted_worker_resumes_with_no_segment_lost_or_doubled(engine, corpus_frames):
@@ -205,7 +219,9 @@ def test_a_restarted_worker_resumes_with_no_segment_lost_or_doubled(engine, corp
             break
     # ... and a new one fed again from the stored resume point (frames before it too).
     second = StreamingTranscriber(engine, partials=False)
-    second.resume_from(*stored_resume)
+    assert corpus_frames[0].seq == 0
+    second.resume_from(*stored_resume, _stored_previous(
+        got[-1], b"".join(f.pcm for f in corpus_frames)))
     rest = transcribe_frames(second, corpus_frames[max(0, stored_resume[0] - 25):])
     assert got + rest == whole
 

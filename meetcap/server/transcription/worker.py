@@ -44,7 +44,7 @@ from meetcap.server.transcription.speech import SpeechDecider
 from meetcap.server.transcription.storedaudio import StoredAudio
 from meetcap.transcribe.engine import Engine
 from meetcap.transcribe.segments import TranscriptSegment
-from meetcap.transcribe.stream import StreamingTranscriber
+from meetcap.transcribe.stream import PreviousFinal, StreamingTranscriber
 
 log = logging.getLogger(__name__)
 
@@ -299,9 +299,19 @@ class Worker:
             partial_interval_s=self.config.partial_interval_s,
             max_utterance_s=self.config.max_utterance_s,
         )
-        transcriber.resume_from(state.resume_seq, state.next_id)
-        job.files, job.state, job.transcriber = files, state, transcriber
         job.audio = StoredAudio(self.data_dir, job.session_id)
+        # The next final is decoded after the last stored one, as in an uninterrupted run.
+        previous = None
+        if state.segments:
+            last = state.segments[-1]
+            try:
+                pcm, _ = job.audio.read(*PreviousFinal.frames_of(last))
+            except BaseException:
+                files.unlock()
+                raise
+            previous = PreviousFinal.of(last, pcm)
+        transcriber.resume_from(state.resume_seq, state.next_id, previous)
+        job.files, job.state, job.transcriber = files, state, transcriber
         job.speech = SpeechDecider(state.resume_seq)
         job.read = 0  # the VAD warms up on the frames before resume_seq (speech.py)
         job.resume = job.fed = job.saved_resume = job.read_high = state.resume_seq
