@@ -18,6 +18,7 @@ import numpy as np
 from meetcap.audio import windows_wasapi
 from meetcap.audio.base import BLOCK_MS, AudioDevice, Capture, RingCapture
 from meetcap.audio.lost_samples import LostSampleDetector
+from meetcap.dsp import mixtrace
 from meetcap.errors import DeviceError
 
 if TYPE_CHECKING or sys.platform.startswith("linux"):
@@ -38,9 +39,13 @@ class PortAudioCapture(RingCapture):
         # Samples the server never delivered become silence in the ring, so the lane
         # keeps its place against the other (meetcap/audio/lost_samples.py).
         self.lost_samples = LostSampleDetector(device.rate_hz)
+        self._trace = mixtrace.enabled()  # opt-in (MEETCAP_MIXTRACE)
 
     def _callback(self, indata: np.ndarray, frames: int, time_info, status) -> None:
-        silence = self.lost_samples.on_block(frames, time.monotonic(), status.input_overflow)
+        now = time.monotonic()
+        if self._trace:
+            mixtrace.write("C", self.device.kind, now, frames, int(status.input_overflow))
+        silence = self.lost_samples.on_block(frames, now, status.input_overflow)
         if silence:
             self.ring.write_silence(silence)
         self._on_block(indata, status.input_overflow)

@@ -145,6 +145,7 @@ class DriftLoop:
         self.windows = 0
         self.steps = 0  # latency steps taken as they are (not corrected)
         self._readopt = False  # primed again: adopt the settled latency (see restart)
+        self._follow = 0  # windows the reference still follows the average after a step
 
     @property
     def correction_ppm(self) -> float:
@@ -170,12 +171,28 @@ class DriftLoop:
         self._trend.clear()
         self._recent.clear()
         self.estimate = None
+        # A reference a step took below the floor is raised to it now: the prime's zero
+        # fill has just rebuilt that margin (a jump at a dry-out, never a rate).
+        if self.reference is not None:
+            self.reference = self._bounded(self.reference)
+        # The band term steered the latency before the dry-out; that latency is gone.
+        # Keep only the measured clock difference (a stale band term was applied for the
+        # 10 s until the loop settled again: 470 ppm on one clock in a replayed PipeWire
+        # trace, tests/dsp/test_mixer_replay.py).
+        self._tracking = self.rate
+        self._combine()
         # The lane primed to the reference by its latency right at a render; the window
         # level is a high percentile of the latency, which sits up to ~20 ms above that
         # (bursty delivery). Steering that difference away warped the lane by 100-7,000
         # ppm after every dry-out (measured on PipeWire: 450 ppm, 66 samples in 12 s).
         # So once settled, a latency within catch_up_ms of the reference is the reference.
         self._readopt = True
+
+    @property
+    def prime_margin(self) -> float | None:
+        """The latency a lane that ran dry primes back to: its reference, but never a
+        margin thinner than the floor (see :meth:`restart`)."""
+        return None if self.reference is None else self._bounded(self.reference)
 
     def observe(self, latency: float, n: int, extra: float = 0.0) -> None:
         """The lane's latency against the master clock after a render of ``n`` samples,
@@ -207,6 +224,13 @@ class DriftLoop:
                 self._take_step()
         recent = [u for _, u in list(self._trend)[-self._average :]]
         self.estimate = float(np.mean(recent)) - self._extra
+        if self._follow:
+            # After a step the reference follows the average for adopt_s, as at the start:
+            # the step's size was judged on four windows, and the level after a PipeWire
+            # stall settles for a further 5-10 ms over the next 20 s (a real trace: a
+            # reference set at once ended 6 ms off, and the band read that as drift).
+            self._follow -= 1
+            self.reference = min(self.estimate, self._max_reference)
         if not self.adopted or self.reference is None:
             self.reference = self._bounded(self.estimate)
             return
@@ -231,16 +255,33 @@ class DriftLoop:
     def _take_step(self) -> None:
         """The delivery latency moved at once (no clock does that): the samples still play
         where they would have, so the reference moves with it instead of time warping."""
-        _, _, before, reference = self._recent[0]
+        before = self._recent[0][2]
         # The first window of a step may hold only part of it: the later ones say how big.
         shift = float(np.median([u for _, u, *_ in list(self._recent)[1:]])) - before
         trend = list(self._trend)
         self._trend.clear()
         self._trend.extend((t, u + shift) for t, u in trend[:-_STEP_WINDOWS])
-        self._trend.extend((t, u) for (t, _), (_, u, *_) in
+        # The windows that told the step are taken as measured, but one that still sat
+        # nearer the old level (it qualifies with half a step of wander) belongs before
+        # it: kept raw, it held the average 1,600 samples off for 30 s and moved it 6 ms
+        # when it aged out (a real PipeWire trace).
+        after = before + shift
+        self._trend.extend((t, u + shift if abs(u - before) < abs(u - after) else u)
+                           for (t, _), (_, u, *_) in
                            zip(trend[-_STEP_WINDOWS:], self._recent, strict=True))
         self._recent.clear()
-        self.reference = self._bounded(reference + shift)
+        # Not raised to the floor here: the latency really is that low now, and steering
+        # it back up is reading slower on one clock, a warp (a PipeWire graph stall of
+        # 85 ms in both lanes took a lane from 127 to 42 ms; held at the 50 ms floor, the
+        # band term read 113-500 ppm slow). A margin that thin is rebuilt only if the lane
+        # runs dry (restart), where the prime's zero fill does it at once.
+        # And not the old reference plus the shift either: that kept whatever offset the
+        # lane had when the step began (a prime's overshoot not yet adopted, a reference
+        # re-adopted while the step was already pulling the average down) plus the part
+        # of the step the rebuilt average does not hold, 6-15 ms on real PipeWire traces:
+        # beyond the band, read as 240-450 ppm of drift. A step is taken as it is: the
+        # latency the average holds after it is the reference (see _close_window).
+        self._follow = self._adopt_windows
         self.steps += 1
 
     def _bounded(self, reference: float) -> float:
@@ -258,8 +299,21 @@ class DriftLoop:
         doubt = self._wander / span
         return math.copysign(max(0.0, abs(slope) - doubt), slope)
 
+    def _step_under_way(self) -> bool:
+        """The last windows all jumped the same way by more than half a step: it may be
+        a step not yet confirmed (it takes five windows), whose first windows pull the
+        average (by up to clip_ms each, over as few as ten windows after a restart):
+        nothing steers on that until it is told."""
+        if len(self._recent) < 2:
+            return False
+        last = [d for d, *_ in list(self._recent)[-2:]]
+        return all(abs(d) > self._step / 2 for d in last) and (
+            all(d > 0 for d in last) or all(d < 0 for d in last))
+
     def _update(self) -> None:
         assert self.reference is not None and self.estimate is not None
+        if self._step_under_way():
+            return
         if abs(self.estimate - self.reference - self.backlog) > self._catch_up * self._rate_hz:
             self.backlog = self.estimate - self.reference  # no clock does this: work it off
         offset = (self.estimate - self.reference - self.backlog) / self._rate_hz  # seconds

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,7 @@ from typing import Any
 import numpy as np
 
 from meetcap.constants import SAMPLE_RATE_HZ
+from meetcap.dsp import mixtrace
 from meetcap.dsp.drift import DEFAULT_MAX_PPM, DriftLoop
 from meetcap.dsp.fifo import SampleFifo
 from meetcap.dsp.gain import Gain
@@ -89,6 +91,7 @@ DEFAULT_MAX_CORRECTION_PPM = DEFAULT_MAX_PPM
 _MIN_REFERENCE_SHARE = 0.25
 # ... and at most this multiple of it: a latency step beyond that is worked off.
 _MAX_REFERENCE_SHARE = 2.5
+_trace_ids = itertools.count()  # tells mixers apart in a trace (meetcap.dsp.mixtrace)
 
 
 class SourceLane:
@@ -246,7 +249,9 @@ class SourceLane:
     def _prime(self, n: int, clock_lead: int) -> tuple[np.ndarray, slice]:
         # Back to the latency the lane has adopted (a source that paused comes back at the
         # same place), or the target before it has one.
-        margin = self.loop.reference if self.loop.reference is not None else self.target_samples
+        margin = self.loop.prime_margin
+        if margin is None:
+            margin = self.target_samples
         surplus = min(self.level - LOOKAHEAD,
                       int(self.latency_samples - clock_lead - margin))
         if surplus <= 0:
@@ -303,6 +308,8 @@ class Mixer:
         self._lanes: dict[str, SourceLane] = {}
         self._gains: dict[str, Gain] = {}
         self.samples_rendered = 0
+        # Opt-in trace (MEETCAP_MIXTRACE): None when off.
+        self._trace_id = next(_trace_ids) if mixtrace.enabled() else None
 
     @property
     def sources(self) -> list[str]:
@@ -344,6 +351,9 @@ class Mixer:
     def push(self, name: str, samples: np.ndarray, upstream_samples: float = 0.0) -> None:
         """Queue resampled 16 kHz mono audio of source ``name`` (see :meth:`SourceLane.push`)."""
         self.lane(name).push(samples, upstream_samples)
+        if self._trace_id is not None:
+            mixtrace.write("P", self._trace_id, name, mixtrace.now(), len(samples),
+                           float(upstream_samples))
 
     def render(self, n: int, clock_lead: int = 0) -> MixBlock:
         """Advance the timeline by ``n`` samples and return the mix and every source's part.
@@ -353,6 +363,8 @@ class Mixer:
         """
         if n < 0:
             raise ValueError(f"cannot render a negative number of samples ({n})")
+        if self._trace_id is not None:
+            mixtrace.write("R", self._trace_id, mixtrace.now(), n, clock_lead)
         mix = np.zeros(n, dtype=np.float32)
         parts: dict[str, SourcePart] = {}
         for name, lane in list(self._lanes.items()):
@@ -362,5 +374,18 @@ class Mixer:
             parts[name] = SourcePart(raw, gained, delivered)
             if lane.closing and lane.level == 0:
                 del self._lanes[name]
+        second = self.samples_rendered // SAMPLE_RATE_HZ
         self.samples_rendered += n
+        if self._trace_id is not None and self.samples_rendered // SAMPLE_RATE_HZ != second:
+            self._trace_state(clock_lead)
         return MixBlock(mix, parts)
+
+    def _trace_state(self, clock_lead: int) -> None:
+        t = mixtrace.now()
+        for name, lane in self._lanes.items():
+            loop = lane.loop
+            mixtrace.write("S", self._trace_id, name, t, float(lane.latency_samples - clock_lead),
+                           float(loop.estimate if loop.estimate is not None else -1.0),
+                           float(loop.reference if loop.reference is not None else -1.0),
+                           float(loop.rate * 1e6), float(lane.correction_ppm),
+                           float(loop.backlog), lane.underruns, loop.steps, int(lane.primed))
