@@ -27,6 +27,9 @@ GERMAN = (
     ("Guten Morgen zusammen, heute besprechen wir das Budget und die Planung für den Sommer.",
      "de", 150, 50),
     ("Die Kollegen in Berlin haben die neue Version am Freitag fertiggestellt.", "de", 165, 65),
+    # Slow and low: heard alone, Whisper base made this one's start sound English.
+    ("Wir treffen uns nächste Woche wieder, um die Ergebnisse der Umfrage zu besprechen.",
+     "de", 140, 30),
 )
 
 
@@ -88,14 +91,15 @@ def test_german_speech_is_transcribed_in_german_with_a_multilingual_model(
     print(f"\nmeetcap transcribe --language de: WER {meetcap_wer:.1%}: {said}"
           f"\nfaster-whisper transcribe():      WER {direct_wer:.1%}: {direct_text}")
     assert len(doc["segments"]) == len(GERMAN), "one segment per sentence"
-    for word in ("morgen", "zusammen", "planung", "sommer", "berlin", "freitag"):
+    for word in ("morgen", "zusammen", "planung", "sommer", "berlin", "freitag",
+                 "fertiggestellt", "woche", "ergebnisse", "umfrage"):
         assert word in german_words(said).split(), f"{word!r} heard as German"
-    assert meetcap_wer <= 0.35
-    # Measured here: meetcap 28 %, faster-whisper alone 16 % (25 words, so 3 words apart):
-    # meetcap decodes each utterance on its own, and the German base model hears an
-    # isolated short utterance worse than the whole file in one 30 s window. Bounded, not
-    # hidden: more than ~4 words worse on these two sentences fails.
-    assert meetcap_wer <= direct_wer + 0.15, "meetcap's segmentation costs little over the model"
+    # Measured here (38 words, the same on every run): meetcap 21.1 % (greedy), faster-
+    # whisper alone 21.1 % (beam 5). Each final is decoded after the previous final's
+    # audio and text (stream.py); decoded alone, as before, meetcap had 26.3 % and heard
+    # "fertiggestellt" as "40 gestellt". The bounds leave ~3 words of margin.
+    assert meetcap_wer <= 0.29
+    assert meetcap_wer <= direct_wer + 0.08, "meetcap's segmentation costs little over the model"
 
 
 def test_a_language_the_multilingual_model_does_not_know_is_a_clear_error(
