@@ -237,8 +237,13 @@ class DriftLoop:
         if len(self._trend) >= _SETTLED_WINDOWS:
             if self._readopt:
                 self._readopt = False
-                if abs(self.estimate - self.reference) <= self._catch_up * self._rate_hz:
-                    self.reference = self._bounded(self.estimate)
+                # Settled lower, by any amount: a stall paused the source's clock after the
+                # prime (PipeWire: the content intact, later), and reading slower to win the
+                # margin back is a warp (a replayed real trace: a lane that primed and then
+                # stalled 75 ms was read up to 1 % slow as a "negative backlog"). Only a
+                # lane that settled higher by more than catch_up_ms has a backlog.
+                if self.estimate - self.reference <= self._catch_up * self._rate_hz:
+                    self.reference = min(self.estimate, self._max_reference)
             self._update()
 
     def _is_step(self) -> bool:
@@ -315,7 +320,9 @@ class DriftLoop:
         if self._step_under_way():
             return
         if abs(self.estimate - self.reference - self.backlog) > self._catch_up * self._rate_hz:
-            self.backlog = self.estimate - self.reference  # no clock does this: work it off
+            # Late audio on top: no clock does this, work it off. Never a deficit (the
+            # lane sitting early is a paused source clock, a step: see restart).
+            self.backlog = max(0.0, self.estimate - self.reference)
         offset = (self.estimate - self.reference - self.backlog) / self._rate_hz  # seconds
         outside = math.copysign(max(0.0, abs(offset) - self._deadband), offset)
         wanted = self._measured_rate()
