@@ -19,8 +19,12 @@ measured from its trend, and the latency is only kept inside a band:
 2. **Clipped** to +-``clip_ms`` around the running estimate (a 500 ms stall moves it at
    most that much per second). ``U`` jumping by more than ``step_ms`` for five windows
    in a row is a **latency step** (the server changed its buffering): no clock does
-   that, the samples still play where they would have, so the reference moves with it
-   and nothing is corrected (unless the margin would become too thin or too long).
+   that, the samples still play where they would have, so the reference follows the
+   average for ``adopt_s`` and nothing is corrected (unless the margin would become too
+   long). A PipeWire graph stall pauses the source's clock and is such a step down;
+   nothing steers while a step may be under way, and a margin a step left thinner than
+   the floor is rebuilt only by the prime after a dry-out, never by reading slower
+   (replays of real traces: tests/dsp/test_mixer_replay.py).
 3. **The rate** is the least-squares slope of ``U`` over the last ``span_s`` (10 min),
    shrunk towards zero by what the wander could fake over that span (``wander_ms`` / span):
    on one clock it stays at 0; a real 200 ppm is 90 % learned after 5 minutes.
@@ -31,7 +35,8 @@ measured from its trend, and the latency is only kept inside a band:
    is 2 samples a minute, enough to cost a whole-recording fit of speech several
    percent. No integrator, so no hunting from edge to edge of the band.
 5. **A backlog** no clock can cause (after a stall the lane ran dry, primed again, and
-   the delayed audio arrived on top: the lane sits that much late) is worked off on its
+   the delayed audio arrived on top: the lane sits that much late; never a deficit,
+   which is a paused clock) is worked off on its
    own, at up to ``max_ppm`` (1 %, 17 cents: 0.3 s in 30 s), braking to end exactly.
 
 Every term moves with the filtered measures, and the correction changes by at most

@@ -59,7 +59,11 @@ latency comes back and what follows sits where it belongs. A stall beyond the ma
 still runs the lane dry here first (the zero fill, then the prime). One error was the
 mixer's: after a dry-out it steered back to its old reference, which the prime misses by
 the measure's own 5-20 ms; it now adopts the settled latency
-(:meth:`~meetcap.dsp.drift.DriftLoop.restart`).
+(:meth:`~meetcap.dsp.drift.DriftLoop.restart`). Others were the loop's, found by
+replaying real PipeWire traces (``MEETCAP_MIXTRACE``, :mod:`meetcap.dsp.mixtrace`)
+through this mixer: a stall that moves a lane's latency for good, in one lane or both,
+was read as 3-530 ppm of drift (once 113 ppm in a real run, failing it); it is a step
+now, never a rate (tests/dsp/test_mixer_replay.py).
 
 Gains apply per source before the sum; the mix is the plain sum (not the average):
 normalising and limiting come later (:mod:`meetcap.dsp.normalize`).
