@@ -78,6 +78,10 @@ PROMPT_WORDS = 40  # context for a partial window's drafts
 # long (its audio is encoded again with the utterance's: the cost stays bounded) and
 # ended at most this long before the utterance's first speech (after a long silence the
 # talk has likely moved on; faster-whisper would not have it in the same window either).
+# Measured (docs/figures.md): 5 s of context gained nothing on the test corpora (their
+# sentences are 4-7 s), 7-10 s closed the gap. The cost: the previous text is forced
+# token by token and the window is twice as long, so finals take ~1.9x the CPU
+# (bench/transcribe.py). ``context_max_s=0`` decodes every utterance alone, as before.
 DEFAULT_CONTEXT_MAX_S = 10.0
 DEFAULT_CONTEXT_GAP_S = 10.0
 # Partials may take this fraction of the audio time (module doc). faster-whisper alone
