@@ -79,8 +79,8 @@ PROMPT_WORDS = 40  # context for a partial window's drafts
 # ended at most this long before the utterance's first speech (after a long silence the
 # talk has likely moved on; faster-whisper would not have it in the same window either).
 # Measured (docs/figures.md): 5 s of context gained nothing on the test corpora (their
-# sentences are 4-7 s), 7-10 s closed the gap. The cost: the previous text is forced
-# token by token and the window is twice as long, so finals take ~1.9x the CPU
+# sentences are 4-7 s), 7-10 s closed the gap. The cost: the window is about twice as
+# long and the previous text is the prompt, so finals take ~1.3x the CPU
 # (bench/transcribe.py). ``context_max_s=0`` decodes every utterance alone, as before.
 DEFAULT_CONTEXT_MAX_S = 10.0
 DEFAULT_CONTEXT_GAP_S = 10.0
