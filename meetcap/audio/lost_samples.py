@@ -99,18 +99,19 @@ class LostSampleDetector:
     def on_block(self, frames: int, now: float, overflowed: bool = False) -> int:
         """A block of ``frames`` arrived at ``now`` (seconds, a steady clock): how many
         frames of silence to write before it."""
-        if self._origin is None:
-            self._origin = self._window_start = now
+        origin = self._origin
+        if origin is None:
+            origin = self._origin = self._window_start = now
         self._counted += frames
-        self._floor = min(self._floor, now - self._origin - self._counted / self.rate_hz)
+        self._floor = min(self._floor, now - origin - self._counted / self.rate_hz)
         self._overflowed = self._overflowed or overflowed
         if now - self._window_start < self._window_s:
             return 0
-        fill = self._close_window(now)
+        fill = self._close_window(now, now - origin)
         if fill:
             self._counted += fill
             self.silence_frames += fill
-            self.fills.append((now - self._origin, fill))
+            self.fills.append((now - origin, fill))
         return fill
 
     def delivered_at(self, frame: int) -> float | None:
@@ -121,13 +122,14 @@ class LostSampleDetector:
             return None
         return self._origin + self._base + frame / self.rate_hz
 
-    def _close_window(self, now: float) -> int:
-        """Close the window that ends at ``now``: the frames of silence a loss needs."""
+    def _close_window(self, now: float, since_start: float) -> int:
+        """Close the window that ends at ``now``, ``since_start`` seconds after the first
+        block: the frames of silence a loss needs."""
         # An overflow late in a window shows in the next window's floor: it counts there.
         floor, overflowed = self._floor, self._overflowed or self._overflow_carry
         self._overflow_carry = self._overflowed
         self._floor, self._overflowed, self._window_start = float("inf"), False, now
-        if now - self._origin < self._settle_s:
+        if since_start < self._settle_s:
             return 0
         if self._base is None:
             self._base = floor
@@ -144,7 +146,7 @@ class LostSampleDetector:
             return 0
         lost = min(rise, self._pending) if self._pending is not None else rise
         self._pending = None
-        at, frames = now - self._origin, round(lost * self.rate_hz)
+        at, frames = since_start, round(lost * self.rate_hz)
         self.losses.append((at, frames))
         if not (overflowed or self._fill_unflagged):
             self._owed_s += lost  # most likely a paused clock, the content intact
