@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TypedDict
 
 # The floor of every meter: digital silence reads as this, not as -inf, so that
 # values stay finite for JSON and arithmetic.
@@ -75,3 +76,14 @@ class SourceLevels:
     # rate's offset now and the largest so far this session, in ppm (0 on one clock).
     correction_ppm: float = 0.0
     correction_peak_ppm: float = 0.0
+
+
+class LevelExtras(TypedDict, total=False):
+    """The SourceLevels fields only some sources carry (the mic's echo score, a mixed
+    source's drift correction), typed so they can be handed on as keyword arguments."""
+
+    echo: str
+    echo_db: float
+    echo_cancel: bool
+    correction_ppm: float
+    correction_peak_ppm: float

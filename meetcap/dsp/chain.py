@@ -46,7 +46,7 @@ from meetcap.dsp.vad import WINDOW_MS as VAD_WINDOW_MS
 from meetcap.dsp.vad import VadStream
 from meetcap.errors import ModelError
 from meetcap.frames import Frame
-from meetcap.levels import SourceLevels
+from meetcap.levels import LevelExtras, SourceLevels
 
 # The chain does its work in whole frames: render(n) advances the clock at once, but the
 # stages run when a full 100 ms is due (and on everything due). Frames leave every 100 ms
@@ -465,7 +465,7 @@ class MixChain:
         result = {}
         for name, tracker in self._trackers.items():
             meter = self._meters[name]
-            extra: dict[str, object] = {}
+            extra: LevelExtras = {}
             if name in mixing:
                 lane = self._mixer.lane(name)
                 extra["correction_ppm"] = lane.correction_ppm
