@@ -24,9 +24,14 @@ from meetcap.constants import FRAME_BYTES
 from tests.client.conftest import wait_until
 from tests.client.delivery import stored_pcm
 from tests.client.frames import synthetic_frames
+from tests.client.lost_session_steps import (
+    REPO,
+    cli_env,
+    server_sidecars,
+    spool_meta,
+    wav_frames,
+)
 from tests.client.reply_holding_proxy import ReplyHoldingProxy
-from tests.client.test_lost_session import _REPO, _env
-from tests.client.test_reopen_kill import _meta, _sidecars, _wav_frames
 from tests.support.server_proc import TOKEN
 
 FRAMES, RATE_HZ = 200, 50.0  # what each recording child captures, and how fast
@@ -60,7 +65,7 @@ def _spooled_id(spool: Path) -> str | None:
 
 
 def _new_sidecars(data_dir: Path, before: set[str]) -> list[dict]:
-    return [s for s in _sidecars(data_dir) if s["session_id"] not in before]
+    return [s for s in server_sidecars(data_dir) if s["session_id"] not in before]
 
 
 def _wait_for(point: str, spool: Path, log: Path, data_dir: Path, before: set[str]) -> None:
@@ -69,13 +74,13 @@ def _wait_for(point: str, spool: Path, log: Path, data_dir: Path, before: set[st
         wait_until(lambda: _new_sidecars(data_dir, before), timeout_s=30)
         time.sleep(0.2)  # the welcome is sent (and held)
     elif point == "no_frame_no_hello":
-        wait_until(lambda: _spooled_id(spool) and _meta(spool, _spooled_id(spool)),
+        wait_until(lambda: _spooled_id(spool) and spool_meta(spool, _spooled_id(spool)),
                    timeout_s=30)
         time.sleep(0.3)  # the connection is opened, and stalled in the proxy
     elif point == "awaiting_welcome":
         wait_until(lambda: _new_sidecars(data_dir, before) and _logged(log) >= 3, timeout_s=30)
         time.sleep(0.2)  # the welcome is sent (and held)
-        meta = _meta(spool, _spooled_id(spool))
+        meta = spool_meta(spool, _spooled_id(spool))
         # The welcome is not in the spool: the window of the kill.
         assert meta.get("create_pending") or meta["session_id"] is None, meta
     elif point == "first_frame":
@@ -83,13 +88,13 @@ def _wait_for(point: str, spool: Path, log: Path, data_dir: Path, before: set[st
     elif point == "after_welcome":
         def welcomed() -> bool:
             local_id = _spooled_id(spool)
-            meta = _meta(spool, local_id) if local_id else {}
+            meta = spool_meta(spool, local_id) if local_id else {}
             return bool(meta.get("session_id")) and not meta.get("create_pending")
 
         wait_until(welcomed, timeout_s=30, interval_s=0.002)
     else:
         wait_until(lambda: any(
-            _wav_frames(data_dir, s["session_id"]) >= 10
+            wav_frames(data_dir, s["session_id"]) >= 10
             for s in _new_sidecars(data_dir, before)), timeout_s=30)
 
 
@@ -104,8 +109,8 @@ def test_a_kill_between_the_first_hello_and_the_welcome_never_leaves_an_empty_or
             data = tmp_path / f"round-{round_no}"
             spool, log = data / "spool", data / "submitted.log"
             data.mkdir()
-            env = _env(data)
-            before = {s["session_id"] for s in _sidecars(server.data_dir)}
+            env = cli_env(data)
+            before = {s["session_id"] for s in server_sidecars(server.data_dir)}
             if point in ("awaiting_welcome", "no_frame_created"):
                 proxy.hold_replies(from_connection=proxy.connections + 1)
             elif point == "no_frame_no_hello":
@@ -114,7 +119,7 @@ def test_a_kill_between_the_first_hello_and_the_welcome_never_leaves_an_empty_or
                 [sys.executable, "-m", "tests.client.streaming_child", "stream", proxy.url,
                  TOKEN, str(spool), str(log), "--frames", str(FRAMES), "--rate", str(RATE_HZ),
                  "--start-after-s", "60" if point in NO_FRAME else "0"],
-                env=env, cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
             try:
@@ -130,7 +135,7 @@ def test_a_kill_between_the_first_hello_and_the_welcome_never_leaves_an_empty_or
             done = subprocess.run(
                 [sys.executable, "-m", "tests.client.streaming_child", "deliver", proxy.url,
                  TOKEN, str(spool)],
-                env=env, cwd=_REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                env=env, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                 timeout=120,
             )
             assert done.returncode == 0, f"{point}: {done.stdout}{done.stderr}"

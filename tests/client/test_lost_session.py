@@ -11,11 +11,8 @@ every frame once, byte-exact, with a truthful started_at.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,31 +25,18 @@ from tests.client.conftest import TOKEN as SCRIPTED_TOKEN
 from tests.client.conftest import fast_config, wait_until
 from tests.client.delivery import WAV_HEADER_BYTES, stored_pcm
 from tests.client.frames import synthetic_frames
+from tests.client.lost_session_steps import (
+    cli_env,
+    record_until_acked,
+    run_meetcap,
+    start_delivery,
+    wav_frames,
+)
 from tests.client.reply_holding_proxy import ReplyHoldingProxy
 from tests.client.scripted_server import ScriptedServer
 from tests.support.server_proc import TOKEN
 
-_REPO = Path(__file__).resolve().parents[2]
 ACKED, LATER = 100, 200  # frames the lost session acknowledged; frames captured after
-
-
-def _env(data_dir: Path) -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))
-    return dict(os.environ, MEETCAP_DATA_DIR=str(data_dir), PYTHONPATH=path)
-
-
-def _meetcap(args, env, timeout_s=120.0):
-    return subprocess.run(
-        [sys.executable, "-m", "meetcap", *args], env=env, cwd=_REPO,
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout_s,
-    )
-
-
-def _wav_frames(data_dir: Path, session_id: str) -> int:
-    try:
-        return len(stored_pcm(data_dir, session_id)) // FRAME_BYTES
-    except FileNotFoundError:
-        return 0
 
 
 def test_audio_of_a_session_the_server_lost_goes_to_a_new_session_across_a_kill(
@@ -67,11 +51,7 @@ def test_audio_of_a_session_the_server_lost_goes_to_a_new_session_across_a_kill(
 
     # 1. A live recording: the first ACKED frames are stored and acknowledged.
     streamer = Streamer(fast_config(server.url, spool, token=TOKEN))
-    streamer.start()
-    for frame in frames[:ACKED]:
-        streamer.submit(frame)
-    wait_until(lambda: streamer.status().frames_acked >= ACKED, timeout_s=30)
-    old_id = streamer.status().session_id
+    old_id = record_until_acked(streamer, frames[:ACKED])
     started_at = streamer._live.meta.started_at
     local_id = streamer._live.meta.local_id
     # 2. The server dies; the rest is captured into the spool; the app quits.
@@ -89,37 +69,33 @@ def test_audio_of_a_session_the_server_lost_goes_to_a_new_session_across_a_kill(
 
     # 4. The user delivers; the resume is refused (4005), the rest goes as a new session.
     # The delivering process is killed (-9) in the middle of it.
-    env = _env(data)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetcap", "spool", "deliver", local_id, "--token", TOKEN],
-        env=env, cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = cli_env(data)
+    proc = start_delivery(local_id, env)
     try:
         def new_session():
             m = json.loads((spool / local_id / META_NAME).read_text())
             return m["session_id"] if m["session_id"] not in (None, old_id) else None
 
         new_id = wait_until(new_session, timeout_s=30)
-        wait_until(lambda: _wav_frames(server.data_dir, new_id) >= 20, timeout_s=30)
+        wait_until(lambda: wav_frames(server.data_dir, new_id) >= 20, timeout_s=30)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     time.sleep(0.5)  # the server stores what had arrived
-    part = _wav_frames(server.data_dir, new_id)
+    part = wav_frames(server.data_dir, new_id)
     assert 20 <= part < LATER, f"the kill was not mid-delivery ({part} frames stored)"
     meta = json.loads((spool / local_id / META_NAME).read_text())
     assert meta["seq_offset"] == ACKED and meta["lost_session"] == old_id
     assert meta["session_id"] == new_id
 
     # `meetcap spool list` says what happened.
-    listed = json.loads(_meetcap(["spool", "list", "--json"], env).stdout)
+    listed = json.loads(run_meetcap(["spool", "list", "--json"], env).stdout)
     (entry,) = listed
     assert f"the server lost session {old_id}" in entry["why"], entry["why"]
     assert f"from 0:10 on goes to new session {new_id}" in entry["why"], entry["why"]
 
     # 5. The same command again resumes the new session and finishes it.
-    done = _meetcap(["spool", "deliver", local_id, "--token", TOKEN], env)
+    done = run_meetcap(["spool", "deliver", local_id, "--token", TOKEN], env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"the server had lost session {old_id}" in done.stdout, done.stdout
     assert "from 0:10 on (frames 100-299)" in done.stdout, done.stdout
@@ -149,11 +125,7 @@ def test_a_live_recording_whose_session_the_server_lost_goes_on_in_a_new_session
         fast_config(server.url, server.data_dir.parent / "spool-live", token=TOKEN),
         on_status=lambda status: reasons.append(status.reason or ""),
     )
-    streamer.start()
-    for frame in frames[:50]:
-        streamer.submit(frame)
-    wait_until(lambda: streamer.status().frames_acked >= 50, timeout_s=30)
-    old_id = streamer.status().session_id
+    old_id = record_until_acked(streamer, frames[:50])
     server.kill()
     for frame in frames[50:100]:
         streamer.submit(frame)
@@ -200,11 +172,7 @@ def test_a_session_whose_redis_state_went_back_to_an_old_snapshot_goes_on_in_a_n
         fast_config(server.url, server.data_dir.parent / "spool-stale", token=TOKEN),
         on_status=lambda status: reasons.append(status.reason or ""),
     )
-    streamer.start()
-    for frame in frames[:30]:
-        streamer.submit(frame)
-    wait_until(lambda: streamer.status().frames_acked >= 30, timeout_s=30)
-    old_id = streamer.status().session_id
+    old_id = record_until_acked(streamer, frames[:30])
     snapshot = db.dump(f"meetcap:s:{old_id}")  # the state as of the first token
     server.restart()  # kill -9: the client resumes and gets (and uses) a newer token
     for frame in frames[30:60]:
@@ -258,11 +226,7 @@ def test_after_a_stale_token_refusal_no_frame_is_in_both_sessions(
         fast_config(proxy.url, tmp_path / "spool", token=TOKEN, ack_timeout_s=60)
     )
     try:
-        streamer.start()
-        for frame in frames[:30]:
-            streamer.submit(frame)
-        wait_until(lambda: streamer.status().frames_acked >= 30, timeout_s=30)
-        old_id = streamer.status().session_id
+        old_id = record_until_acked(streamer, frames[:30])
         snapshot = db.dump(f"meetcap:s:{old_id}")  # the state as of the first token
         server.restart()  # the client resumes and gets a newer token
         for frame in frames[30:40]:

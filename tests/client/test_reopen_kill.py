@@ -10,24 +10,27 @@ created the session and the client has not read its welcome.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from meetcap.client import Streamer
-from meetcap.client.spool import META_NAME
-from meetcap.constants import FRAME_BYTES
 from tests.client.conftest import fast_config, wait_until
 from tests.client.delivery import stored_pcm
 from tests.client.frames import synthetic_frames
+from tests.client.lost_session_steps import (
+    cli_env,
+    record_until_acked,
+    run_meetcap,
+    server_sidecars,
+    spool_meta,
+    start_delivery,
+    wav_frames,
+)
 from tests.client.reply_holding_proxy import ReplyHoldingProxy
-from tests.client.test_lost_session import _REPO, _env, _meetcap
 from tests.support.server_proc import TOKEN
 
 ACKED, LATER = 20, 60  # frames the lost session acknowledged; frames captured after
@@ -43,52 +46,26 @@ KILL_POINTS = (
 )
 
 
-def _meta(spool: Path, local_id: str) -> dict:
-    try:
-        return json.loads((spool / local_id / META_NAME).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):  # being replaced: look again
-        return {}
-
-
-def _sidecars(data_dir: Path) -> list[dict]:
-    found = []
-    for path in data_dir.glob("*.json"):
-        try:
-            sidecar = json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            continue
-        if "session_id" in sidecar:
-            found.append(sidecar)
-    return found
-
-
-def _wav_frames(data_dir: Path, session_id: str) -> int:
-    try:
-        return len(stored_pcm(data_dir, session_id)) // FRAME_BYTES
-    except FileNotFoundError:
-        return 0
-
-
 def _wait_for(point: str, spool: Path, local_id: str, data_dir: Path) -> None:
     """Return at the kill point ``point`` (see KILL_POINTS) of a delivering process."""
     if point == "awaiting_welcome":
-        wait_until(lambda: _sidecars(data_dir), timeout_s=30)
+        wait_until(lambda: server_sidecars(data_dir), timeout_s=30)
         time.sleep(0.3)  # the welcome is sent (and held)
-        meta = _meta(spool, local_id)
+        meta = spool_meta(spool, local_id)
         assert meta["lost_session"] and meta["acked"] == ACKED - 1, meta
         # The new session's welcome is not in the spool: the window of the kill.
         assert meta.get("create_pending") or meta["session_id"] is None, meta
     elif point == "just_reopened":
-        wait_until(lambda: _meta(spool, local_id).get("lost_session"), timeout_s=30,
+        wait_until(lambda: spool_meta(spool, local_id).get("lost_session"), timeout_s=30,
                    interval_s=0.001)
     elif point == "after_welcome":
-        wait_until(lambda: _meta(spool, local_id).get("lost_session")
-                   and not _meta(spool, local_id).get("create_pending"),
+        wait_until(lambda: spool_meta(spool, local_id).get("lost_session")
+                   and not spool_meta(spool, local_id).get("create_pending"),
                    timeout_s=30, interval_s=0.005)
     else:
         wait_until(lambda: any(
-            _wav_frames(data_dir, s["session_id"]) >= 10
-            for s in _sidecars(data_dir)), timeout_s=30)
+            wav_frames(data_dir, s["session_id"]) >= 10
+            for s in server_sidecars(data_dir)), timeout_s=30)
 
 
 @pytest.fixture
@@ -102,10 +79,7 @@ def lost_session_spool(meetcap_server_factory, tmp_path):
     spool = tmp_path / "template" / "spool"
     frames = list(synthetic_frames(ACKED + LATER, seed=21))
     streamer = Streamer(fast_config(proxy.url, spool, token=TOKEN))
-    streamer.start()
-    for frame in frames[:ACKED]:
-        streamer.submit(frame)
-    wait_until(lambda: streamer.status().frames_acked >= ACKED, timeout_s=30)
+    record_until_acked(streamer, frames[:ACKED])
     local_id = streamer._live.meta.local_id
     server.kill()
     for frame in frames[ACKED:]:
@@ -130,17 +104,13 @@ def test_a_kill_during_the_reopen_never_leaves_an_empty_orphan_session(
         data = tmp_path / f"round-{round_no}"
         spool = data / "spool"
         shutil.copytree(template, spool)
-        env = _env(data)
+        env = cli_env(data)
 
         if point == "awaiting_welcome":
             # The child's first connection resumes (4005 passes); its second, the new
             # session's, gets its welcome held.
             proxy.hold_replies(from_connection=proxy.connections + 2)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "meetcap", "spool", "deliver", local_id, "--token", TOKEN],
-            env=env, cwd=_REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = start_delivery(local_id, env)
         try:
             _wait_for(point, spool, local_id, server.data_dir)
         finally:
@@ -149,12 +119,12 @@ def test_a_kill_during_the_reopen_never_leaves_an_empty_orphan_session(
         proxy.cut_now()
         proxy.release_replies()
 
-        done = _meetcap(["spool", "deliver", local_id, "--token", TOKEN], env)
+        done = run_meetcap(["spool", "deliver", local_id, "--token", TOKEN], env)
         assert done.returncode == 0, f"{point}: {done.stdout}{done.stderr}"
         assert not (spool / local_id).exists()
         # Exactly one session on the server: the new one, finished, holding every frame
         # the lost session had not acknowledged, each once, in order.
-        sidecars = _sidecars(server.data_dir)
+        sidecars = server_sidecars(server.data_dir)
         ids = sorted(s["session_id"] for s in sidecars)
         assert len(sidecars) == 1, f"{point}: {len(sidecars)} sessions on the server: {ids}"
         (sidecar,) = sidecars
