@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import multiprocessing
 import os
-import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,9 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
 sys.path.insert(0, str(REPO / "bench"))
 
-from rawws import connect_raw  # noqa: E402
+from server_harness import SimDesktop, start_server, stop_server  # noqa: E402
 
-USER, TOKEN = "bench", "bench-token-0123456789"
 P99_LIMIT_MS = 100.0
 SETTLE_S = 3.0
 CONNECT_CONCURRENCY = 50
@@ -74,64 +70,31 @@ class StepResult:
     client_lag_p99_ms: float  # how late the client's own event loop ran (inflates latency)
 
 
-class SimSession:
+class SimSession(SimDesktop):
     """One simulated desktop: hello, then a frame every 100 ms (sent by the shared
     ticker), then end. Latency is measured from each send to the first ack covering it."""
 
     def __init__(self, seed: int, t_measure: float, latencies: list[float]) -> None:
-        from meetcap.protocol import ClientConnection
-
-        self.rng = random.Random(seed)
-        self.pcm = self.rng.randbytes(3200)
-        self.conn = ClientConnection()
+        super().__init__(seed)
         self.t_measure = t_measure
         self.latencies = latencies
         self.sent_at: dict[int, float] = {}
-        self.seq = 0
-        self.acked = -1
         self.final: int | None = None
-        loop = asyncio.get_running_loop()
-        self.welcomed = loop.create_future()
-        self.ended = loop.create_future()
         self.last_ack = asyncio.Event()
-        self.ws = None
 
-    def on_text(self, text: str) -> None:
-        from meetcap.protocol import Ack, Ended, Error, MessageReceived, Welcome
-
-        for event in self.conn.receive_text(text):
-            if not isinstance(event, MessageReceived):
-                raise RuntimeError(f"protocol violation from the server: {event}")
-            msg = event.message
-            if isinstance(msg, Ack):
-                now = time.monotonic()
-                for seq in range(self.acked + 1, msg.seq + 1):
-                    t = self.sent_at.pop(seq, None)
-                    if t is not None and t >= self.t_measure:
-                        self.latencies.append((now - t) * 1000)
-                self.acked = max(self.acked, msg.seq)
-                if self.final is not None and self.acked >= self.final:
-                    self.last_ack.set()
-            elif isinstance(msg, Welcome):
-                self.welcomed.set_result(msg)
-            elif isinstance(msg, Ended):
-                self.ended.set_result(msg)
-            elif isinstance(msg, Error):
-                for future in (self.welcomed, self.ended):
-                    if not future.done():
-                        future.set_exception(RuntimeError(f"server error: {msg}"))
-
-    async def open(self, url: str) -> None:
-        self.ws = await asyncio.wait_for(connect_raw(url, TOKEN, self.on_text), 30)
-        self.ws.send_text(self.conn.hello(None, None, time.time(), "bench"))
-        await asyncio.wait_for(self.welcomed, 30)
+    def on_ack(self, seq: int) -> None:
+        now = time.monotonic()
+        for sent in range(self.acked + 1, seq + 1):
+            t = self.sent_at.pop(sent, None)
+            if t is not None and t >= self.t_measure:
+                self.latencies.append((now - t) * 1000)
+        super().on_ack(seq)
+        if self.final is not None and self.acked >= self.final:
+            self.last_ack.set()
 
     def send_next(self, now: float) -> None:
-        if self.ws.closed.done():
-            raise ConnectionError(f"closed by the server: {self.ws.closed.result()}")
-        self.sent_at[self.seq] = now
-        self.ws.send_binary(self.conn.frame(self.seq, self.pcm, speech=self.seq % 7 == 0))
-        self.seq += 1
+        self.send_frame(speech=self.seq % 7 == 0)
+        self.sent_at[self.seq - 1] = now  # no ack can come in between: one event loop
 
     async def finish(self) -> tuple[int, int]:
         """End the session once its last frame is acked; returns (sent, lost)."""
@@ -142,11 +105,8 @@ class SimSession:
 
     async def end(self) -> int:
         """Send end, check ended against what was sent; returns frames lost."""
-        self.ws.send_text(self.conn.end(self.seq - 1))
-        result = await asyncio.wait_for(self.ended, 60)
-        self.ws.transport.close()
-        expected = hashlib.sha256(self.pcm * self.seq).hexdigest()
-        if result.frames != self.seq or result.sha256 != expected:
+        result = await self.send_end()
+        if not self.stored_as_sent(result):
             return max(1, self.seq - result.frames)
         return 0
 
@@ -223,22 +183,16 @@ def _client_process(url: str, sessions: int, seconds: float, queue) -> None:
 # ------------------------------------------------------------------ server process
 
 
-def start_server(data_dir: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ, MEETCAP_TOKENS=f"{USER}:{TOKEN}", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetcap.server", "--port", "0", "--data-dir", str(data_dir),
-         "--log-level", "info", "--stats-interval-s", "2", "--max-sessions-per-user", "100000",
-         "--new-sessions-per-minute", "100000", "--fsync-mode", args.fsync_mode,
+def start_logging_server(
+    data_dir: Path, args: argparse.Namespace
+) -> tuple[subprocess.Popen, str]:
+    """The server under test, its log (a stats line every 2 s) in data_dir/server.log."""
+    return start_server(
+        data_dir,
+        ["--log-level", "info", "--stats-interval-s", "2", "--fsync-mode", args.fsync_mode,
          "--flush-interval-ms", str(args.flush_interval_ms)],
-        stdout=subprocess.PIPE, stderr=open(data_dir / "server.log", "w"), text=True, env=env,
+        stderr=open(data_dir / "server.log", "w"),
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (ws://\S+)", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return proc, match.group(1)
 
 
 _STATS = re.compile(r"round p99 ([\d.]+) ms max ([\d.]+) ms, loop lag max ([\d.]+) ms")
@@ -303,7 +257,7 @@ def main() -> None:
     best: tuple[int, float, int] | None = None
     with tempfile.TemporaryDirectory(prefix="meetcap-bench-", dir=REPO / ".benchmarks"
                                      if (REPO / ".benchmarks").is_dir() else None) as tmp:
-        proc, url = start_server(Path(tmp), args)
+        proc, url = start_logging_server(Path(tmp), args)
         try:
             print(f"server pid {proc.pid} at {url}; fsync mode {args.fsync_mode}, "
                   f"rounds every {args.flush_interval_ms} ms; {args.seconds:g} s per step")
@@ -337,11 +291,7 @@ def main() -> None:
                     break
                 best = (sessions, p99, result.lost)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
             if args.server_log is not None:
                 shutil.copyfile(Path(tmp) / "server.log", args.server_log)
     if best is None:

@@ -28,14 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import multiprocessing
 import os
-import random
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,76 +40,42 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout
 sys.path.insert(0, str(REPO / "bench"))
 
-from rawws import connect_raw  # noqa: E402
+from server_harness import SimDesktop, start_server, stop_server  # noqa: E402
 
-USER, TOKEN = "bench", "bench-token-0123456789"
 CONNECT_CONCURRENCY = 20
 SETTLE_S = 2.0  # after the last welcome, before the measured window
 
 
-class Desktop:
+class Desktop(SimDesktop):
     """One simulated session: hello (asking for tracks or not), a frame per tick, end."""
 
     def __init__(self, seed: int, tracks: bool) -> None:
-        from meetcap.protocol import ClientConnection
-
-        rng = random.Random(seed)
-        self.pcm = rng.randbytes(3200)
-        self.lanes = rng.randbytes(6400) if tracks else None
+        super().__init__(seed)
+        self.lanes = self.rng.randbytes(6400) if tracks else None
         self.tracks = tracks
-        self.conn = ClientConnection()
-        self.seq = 0
-        self.acked = -1
-        loop = asyncio.get_running_loop()
-        self.welcomed = loop.create_future()
-        self.ended = loop.create_future()
         self.caught_up = asyncio.Event()
-        self.ws = None
 
-    def on_text(self, text: str) -> None:
-        from meetcap.protocol import Ack, Ended, Error, MessageReceived, Welcome
+    def on_ack(self, seq: int) -> None:
+        super().on_ack(seq)
+        if self.acked >= self.seq - 1:
+            self.caught_up.set()
 
-        for event in self.conn.receive_text(text):
-            if not isinstance(event, MessageReceived):
-                raise RuntimeError(f"protocol violation from the server: {event}")
-            msg = event.message
-            if isinstance(msg, Ack):
-                self.acked = max(self.acked, msg.seq)
-                if self.acked >= self.seq - 1:
-                    self.caught_up.set()
-            elif isinstance(msg, Welcome):
-                self.welcomed.set_result(msg)
-            elif isinstance(msg, Ended):
-                self.ended.set_result(msg)
-            elif isinstance(msg, Error):
-                for future in (self.welcomed, self.ended):
-                    if not future.done():
-                        future.set_exception(RuntimeError(f"server error: {msg}"))
-
-    async def open(self, url: str) -> None:
+    async def connect(self, url: str) -> None:
+        """Open the session, asking for two tracks in tracks mode, and check it got them."""
         from meetcap.protocol.audio import TRACKS_VERSION
 
-        self.ws = await asyncio.wait_for(connect_raw(url, TOKEN, self.on_text), 30)
-        self.ws.send_text(self.conn.hello(None, None, time.time(), "bench",
-                                          tracks=TRACKS_VERSION if self.tracks else None))
-        welcome = await asyncio.wait_for(self.welcomed, 30)
+        welcome = await self.open(url, tracks=TRACKS_VERSION if self.tracks else None)
         if self.tracks and not welcome.tracks:
             raise RuntimeError("the server did not accept two tracks")
 
     def send_next(self) -> None:
-        if self.ws.closed.done():
-            raise ConnectionError(f"closed by the server: {self.ws.closed.result()}")
-        self.caught_up.clear()
-        self.ws.send_binary(self.conn.frame(self.seq, self.pcm, tracks=self.lanes))
-        self.seq += 1
+        self.send_frame(tracks=self.lanes)
+        self.caught_up.clear()  # no ack can come in between: one event loop
 
     async def end(self) -> str | None:
         """End the session; a sentence if the server stored anything else than was sent."""
-        self.ws.send_text(self.conn.end(self.seq - 1))
-        result = await asyncio.wait_for(self.ended, 60)
-        self.ws.transport.close()
-        if result.frames != self.seq or result.sha256 != hashlib.sha256(
-                self.pcm * self.seq).hexdigest():
+        result = await self.send_end()
+        if not self.stored_as_sent(result):
             return f"stored {result.frames} frames (sent {self.seq}) or a different SHA-256"
         return None
 
@@ -126,7 +87,7 @@ async def _stream(url: str, sessions: int, seconds: float, tracks: bool, marks) 
 
     async def open_one(i: int) -> None:
         await asyncio.sleep(i // CONNECT_CONCURRENCY * 0.1)
-        await desktops[i].open(url)
+        await desktops[i].connect(url)
 
     await asyncio.gather(*(open_one(i) for i in range(sessions)))
     # One ticker: session i is due every 100 ms at phase (i % 10) * 10 ms, as 100
@@ -150,22 +111,6 @@ def _client_process(url: str, sessions: int, seconds: float, tracks: bool, marks
         marks.put(("done", asyncio.run(_stream(url, sessions, seconds, tracks, marks))))
     except BaseException as exc:  # reported by the parent
         marks.put(("done", [repr(exc)]))
-
-
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    env = dict(os.environ, MEETCAP_TOKENS=f"{USER}:{TOKEN}", PYTHONPATH=str(REPO))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "meetcap.server", "--port", "0", "--data-dir", str(data_dir),
-         "--max-sessions-per-user", "100000", "--new-sessions-per-minute", "100000"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (ws://\S+)", line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return proc, match.group(1)
 
 
 def check_stored(data_dir: Path, sessions: int, tracks: bool) -> list[str]:
@@ -195,7 +140,7 @@ def run(sessions: int, seconds: float, tracks: bool) -> float:
 
     base = REPO / ".benchmarks" if (REPO / ".benchmarks").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="meetcap-tracks-cpu-", dir=base) as tmp:
-        proc, url = start_server(Path(tmp))
+        proc, url = start_server(Path(tmp), [])
         try:
             server = psutil.Process(proc.pid)
             ctx = multiprocessing.get_context("spawn")
@@ -218,11 +163,7 @@ def run(sessions: int, seconds: float, tracks: bool) -> float:
             if failures or len(cpu) != 2:
                 raise SystemExit(f"{len(failures)} sessions failed: {failures[:3]}")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
         problems = check_stored(Path(tmp), sessions, tracks)
         if problems:
             raise SystemExit(f"stored audio is wrong: {problems[:3]}")
