@@ -129,11 +129,34 @@ def build_parser() -> argparse.ArgumentParser:
                     help="threads of each worker's engine")
     tr.add_argument("--min-words", type=int, default=4, metavar="N",
                     help="segments of fewer words (or only filler) are marked minor")
+    tr.add_argument("--partials", choices=("on", "off"), default="on",
+                    help="live partial text of the utterance being spoken, about once a "
+                    "second; off: finals only (the same finals), less CPU")
+    tr.add_argument("--partial-budget", type=partial_budget_percent, default=None,
+                    metavar="PERCENT",
+                    help="the most CPU the partials may take, in %% of the audio time "
+                    "(None: the transcriber's 3 %%); partials come less often where each costs "
+                    "more")
     parser.add_argument("--stats-interval-s", type=float, default=d["stats_interval_s"],
                         help="log a line of load and storage statistics this often (0: off)")
     parser.add_argument("--log-level", default=d["log_level"],
                         choices=("debug", "info", "warning", "error"), help="log verbosity")
     return parser
+
+
+def partial_budget_percent(text: str) -> float:
+    """``--partial-budget``: a percentage (``3`` or ``3%``) above 0 and at most 100,
+    returned as a fraction of the audio time."""
+    try:
+        percent = float(text.strip().removesuffix("%"))
+    except ValueError:
+        percent = float("nan")
+    if not 0 < percent <= 100:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a share of the audio time: give a percentage above 0 and at "
+            "most 100, e.g. 3 (or --partials off for no partials at all)"
+        )
+    return percent / 100
 
 
 def resolve_fsync_mode(mode: str) -> FsyncMode:
@@ -187,10 +210,16 @@ def transcription_from_args(args: argparse.Namespace) -> TranscriptionConfig | N
     if not args.transcribe:
         if args.model is not None or args.language is not None:
             raise ConfigError("--model and --language need --transcribe")
+        if args.partial_budget is not None or args.partials != "on":
+            raise ConfigError("--partials and --partial-budget need --transcribe")
         return None
+    if args.partials == "off" and args.partial_budget is not None:
+        raise ConfigError("--partial-budget with --partials off: there are no partials to "
+                          "budget; give one of the two")
     return TranscriptionConfig(
         model=args.model, language=args.language, workers=args.transcribe_workers,
         threads=args.transcribe_threads, min_words=args.min_words,
+        partials=args.partials == "on", partial_budget=args.partial_budget,
     )
 
 

@@ -23,6 +23,14 @@ class TranscriptionConfig:
     # Audio between two partials; under 1 s so that, with the time a partial takes, one
     # still comes at least once a second (bench/transcript_latency.py measures it).
     partial_interval_s: float = 0.8
+    # Live partial text (``--partials on|off``). Off: the workers compute no partial at
+    # all, only finals, which are the same either way (they never depend on partials).
+    partials: bool = True
+    # The most CPU the partials may take, as a fraction of the audio time
+    # (``--partial-budget PERCENT``); None: the streaming transcriber's own default
+    # (meetcap/transcribe/stream.py, 3 %), resolved in the worker so that this module
+    # (imported by the server's main process) does not load numpy.
+    partial_budget: float | None = None
     max_utterance_s: float = 20.0
     # Partials are the first thing dropped when behind: a worker more than this much
     # audio behind a session computes no partials for it until it has caught up.
@@ -45,6 +53,8 @@ class TranscriptionConfig:
             (self.threads >= 1, "transcription threads must be >= 1"),
             (self.min_words >= 0, "min_words must be >= 0"),
             (self.partial_interval_s > 0, "partial_interval_s must be > 0"),
+            (self.partial_budget is None or 0 < self.partial_budget <= 1,
+             "partial_budget must be above 0 and at most 1 (100 % of the audio time)"),
             (self.max_utterance_s >= 5, "max_utterance_s must be >= 5"),
             (self.tail_timeout_s >= 0, "tail_timeout_s must be >= 0"),
             (self.idle_release_s > 0, "idle_release_s must be > 0"),

@@ -44,7 +44,11 @@ from meetcap.server.transcription.speech import SpeechDecider
 from meetcap.server.transcription.storedaudio import StoredAudio
 from meetcap.transcribe.engine import Engine
 from meetcap.transcribe.segments import TranscriptSegment
-from meetcap.transcribe.stream import PreviousFinal, StreamingTranscriber
+from meetcap.transcribe.stream import (
+    DEFAULT_PARTIAL_BUDGET,
+    PreviousFinal,
+    StreamingTranscriber,
+)
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +213,7 @@ class Worker:
         # Partials go first when behind: none while more than the limit waits. None
         # either once the voice paused (the VAD says no speech): the utterance is about
         # to end, and a partial computed now would only make its final later.
-        transcriber.partials_enabled = (
+        transcriber.partials_enabled = self.config.partials and (
             job.durable - end <= self._max_lag_frames and speech[-1]
         )
         segments = transcriber.feed(first_seq, pcm, speech)
@@ -298,6 +302,7 @@ class Worker:
             self.engine, min_words=self.config.min_words,
             partial_interval_s=self.config.partial_interval_s,
             max_utterance_s=self.config.max_utterance_s,
+            partial_budget=partial_budget(self.config),
         )
         job.audio = StoredAudio(self.data_dir, job.session_id)
         # The next final is decoded after the last stored one, as in an uninterrupted run.
@@ -358,6 +363,21 @@ class Worker:
             job.files.unlock(remove=remove_lock)
 
 
+def partial_budget(config: TranscriptionConfig) -> float:
+    """The partials' CPU budget, a fraction of the audio time (the config's, or else the
+    streaming transcriber's default)."""
+    if config.partial_budget is not None:
+        return config.partial_budget
+    return DEFAULT_PARTIAL_BUDGET
+
+
+def describe_partials(config: TranscriptionConfig) -> str:
+    """What the operator chose for partials, for the worker's first log line."""
+    if not config.partials:
+        return "partials off (finals only)"
+    return f"partials on, within {partial_budget(config) * 100:g} % of the audio time"
+
+
 def worker_main(
     conn: Connection, config: TranscriptionConfig, data_dir: str, log_level: str
 ) -> None:
@@ -374,6 +394,7 @@ def worker_main(
         conn.send(("fatal", str(exc)))
         return
     conn.send(("ready", getattr(engine, "model_dir", str(config.model))))
+    log.info("model loaded; %s", describe_partials(config))
     commands: queue.Queue[tuple] = queue.Queue()
     send_lock = threading.Lock()
 
