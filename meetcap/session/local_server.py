@@ -53,6 +53,7 @@ class LocalServer:
         self.token = secrets.token_urlsafe(24)
         self._server: EmbeddedServer | None = None
         self._transcribing = False  # the running server transcribes
+        self._partials = True  # ... with live partial text
         self._lock = threading.Lock()
 
     @property
@@ -73,16 +74,25 @@ class LocalServer:
         """The running server transcribes its sessions (issue 9)."""
         return self._server is not None and self._transcribing
 
-    def start(self, *, transcribe: bool = False) -> str:
+    @property
+    def partials(self) -> bool:
+        """The running server transcribes with live partial text (its workers' config)."""
+        server = self._server
+        return (server is not None and server.config.transcription is not None
+                and server.config.transcription.partials)
+
+    def start(self, *, transcribe: bool = False, partials: bool = True) -> str:
         """Start (if not running) and return the URL. Raises StorageError (data folder
         not writable) or OSError (the port is taken by someone else).
 
         ``transcribe``: the server transcribes every session live (the packaged model);
-        a running server started with the other choice is restarted. A model that cannot
+        ``partials``: with live partial text (off: finals only, less CPU); a running
+        server started with another choice is restarted. A model that cannot
         load does not stop recording: the server starts without transcription and
         ``on_failure`` says why."""
         with self._lock:
-            if self._server is not None and self._transcribing != transcribe:
+            if self._server is not None and (self._transcribing != transcribe or (
+                    transcribe and self._partials != partials)):
                 server, self._server = self._server, None
                 server.stop()
             if self._server is not None:
@@ -91,13 +101,13 @@ class LocalServer:
                 from meetcap.errors import ConfigError
 
                 try:
-                    return self._start_locked(transcribe=True)
+                    return self._start_locked(transcribe=True, partials=partials)
                 except ConfigError as exc:
                     if self.on_failure is not None:
                         self.on_failure(f"live transcription is off: {exc}")
             return self._start_locked(transcribe=False)
 
-    def _start_locked(self, *, transcribe: bool) -> str:
+    def _start_locked(self, *, transcribe: bool, partials: bool = True) -> str:
         from meetcap.server import EmbeddedServer, ServerConfig
         from meetcap.server.transcription import TranscriptionConfig
 
@@ -106,7 +116,7 @@ class LocalServer:
             config = ServerConfig(
                 tokens={self.token: LOCAL_USER}, host=self.host, port=self.port,
                 data_dir=self.data_dir, flush_interval_ms=FLUSH_INTERVAL_MS,
-                transcription=TranscriptionConfig() if transcribe else None,
+                transcription=TranscriptionConfig(partials=partials) if transcribe else None,
             )
             try:
                 server = EmbeddedServer(config, on_failure=self.on_failure).start()
@@ -115,7 +125,7 @@ class LocalServer:
                 time.sleep(_REBIND_WAIT_S)
                 continue
             self._server = server
-            self._transcribing = transcribe
+            self._transcribing, self._partials = transcribe, partials
             self.port = server.port
             return server.url
         assert last_error is not None

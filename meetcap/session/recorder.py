@@ -364,7 +364,8 @@ class Recorder:
             token = self.settings.token.strip()
         elif self.local_server is not None:
             try:
-                url = self.local_server.start(transcribe=self.settings.transcribe)
+                url = self.local_server.start(transcribe=self.settings.transcribe,
+                                              partials=self.settings.partials)
             except OSError as exc:
                 raise FatalError(f"the built-in server cannot start: {exc}") from exc
             token, destination = self.local_server.token, BUILTIN_DESTINATION

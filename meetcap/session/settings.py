@@ -47,6 +47,9 @@ class SessionSettings:
     # Live transcript (issue 9): the built-in server transcribes each session, and the
     # recorder asks whichever server it streams to for the transcript.
     transcribe: bool = True
+    # Live partial text of the sentence being spoken (the built-in server's
+    # ``--partials``); off: finals only, less CPU.
+    partials: bool = True
 
     # -- the capture part, by source name (what the strips and the store use)
 
