@@ -97,6 +97,7 @@ class SettingsStore:
         settings.token = str(q.value("server/token", "") or "")
         settings.local_copy = str(q.value("storage/local_copy_dir", "") or "")
         settings.transcribe = _to_bool(q.value("transcription/enabled"), True)
+        settings.partials = _to_bool(q.value("transcription/partials"), True)
         return settings
 
     def save(self, settings: SessionSettings) -> None:
@@ -119,4 +120,5 @@ class SettingsStore:
         q.setValue("processing/noise_suppress", "true" if capture.noise_suppress else "false")
         q.setValue("storage/local_copy_dir", settings.local_copy)
         q.setValue("transcription/enabled", "true" if settings.transcribe else "false")
+        q.setValue("transcription/partials", "true" if settings.partials else "false")
         q.sync()

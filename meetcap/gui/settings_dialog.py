@@ -93,6 +93,18 @@ class SettingsDialog(QDialog):
             "The built-in server transcribes on this computer (Whisper); nothing is sent "
             "anywhere. Off: no transcription, less CPU.")
         form.addRow("Transcription", self.transcribe_box)
+        # The cost dial of the live transcript (meetcap-server --partials): the words of
+        # the sentence still being spoken are what makes transcription cost most while
+        # someone talks (docs/figures.md, app CPU); the finished sentences are the same.
+        self.partials_box = QCheckBox("Live partial text", self)
+        self.partials_box.setChecked(settings.partials)
+        self.partials_box.setToolTip(
+            "Show the words of the sentence still being spoken, about once a second. "
+            "Off: each sentence appears once it is finished (the same text), less CPU. "
+            "For the built-in server.")
+        self.partials_box.setEnabled(settings.transcribe)
+        self.transcribe_box.toggled.connect(self.partials_box.setEnabled)
+        form.addRow("", self.partials_box)
         # Off by default: WebRTC's suppressor takes steady noise out of the microphone
         # (8 dB on the test rig's fan noise), but it also colours the voice a little.
         self.noise_box = QCheckBox("Suppress steady noise in the microphone", self)
@@ -142,6 +154,7 @@ class SettingsDialog(QDialog):
         settings.token = self.token_edit.text().strip()
         settings.local_copy = self.copy_edit.text().strip()
         settings.transcribe = self.transcribe_box.isChecked()
+        settings.partials = self.partials_box.isChecked()
         settings.capture.noise_suppress = self.noise_box.isChecked()
 
     def _browse(self) -> None:
