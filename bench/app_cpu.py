@@ -1,6 +1,7 @@
 """CPU of the whole desktop app while it records two sources with VAD and live meters.
 
     python bench/app_cpu.py [--seconds 30] [--display xvfb|offscreen] [--screenshot FILE]
+        [--transcribe on|off] [--partials on|off]
 
 What runs: a private PulseAudio server with the test rig's virtual devices
 (tests/support/pulse.py), the real app in its own process (``python -m meetcap.gui.app
@@ -82,7 +83,8 @@ def long_speech(directory: Path) -> dict[str, Path]:
     return files
 
 
-def write_settings(path: Path, echo_cancel: str = "auto", transcribe: bool = True) -> None:
+def write_settings(path: Path, echo_cancel: str = "auto", transcribe: bool = True,
+                   partials: bool = True) -> None:
     """The app's settings file, written by the app's own settings code."""
     from meetcap.audio.manager import CaptureSettings
     from meetcap.gui.settings import SettingsStore
@@ -91,7 +93,7 @@ def write_settings(path: Path, echo_cancel: str = "auto", transcribe: bool = Tru
     SettingsStore.at_path(path).save(SessionSettings(capture=CaptureSettings(
         mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, vad=True, normalize=True,
         gain_db={"mic": 0.0, "system": -3.0}, echo_cancel=echo_cancel,
-    ), transcribe=transcribe))
+    ), transcribe=transcribe, partials=partials))
 
 
 def wait_growing(folder: Path, pattern: str, proc: subprocess.Popen,
@@ -240,6 +242,9 @@ def main() -> int:
     parser.add_argument("--transcribe", choices=("on", "off"), default="on",
                         help="the app's live transcription (its setting; default on, as in "
                              "the app): the built-in server's workers count as the app's")
+    parser.add_argument("--partials", choices=("on", "off"), default="on",
+                        help="the app's \"Live partial text\" setting (default on): off, the "
+                             "built-in server transcribes finals only")
     parser.add_argument("--echo-path", action="store_true",
                         help="the speakers reach the microphone (module-loopback, 100 ms, "
                              "-15 dB: tests/support/echo_rig.py), as on a laptop without "
@@ -258,7 +263,8 @@ def main() -> int:
         ):
             speech = long_speech(work)
             settings = work / "settings.ini"
-            write_settings(settings, args.echo_cancel, args.transcribe == "on")
+            write_settings(settings, args.echo_cancel, args.transcribe == "on",
+                           args.partials == "on")
             if args.echo_path:
                 from tests.support.echo_rig import echo_path
 
@@ -321,7 +327,8 @@ def main() -> int:
             lines = [x for x in run.log if not x.startswith(("  File", "Thread "))]
             print("".join(lines)[-3000:])
     echo = (f", echo cancellation {args.echo_cancel}" + (", echo path" if args.echo_path else "")
-            + f", transcription {args.transcribe}")
+            + f", transcription {args.transcribe}"
+            + (", partials off" if args.transcribe == "on" and args.partials == "off" else ""))
     print(f"app CPU while recording two sources with VAD and meters ({args.display}, "
           f"{args.seconds:g} s{echo}): {app.percent:.1f} % of one core (target < "
           f"{TARGET_PERCENT:g} %), {app.percent / max(recorder.percent, 0.01):.1f}x the "
