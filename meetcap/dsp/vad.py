@@ -17,6 +17,7 @@ never taken as "no speech".
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -203,6 +204,103 @@ def _run_feeds(model: SileroModel, feeds: dict[str, Any]) -> tuple[float, np.nda
     return float(probability[0, 0]), new_state
 
 
+class BoundRun:
+    """One stream's model call with every buffer bound once (onnxruntime's IOBinding).
+
+    :func:`_run_feeds` hands the session a dict of numpy arrays: on every 32 ms window
+    onnxruntime wraps each in a new OrtValue, allocates the two outputs and Python builds
+    the result list, ~15 % of a window's inference here (tests/dsp/test_fast_paths.py
+    compares the two paths bit for bit, bench/pipecat_peer.py measures the chain). Here
+    the window ``(1, 576)``, the state and the probability live in arrays of ours, bound
+    to the session once; the state goes back and forth between two arrays (binding 0
+    reads the first and writes the second, binding 1 the other way round), so a run
+    never reads what it writes. A run writes :attr:`window`'s context + samples in, and
+    returns the probability.
+    """
+
+    def __init__(self, model: SileroModel) -> None:
+        session = model.session
+        self.model = model
+        self.window = np.zeros((1, CONTEXT_SAMPLES + WINDOW_SAMPLES), dtype=np.float32)
+        self._states = (_zero_state(), _zero_state())
+        self._probability = np.zeros((1, 1), dtype=np.float32)
+        self._flat_probability = self._probability.reshape(1)
+        self._sr = _SR.copy()
+        self._path = model.path
+        native = getattr(getattr(session, "_sess", None), "run_with_iobinding", None)
+        self._bindings = []  # kept: the calls below hold only their native halves
+        self._calls = []
+        for k in (0, 1):
+            binding = session.io_binding()
+            binding.bind_input(
+                "input", "cpu", 0, np.float32, list(self.window.shape), self.window.ctypes.data
+            )
+            binding.bind_input(
+                "state", "cpu", 0, np.float32, list(STATE_SHAPE), self._states[k].ctypes.data
+            )
+            if model.takes_sr:
+                binding.bind_input("sr", "cpu", 0, np.int64, [], self._sr.ctypes.data)
+            binding.bind_output(
+                model.output_names[0], "cpu", 0, np.float32, [1, 1],
+                self._probability.ctypes.data,
+            )
+            binding.bind_output(
+                model.output_names[1], "cpu", 0, np.float32, list(STATE_SHAPE),
+                self._states[1 - k].ctypes.data,
+            )
+            self._bindings.append(binding)
+            # As with _native_run: the wrapper's per-call checks (WebGPU graph capture)
+            # never apply to a CPU session; the public call where there is no _sess.
+            if native is None:
+                self._calls.append(functools.partial(session.run_with_iobinding, binding))
+            else:
+                self._calls.append(functools.partial(native, binding._iobinding, None))
+        self._next = 0
+
+    @property
+    def state(self) -> np.ndarray:
+        """The recurrent state the next run reads."""
+        return self._states[self._next]
+
+    def zero_state(self) -> None:
+        self._states[self._next][:] = 0.0
+
+    def run(self) -> float:
+        """One inference on :attr:`window` from :attr:`state`; returns the probability."""
+        try:
+            self._calls[self._next]()
+        except Exception as exc:
+            raise _model_error(self._path, f"failed to run ({exc})") from exc
+        self._next ^= 1
+        return float(self._flat_probability[0])
+
+
+class FeedsRun:
+    """:class:`BoundRun`'s interface over :func:`_run_feeds`, for a session that has no
+    IOBinding (tests/dsp/test_chain.py's stand-in for a session that breaks)."""
+
+    def __init__(self, model: SileroModel) -> None:
+        self.model = model
+        self.window = np.zeros((1, CONTEXT_SAMPLES + WINDOW_SAMPLES), dtype=np.float32)
+        self._feeds = _new_feeds(model, self.window, _zero_state())
+
+    @property
+    def state(self) -> np.ndarray:
+        return self._feeds["state"]
+
+    def zero_state(self) -> None:
+        self._feeds["state"] = _zero_state()
+
+    def run(self) -> float:
+        probability, self._feeds["state"] = _run_feeds(self.model, self._feeds)
+        return probability
+
+
+def bind_run(model: SileroModel) -> BoundRun | FeedsRun:
+    """The fastest way to run ``model`` window by window for one stream."""
+    return BoundRun(model) if hasattr(model.session, "io_binding") else FeedsRun(model)
+
+
 class VadStream:
     """Speech / no-speech decisions for one continuous 16 kHz stream.
 
@@ -257,7 +355,7 @@ class VadStream:
         self._start_windows = max(1, math.ceil(start_ms / WINDOW_MS - 1e-9))
         self._stop_windows = max(1, math.ceil(stop_ms / WINDOW_MS - 1e-9))
         self._batch_samples = max(1, batch_windows) * WINDOW_SAMPLES
-        self._input = np.zeros((1, CONTEXT_SAMPLES + WINDOW_SAMPLES), dtype=np.float32)
+        self._bound: BoundRun | FeedsRun | None = None  # the model call, bound on first use
         self._samples = SampleFifo(np.float32, capacity=4 * WINDOW_SAMPLES)
         self.last_probability = 0.0
         self.windows_run = 0
@@ -288,8 +386,9 @@ class VadStream:
 
     def reset(self) -> None:
         """Forget everything about the previous stream (RNN state, context, held samples)."""
-        self._feeds: dict[str, Any] | None = None  # built on the next run, with a zero state
-        self._input[:] = 0.0
+        if self._bound is not None:  # zero context and state, as at the first run
+            self._bound.window[:] = 0.0
+            self._bound.zero_state()
         self._samples.clear()
         if self._gate is not None:
             self._gate.reset()
@@ -321,15 +420,13 @@ class VadStream:
         if not count:
             return
         windows = self._samples.pop(count * WINDOW_SAMPLES).reshape(count, WINDOW_SAMPLES)
-        model = self._model or self.model
-        if self._feeds is None:
-            self._feeds = _new_feeds(model, self._input, _zero_state())
-        feeds, window_in, step = self._feeds, self._input[0], self._step
+        bound = self._bind()
+        run, window_in, step = bound.run, bound.window[0], self._step
         probability = self.last_probability
-        # The hot loop (~31 runs per second of audio): locals only, one dict reused.
+        # The hot loop (~31 runs per second of audio): locals only, buffers bound once.
         for window in windows:
             window_in[CONTEXT_SAMPLES:] = window
-            probability, feeds["state"] = _run_feeds(model, feeds)
+            probability = run()
             window_in[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
             step(probability)
         self.last_probability = probability
@@ -366,10 +463,8 @@ class VadStream:
             run = run + 1 if quiet[i] else 0
         flags = quiet[:count]
         del quiet[:count]
-        model = self._model or self.model
-        if self._feeds is None:
-            self._feeds = _new_feeds(model, self._input, _zero_state())
-        feeds, window_in, step, decided = self._feeds, self._input[0], self._step, self._decided
+        bound = self._bind()
+        infer, window_in, step, decided = bound.run, bound.window[0], self._step, self._decided
         recent, skip = self._recent, self._skip
         probability = self.last_probability
         ran = skipped = 0
@@ -383,14 +478,14 @@ class VadStream:
                     skipped += 1
                 else:
                     window_in[CONTEXT_SAMPLES:] = window
-                    probability, feeds["state"] = _run_feeds(model, feeds)
+                    probability = infer()
                     ran += 1
             else:
                 if self._idle_run >= RESYNC_AFTER_WINDOWS:
-                    ran += self._resync(model, feeds)
+                    ran += self._resync(bound)
                 self._idle_run = 0
                 window_in[CONTEXT_SAMPLES:] = window
-                probability, feeds["state"] = _run_feeds(model, feeds)
+                probability = infer()
                 step(probability)
                 ran += 1
             window_in[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
@@ -400,15 +495,23 @@ class VadStream:
         self.windows_run += ran
         self.windows_skipped += skipped
 
-    def _resync(self, model: SileroModel, feeds: dict[str, Any]) -> int:
+    def _bind(self) -> BoundRun | FeedsRun:
+        """The model call for this stream's model, bound once (again if the model changed)."""
+        model = self._model or self.model
+        bound = self._bound
+        if bound is None or bound.model is not model:
+            bound = self._bound = bind_run(model)
+        return bound
+
+    def _resync(self, bound: BoundRun | FeedsRun) -> int:
         """Zero state and context, then the last REPLAY_WINDOWS windows; returns the runs."""
-        window_in = self._input[0]
+        window_in = bound.window[0]
         window_in[:CONTEXT_SAMPLES] = 0.0
-        feeds["state"] = _zero_state()
+        bound.zero_state()
         for k in range(REPLAY_WINDOWS):
             window = self._recent[(self._recent_next + k) % REPLAY_WINDOWS]
             window_in[CONTEXT_SAMPLES:] = window
-            _, feeds["state"] = _run_feeds(model, feeds)
+            bound.run()
             window_in[:CONTEXT_SAMPLES] = window[-CONTEXT_SAMPLES:]
         return REPLAY_WINDOWS
 

@@ -49,6 +49,93 @@ def test_the_vad_native_run_gives_the_public_runs_probabilities_and_states(speec
     assert max(float(p[0, 0]) for p in plain[0]) > 0.9  # real speech went through
 
 
+def _bound_probabilities(bound: vad.BoundRun, speech: np.ndarray) -> tuple[list, list]:
+    probabilities, states = [], []
+    for start in range(0, len(speech) - vad.WINDOW_SAMPLES + 1, vad.WINDOW_SAMPLES):
+        window = speech[start : start + vad.WINDOW_SAMPLES]
+        bound.window[0, vad.CONTEXT_SAMPLES :] = window
+        probabilities.append(np.array([[bound.run()]], np.float32))
+        bound.window[0, : vad.CONTEXT_SAMPLES] = window[-vad.CONTEXT_SAMPLES :]
+        states.append(bound.state.copy())
+    return probabilities, states
+
+
+def test_the_bound_vad_run_gives_the_public_runs_probabilities_and_states(speech_16k) -> None:
+    """Buffers bound once (IOBinding, the state going back and forth between two arrays)
+    against session.run with fresh feeds: bit for bit, also after a state restart and
+    with a second stream's runs in between (each keeps its own state)."""
+    model = vad.load_model()
+    bound, other = vad.BoundRun(model), vad.BoundRun(model)
+    plain = _probabilities(model, speech_16k, model.session.run)
+    half = len(speech_16k) // 2 // vad.WINDOW_SAMPLES * vad.WINDOW_SAMPLES
+    got = _bound_probabilities(bound, speech_16k[:half])
+    _bound_probabilities(other, speech_16k[::-1].copy())  # another stream on the session
+    rest = _bound_probabilities(bound, speech_16k[half:])
+    for got_value, expected in zip(got[0] + rest[0] + got[1] + rest[1],
+                                   plain[0] + plain[1], strict=True):
+        np.testing.assert_array_equal(got_value, expected)
+    # A restart (the gate's resync) starts from zeros exactly as a fresh stream does.
+    bound.zero_state()
+    bound.window[:] = 0.0
+    restarted = _bound_probabilities(bound, speech_16k)
+    for got_value, expected in zip(restarted[0] + restarted[1], plain[0] + plain[1], strict=True):
+        np.testing.assert_array_equal(got_value, expected)
+    assert max(float(p[0, 0]) for p in plain[0]) > 0.9  # real speech went through
+
+
+class PlainRun:
+    """BoundRun's interface on the public session.run with fresh feeds every window."""
+
+    def __init__(self, model: vad.SileroModel) -> None:
+        self.model = model
+        self.window = np.zeros((1, vad.CONTEXT_SAMPLES + vad.WINDOW_SAMPLES), np.float32)
+        self.state = vad._zero_state()
+        self.runs = 0
+
+    def zero_state(self) -> None:
+        self.state = vad._zero_state()
+
+    def run(self) -> float:
+        feeds = {"input": self.window.copy(), "state": self.state}
+        if self.model.takes_sr:
+            feeds["sr"] = np.array(16000, np.int64)
+        probability, self.state = self.model.session.run(self.model.output_names, feeds)
+        self.runs += 1
+        return float(probability[0, 0])
+
+
+class PlainRunStream(vad.VadStream):
+    def _bind(self):
+        if self._bound is None:
+            self._bound = PlainRun(self._model or self.model)
+        return self._bound
+
+
+@pytest.mark.parametrize("gate", [False, True])
+def test_a_vad_stream_on_the_bound_run_decides_as_on_the_plain_run(speech_16k, gate) -> None:
+    """The whole stream (hot loop, resyncs of the gate, reset) on the bound run against
+    the same stream on session.run: the same verdict for every sample."""
+    rng = np.random.default_rng(2)
+    room = (rng.standard_normal(24000) * 10 ** (-65 / 20)).astype(np.float32)
+    audio = np.concatenate([np.zeros(8000, np.float32), speech_16k, np.zeros(16000, np.float32),
+                            room, speech_16k * 0.1 + room[0], room]).astype(np.float32)
+    verdicts = []
+    for stream in (vad.VadStream(batch_windows=6, gate=gate),
+                   PlainRunStream(batch_windows=6, gate=gate)):
+        out = []
+        for _ in range(2):  # the second pass after flush's reset: a fresh stream again
+            out += [stream.process(audio[i : i + 1600]) for i in range(0, len(audio), 1600)]
+            out.append(stream.flush())
+        verdicts.append(np.concatenate(out))
+        if gate:
+            assert stream.windows_skipped > 0  # the gate's skips and resyncs were there
+    assert isinstance(stream._bound, PlainRun) and stream._bound.runs > 300
+    fast, plain = verdicts
+    assert len(fast) == 2 * len(audio)
+    assert 0.2 < fast.mean() < 0.9  # speech and no speech both occurred
+    np.testing.assert_array_equal(fast, plain)
+
+
 def test_a_session_without_the_native_call_falls_back_to_its_public_run() -> None:
     class PublicOnly:
         def run(self, names, feeds, options=None):
