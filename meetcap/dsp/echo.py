@@ -24,7 +24,12 @@ reference by the delay the echo score measured, and it holds still while the per
 talks. Noise suppression (optional) is WebRTC's too, after the canceller.
 
 Cost: the linear filter skips its FFTs while nothing played in its span, and AEC3
-rests after 2 s of a silent system lane (no echo can come; the microphone passes).
+rests once the system lane has been silent for REST_AFTER_S (0.6 s: the last echo is
+in; the microphone passes). When sound comes again, AEC3 is first given the last
+PRIME_S (1 s) of what it skipped, so it resumes where it would have been had it run
+on (bit for bit after a shorter rest); without that, it removed up to ~10 dB less for
+a while after each rest, which is why it used to rest only after 2 s. While resting,
+a whole rendered block is passed in a few array operations (_rest_unit).
 AEC3 delivers 8 ms late and the noise suppressor 6 ms more (dsp/noise.py); the lane is
 delayed by the sum, ``latency_samples``, whether each is on or off (the chain delays the
 system lane as much), so turning either on or off never shifts a lane, and nothing held
@@ -34,6 +39,7 @@ in a delay is lost.
 from __future__ import annotations
 
 import functools
+from collections import deque
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -61,8 +67,14 @@ _SPAN = FILTER_PARTITIONS * LINEAR_BLOCK
 TALK_POWER_RATIO = 0.01
 LINEAR_POWER_RATIO = 0.25
 HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
-REST_AFTER_S = 2.0  # of a silent system lane before AEC3 rests
+# AEC3 rests after this much silence on the system lane: longer than the longest echo
+# delay the score looks for (MAX_DELAY_MS) and a room's tail, so the last echo is in.
+REST_AFTER_S = 0.6
 REST_AFTER_SAMPLES = int(REST_AFTER_S * SAMPLE_RATE_HZ)
+# When sound comes again, AEC3 is first given the last PRIME_S of what it skipped
+# (longer than its render history and delay search), in one call.
+PRIME_S = 1.0
+PRIME_BLOCKS = int(PRIME_S * SAMPLE_RATE_HZ) // LINEAR_BLOCK
 
 
 @functools.cache
@@ -120,6 +132,8 @@ class MicEchoCanceller:
         self._hold = 0
         self._weight = 1.0  # of the linear output in the last block
         self._resting = False  # AEC3 rests while nothing plays (see _cancel)
+        # (near, far) LINEAR_BLOCKs AEC3 skipped while resting, the last PRIME_S of them.
+        self._skipped: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=PRIME_BLOCKS)
         self._quiet_samples = 0  # how long the system lane has been silent
         self.enabled = False
         self.set_enabled(enabled)
@@ -154,6 +168,8 @@ class MicEchoCanceller:
             self._mic_delay = DelayLine(self._aec3_latency)
             self._bulk = 0
             self._weight, self._hold, self._resting = 1.0, 0, False
+            self._quiet_samples = 0
+            self._skipped.clear()
         elif not enabled and self.enabled:
             self._aec3 = None
             self._mic_delay = self._linear_delay
@@ -177,6 +193,8 @@ class MicEchoCanceller:
             self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
             return self._noise.process(self._mic_delay.process(mic))
         self._follow_delay()
+        if self._rests_through(mic, far):
+            return self._noise.process(self._rest_unit(mic, far))
         out = np.empty(len(mic), np.float32)
         for start in range(0, len(mic), LINEAR_BLOCK):
             near = mic[start : start + LINEAR_BLOCK]
@@ -191,7 +209,7 @@ class MicEchoCanceller:
         return self._noise.process(out)
 
     def _cancel(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
-        """One LINEAR_BLOCK: the linear filter once, AEC3 and the choice per 10 ms."""
+        """One LINEAR_BLOCK: the linear filter and AEC3 once each, the choice per 10 ms."""
         aec3 = self._aec3
         assert aec3 is not None, "only called while enabled"
         self._far_history = np.concatenate((self._far_history[LINEAR_BLOCK:], far))
@@ -201,37 +219,68 @@ class MicEchoCanceller:
         linear = self._linear.process(near, self._far_history[end - LINEAR_BLOCK : end],
                                       adapt=self._hold == 0)
         linear = self._linear_delay.process(linear)  # to AEC3's (later) timing
-        # Nothing played for REST_AFTER_S (more than the delay line): no echo can arrive,
-        # and both outputs would be the microphone itself (the linear filter passes it
-        # untouched then). AEC3 rests (while the person talks and the other side listens,
-        # often half a meeting); its state waits unchanged.
+        # Nothing played for REST_AFTER_S (longer than any echo delay and its tail): no
+        # echo can arrive, and both outputs would be the microphone itself (the linear
+        # filter passes it untouched then). AEC3 rests (while the person talks and the
+        # other side listens, often half a meeting); the last PRIME_S of what it skips
+        # is kept and given to it when sound comes again (_wake).
         if float(np.abs(far).max()) < SILENT_FAR:
             self._quiet_samples += LINEAR_BLOCK
         else:
             self._quiet_samples = 0
-        # Only after a long silence: resting through the pauses between sentences cost
-        # AEC3 ~30 dB for a moment after each (its delay tracking starts over).
         quiet = self._quiet_samples >= REST_AFTER_SAMPLES
+        if self._resting and quiet:
+            self._skipped.append((near.copy(), far.copy()))
+            return linear
+        if self._resting:
+            self._wake(aec3)
+        # Both 10 ms blocks in one call: the same output as two calls (AEC3 works in
+        # 10 ms blocks inside), one crossing into the native library instead of two.
+        deep = aec3.process(near, far)
         out = np.empty(LINEAR_BLOCK, np.float32)
+        if quiet:  # crossfade to the microphone, then rest
+            ramp = np.linspace(self._weight, 1.0, BLOCK, dtype=np.float32)
+            out[:BLOCK] = ramp * linear[:BLOCK] + (1.0 - ramp) * deep[:BLOCK]
+            out[BLOCK:] = linear[BLOCK:]
+            self._weight, self._hold, self._resting = 1.0, 0, True
+            return out
         for at in range(0, LINEAR_BLOCK, BLOCK):
             part = slice(at, at + BLOCK)
-            if self._resting and quiet:
-                out[part] = linear[part]
-            elif self._resting:
-                # Sound again: AEC3 first gives back the 8 ms it held when it stopped,
-                # so this block still passes the microphone; choose() then crossfades.
-                aec3.process(near[part], far[part])
-                self._resting = False
-                out[part] = linear[part]
-            else:
-                deep = aec3.process(near[part], far[part])
-                if quiet:  # crossfade to the microphone, then rest
-                    ramp = np.linspace(self._weight, 1.0, BLOCK, dtype=np.float32)
-                    out[part] = ramp * linear[part] + (1.0 - ramp) * deep
-                    self._weight, self._hold, self._resting = 1.0, 0, True
-                else:
-                    out[part] = self._choose(near[part], deep, linear[part])
+            out[part] = self._choose(near[part], deep[part], linear[part])
         return out
+
+    def _rests_through(self, mic: np.ndarray, far: np.ndarray) -> bool:
+        """AEC3 rests and stays resting for the whole block (nothing plays in it)."""
+        return (self._resting and self._quiet_samples >= REST_AFTER_SAMPLES
+                and len(mic) % LINEAR_BLOCK == 0 and float(np.abs(far).max()) < SILENT_FAR)
+
+    def _rest_unit(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """A whole rendered block while AEC3 rests and the system lane stays silent: the
+        same lane and state as _cancel block by block (tests/dsp/test_echo.py compares
+        them), without its per-block calls (half a meeting runs through here)."""
+        n = len(mic)
+        joined = np.concatenate((self._far_history, far))
+        self._far_history = joined[n:]
+        end = len(joined) - self._bulk
+        linear = self._linear.pass_silence(mic, joined[end - n : end])
+        self._quiet_samples += n
+        near, far = np.array(mic, np.float32), np.array(far, np.float32)
+        self._skipped.extend((near[at : at + LINEAR_BLOCK], far[at : at + LINEAR_BLOCK])
+                             for at in range(0, n, LINEAR_BLOCK))
+        return self._linear_delay.process(linear)
+
+    def _wake(self, aec3: EchoCanceller) -> None:
+        """Sound again after a rest: AEC3 first gets the last PRIME_S it skipped, in one
+        call (its output dropped: the lane played the microphone then), so it resumes
+        with the recent past in its buffers, where it would be had it never rested (bit
+        for bit when the rest was shorter than PRIME_S). Without this, it resumed with
+        the sound from before the pause where the echo of the next sound should line up,
+        and on the rig removed up to ~10 dB less for the next second or so."""
+        if self._skipped:
+            aec3.process(np.concatenate([near for near, _ in self._skipped]),
+                         np.concatenate([far for _, far in self._skipped]))
+            self._skipped.clear()
+        self._resting = False
 
     def _choose(self, near: np.ndarray, deep: np.ndarray, linear: np.ndarray) -> np.ndarray:
         deep_power = float(np.dot(deep, deep))

@@ -104,6 +104,34 @@ class LinearEchoCanceller:
             self._adapt(error)
         return error.astype(np.float32)
 
+    def pass_silence(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        """Whole blocks at once (any number) while nothing plays: when ``far`` and the
+        filter's span before it are all below SILENT_FAR, every block would take the
+        skip path of :meth:`process`; this is the same output and state in a few array
+        operations (tests/dsp/test_fast_paths.py compares them). Otherwise it is
+        :meth:`process` block by block."""
+        block = self.block
+        count = len(far) // block
+        if len(near) != len(far) or len(far) != count * block or count == 0:
+            raise ValueError(f"whole blocks of {block} samples, got {len(near)} and {len(far)}")
+        blocks = far.reshape(count, block).astype(np.float64)
+        peaks = np.abs(blocks).max(axis=1)
+        if max(float(peaks.max()), float(self._far_peaks.max()),
+               float(np.abs(self._far_tail).max())) >= SILENT_FAR:
+            return np.concatenate([self.process(near[i : i + block], far[i : i + block])
+                                   for i in range(0, len(far), block)])
+        # The per-block shifts, done at once (newest first).
+        shift = min(count, self.partitions)
+        self._far_peaks[shift:] = self._far_peaks[: self.partitions - shift].copy()
+        self._far_peaks[:shift] = peaks[::-1][:shift]
+        self._far_spectra[shift:] = self._far_spectra[: self.partitions - shift].copy()
+        self._far_spectra[:shift] = 0.0
+        self._far_tail = blocks[-1].copy()
+        self.double_talk = False
+        self._hangover = 0
+        self.echo_estimate = np.zeros(block, np.float32)
+        return np.asarray(near, np.float32)
+
     def _adapt(self, error: np.ndarray) -> None:
         error_spectrum = np.fft.rfft(np.concatenate((np.zeros(self.block), error)))
         # The far-end power summed over the filter's span normalises the step per bin.

@@ -10,8 +10,15 @@ import soxr
 
 from meetcap.constants import SAMPLE_RATE_HZ
 from meetcap.dsp.chain import ECHO_AUTO, ECHO_OFF, ECHO_ON, MixChain
-from meetcap.dsp.echo import DelayLine, MicEchoCanceller
+from meetcap.dsp.echo import (
+    LINEAR_BLOCK,
+    PRIME_S,
+    REST_AFTER_S,
+    DelayLine,
+    MicEchoCanceller,
+)
 from meetcap.dsp.echo_score import CLEAN, REACHES_MIC, UNKNOWN, EchoPathEstimator
+from meetcap.dsp.linear_aec import SILENT_FAR
 from meetcap.dsp.mixer import DEFAULT_TARGET_LATENCY_MS
 from tests.dsp.signals import noise, speech_like
 from tests.support.echo_rig import double_talk_figures, erle_db
@@ -183,7 +190,7 @@ def test_the_chain_refuses_an_unknown_mode():
         MixChain(start_time=0.0, echo_cancel="yes")
 
 
-def test_after_2_s_of_silent_system_audio_aec3_rests_and_wakes_at_the_next_sound(remote):
+def test_once_the_echo_is_in_aec3_rests_and_wakes_at_the_next_sound(remote):
     """While nothing plays the microphone passes untouched (AEC3 is not run: half its
     CPU in a meeting); when the system audio plays again the echo is cancelled again."""
     gap = np.zeros(3 * SAMPLE_RATE_HZ, np.float32)
@@ -193,10 +200,124 @@ def test_after_2_s_of_silent_system_audio_aec3_rests_and_wakes_at_the_next_sound
     mic[len(remote) : len(remote) + len(gap)] += person
     canceller = MicEchoCanceller(enabled=True)
     out = run(canceller, mic, far)
-    resting = slice(len(remote) + 2 * SAMPLE_RATE_HZ + UNIT, len(remote) + len(gap))
+    resting = slice(len(remote) + int(REST_AFTER_S * SAMPLE_RATE_HZ) + UNIT,
+                    len(remote) + len(gap))
     np.testing.assert_array_equal(out[resting], mic[resting])
     again = slice(len(remote) + len(gap) + SAMPLE_RATE_HZ, len(far) - SAMPLE_RATE_HZ)
     assert erle_db(mic[again], out[again]) >= 12.0
+
+
+class RecordingAec3:
+    """The real AEC3 of a canceller, with what it was given and gave back kept."""
+
+    def __init__(self, aec3) -> None:
+        self.aec3 = aec3
+        self.near: list[np.ndarray] = []
+        self.far: list[np.ndarray] = []
+        self.out: list[np.ndarray] = []
+
+    def process(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
+        out = self.aec3.process(near, far)
+        self.near.append(near.copy())
+        self.far.append(far.copy())
+        self.out.append(out.copy())
+        return out
+
+
+def aec3_fed(pause_s: float, remote: np.ndarray) -> tuple[RecordingAec3, np.ndarray, np.ndarray]:
+    """The remote voice, ``pause_s`` of silence on the system lane (the voice's own
+    trailing silence and a gap; the person talks in it), the voice again, through a
+    canceller whose AEC3 is recorded; returns it with the mic and far lanes."""
+    voice_end = int(np.flatnonzero(np.abs(remote) >= SILENT_FAR)[-1]) + 1
+    gap = np.zeros(int(pause_s * SAMPLE_RATE_HZ) - (len(remote) - voice_end), np.float32)
+    far = np.concatenate((remote, gap, remote[LEAD:]))
+    person, _ = speech_like(len(gap) / SAMPLE_RATE_HZ, -25.0, seed=4)
+    mic = with_echo(far, 120.0, 12.0) + noise(len(far) / SAMPLE_RATE_HZ, -65.0, seed=6)
+    mic[len(remote) : len(remote) + len(gap)] += person
+    canceller = MicEchoCanceller(enabled=True)
+    recorder = RecordingAec3(canceller._aec3)
+    canceller._aec3 = recorder
+    run(canceller, mic, far)
+    return recorder, mic, far
+
+
+def test_a_rest_shorter_than_the_prime_leaves_aec3_as_if_it_had_never_rested(remote):
+    """AEC3 rested (fewer calls than blocks), but when sound came again it was first
+    given what it skipped: every sample reached it in order, so every output after the
+    pause is bit for bit what an AEC3 that never rested gives."""
+    pause_s = REST_AFTER_S + PRIME_S - 0.1
+    recorder, mic, far = aec3_fed(pause_s, remote)
+    n = len(mic) // LINEAR_BLOCK * LINEAR_BLOCK
+    assert len(recorder.near) < n // LINEAR_BLOCK - 10, "AEC3 rested in the pause"
+    np.testing.assert_array_equal(np.concatenate(recorder.near)[:n], mic[:n])
+    np.testing.assert_array_equal(np.concatenate(recorder.far)[:n], far[:n])
+    from pywebrtc_audio import EchoCanceller
+
+    never_rested = EchoCanceller(SAMPLE_RATE_HZ, 1, 0)
+    expected = np.concatenate([never_rested.process(mic[i : i + LINEAR_BLOCK],
+                                                    far[i : i + LINEAR_BLOCK])
+                               for i in range(0, n, LINEAR_BLOCK)])
+    np.testing.assert_array_equal(np.concatenate(recorder.out)[:n], expected)
+
+
+def test_after_a_long_rest_aec3_is_first_given_the_last_second_it_skipped(remote):
+    """A long pause: AEC3 skips its middle, and before the next sound it gets the
+    PRIME_S just before it (the echo of the coming sound lines up with a silent past,
+    as it is in the room), never the sound from before the pause."""
+    pause_s = 4.0
+    recorder, mic, far = aec3_fed(pause_s, remote)
+    # Where the second voice starts on the system lane: AEC3 wakes in that 20 ms block.
+    sound_again = len(far) - len(remote) + LEAD
+    sound_again += int(np.flatnonzero(np.abs(far[sound_again:]) >= SILENT_FAR)[0])
+    woke = sound_again // LINEAR_BLOCK * LINEAR_BLOCK
+    prime = int(PRIME_S * SAMPLE_RATE_HZ)
+    sizes = [len(near) for near in recorder.near]
+    primed = max(i for i, size in enumerate(sizes) if size > LINEAR_BLOCK)  # the last prime
+    before = sum(sizes[:primed])  # AEC3 got the mic from the start up to the rest
+    np.testing.assert_array_equal(np.concatenate(recorder.near[:primed]), mic[:before])
+    assert woke - prime - before >= (pause_s - REST_AFTER_S - PRIME_S - 0.1) * SAMPLE_RATE_HZ
+    np.testing.assert_array_equal(recorder.near[primed], mic[woke - prime : woke])
+    np.testing.assert_array_equal(recorder.far[primed], far[woke - prime : woke])
+    after = np.concatenate(recorder.near[primed + 1 :])
+    np.testing.assert_array_equal(after[:SAMPLE_RATE_HZ], mic[woke : woke + SAMPLE_RATE_HZ])
+
+
+class BlockByBlockCanceller(MicEchoCanceller):
+    """The plain path: every rendered block through _cancel 20 ms at a time, also while
+    AEC3 rests through a silent system lane (no _rest_unit)."""
+
+    def _rests_through(self, mic: np.ndarray, far: np.ndarray) -> bool:
+        return False
+
+
+def test_resting_through_whole_blocks_gives_the_lane_and_state_of_the_plain_path(remote):
+    """Remote voice, pauses of 0.3 s (no rest), 2 s and 5 s (rests; the person talks in
+    one), blocks of 1,600 and odd ones: the output and the state, bit for bit."""
+    far = np.concatenate((remote, np.zeros(4800, np.float32), remote[LEAD:],
+                          np.zeros(2 * SAMPLE_RATE_HZ, np.float32), remote[LEAD:],
+                          np.zeros(5 * SAMPLE_RATE_HZ, np.float32), remote[LEAD:]))
+    mic = with_echo(far, 120.0, 12.0) + noise(len(far) / SAMPLE_RATE_HZ, -65.0, seed=8)
+    person, _ = speech_like(2.0, -25.0, seed=2)
+    talk = len(far) - len(remote) + LEAD - 3 * SAMPLE_RATE_HZ
+    mic[talk : talk + len(person)] += person
+    fast, plain = MicEchoCanceller(enabled=True), BlockByBlockCanceller(enabled=True)
+    rests = 0
+    sizes = [UNIT, UNIT, UNIT, 960, UNIT, 2 * UNIT]
+    at, i = 0, 0
+    while at < len(far):
+        size = sizes[i % len(sizes)]
+        i += 1
+        part = slice(at, at + size)
+        rests += fast._rests_through(mic[part], far[part])
+        np.testing.assert_array_equal(fast.process(mic[part], far[part]),
+                                      plain.process(mic[part], far[part]))
+        at += size
+    assert rests > 2 * SAMPLE_RATE_HZ // UNIT, "whole blocks rested"
+    np.testing.assert_array_equal(fast._linear._weights, plain._linear._weights)
+    np.testing.assert_array_equal(fast._linear._far_spectra, plain._linear._far_spectra)
+    np.testing.assert_array_equal(fast._far_history, plain._far_history)
+    assert (fast._quiet_samples, fast._resting, fast._hold) == (
+        plain._quiet_samples, plain._resting, plain._hold)
 
 
 def test_a_found_echo_reads_clean_only_after_3_s_without_it(remote):
