@@ -307,3 +307,42 @@ def test_the_gate_keeping_its_floor_flags_what_rescanning_the_span_flagged(speec
     fast.reset()
     plain.reset()
     np.testing.assert_array_equal(fast.quiet(windows[-40:]), plain.quiet(windows[-40:]))
+
+
+def test_the_linear_canceller_passing_silence_at_once_matches_block_by_block(speech_16k) -> None:
+    """Far-end speech, then digital silence (and a far end just under SILENT_FAR) in
+    stretches of 1 to 7 blocks: pass_silence gives process()'s output and state, bit for
+    bit, on silence (one step) and on stretches that are not silent (block by block)."""
+    rng = np.random.default_rng(9)
+    block = 320
+    far = np.concatenate([speech_16k[:16000], np.zeros(9600, np.float32),
+                          np.full(3200, 0.5 * SILENT_FAR, np.float32),
+                          speech_16k[16000:24000], np.zeros(12800, np.float32)])
+    far = far[: len(far) // block * block]
+    near = 0.25 * np.concatenate([np.zeros(480, np.float32), far[:-480]])
+    near += (rng.standard_normal(len(far)) * 1e-3).astype(np.float32)
+    class Counting(LinearEchoCanceller):
+        blocks = 0
+
+        def process(self, near, far, *, adapt=True):
+            Counting.blocks += 1
+            return super().process(near, far, adapt=adapt)
+
+    fast, plain = Counting(4, block), LinearEchoCanceller(4, block)
+    at = 0
+    while at < len(far):
+        take = int(rng.integers(1, 8)) * block
+        part = slice(at, min(len(far), at + take))
+        got = fast.pass_silence(near[part], far[part])
+        expected = np.concatenate([plain.process(near[i : i + block], far[i : i + block])
+                                   for i in range(part.start, part.stop, block)])
+        np.testing.assert_array_equal(got, expected)
+        assert fast.double_talk == plain.double_talk
+        at = part.stop
+    for name in ("_weights", "_far_spectra", "_far_power", "_far_tail", "_far_peaks",
+                 "echo_estimate"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(plain, name))
+    # Both ways were taken: block by block over the speech, at once over silence.
+    assert len(far) // block // 2 < Counting.blocks < len(far) // block - 30
+    with pytest.raises(ValueError, match="whole blocks"):
+        fast.pass_silence(near[:100], far[:100])
