@@ -49,6 +49,9 @@ again at its latency (dsp/mixer.py), which put most of it back already.
 
 from __future__ import annotations
 
+import threading
+from collections import deque
+
 DEFAULT_WINDOW_S = 1.0
 # PulseAudio's floor wanders up to ~10 ms over seconds (one second rose 21 ms once, then
 # fell back): a loss must be bigger than that and last two windows.
@@ -62,6 +65,10 @@ DEFAULT_MAX_FILL_S = 0.150
 # The first blocks of a new stream arrive in a burst (PulseAudio's plugin hands over its
 # first ~0.5 s at once): the floor is taken once the stream runs.
 DEFAULT_SETTLE_S = 1.0
+# Every block's (arrival, arrival - count) over this long is kept for the other lane to
+# compare with (meetcap/audio/lane_losses.py): a rise is reported 1-3 s after it began,
+# and its judge looks 1 s either side of it.
+HISTORY_S = 8.0
 
 
 class LostSampleDetector:
@@ -95,6 +102,17 @@ class LostSampleDetector:
         self.fills: list[tuple[float, int]] = []  # (seconds into the stream, frames) written
         self.left_to_mixer: list[tuple[float, int]] = []  # losses beyond max_fill_s
         self.unfilled: list[tuple[float, int]] = []  # rises no overflow flag confirmed
+        # The same, with the floor before each (s, on history()'s scale)
+        self.rises: list[tuple[float, int, float]] = []
+        # (arrival, arrival - count) of the last HISTORY_S of blocks, both in seconds;
+        # read by another thread (lane_losses.py) under the lock.
+        self._history: deque[tuple[float, float]] = deque()
+        self._history_lock = threading.Lock()
+        # Frames of silence another lane's evidence says this stream lost (fill_later),
+        # written before the next block; appended and popped from two threads (atomic).
+        self._fill_requests: deque[int] = deque()
+        self.late_fills: list[tuple[float, int]] = []  # (s into the stream, frames) written
+        self._late_total = 0
 
     def on_block(self, frames: int, now: float, overflowed: bool = False) -> int:
         """A block of ``frames`` arrived at ``now`` (seconds, a steady clock): how many
@@ -102,17 +120,50 @@ class LostSampleDetector:
         origin = self._origin
         if origin is None:
             origin = self._origin = self._window_start = now
+        late = 0
+        while self._fill_requests:  # judged lost with the other lane's evidence
+            late += self._fill_requests.popleft()
+        if late:
+            self._counted += late
+            self._late_total += late
+            self.silence_frames += late
+            self._owed_s = max(0.0, self._owed_s - late / self.rate_hz)
+            self.late_fills.append((now - origin, late))
         self._counted += frames
-        self._floor = min(self._floor, now - origin - self._counted / self.rate_hz)
+        behind = now - origin - self._counted / self.rate_hz
+        self._floor = min(self._floor, behind)
+        with self._history_lock:
+            # As delivered: the silence written here on the other lane's word is left
+            # out, so a later rise is judged against the delivery itself.
+            self._history.append((now, behind + self._late_total / self.rate_hz))
+            while now - self._history[0][0] > HISTORY_S:
+                self._history.popleft()
         self._overflowed = self._overflowed or overflowed
         if now - self._window_start < self._window_s:
-            return 0
+            return late
         fill = self._close_window(now, now - origin)
         if fill:
             self._counted += fill
             self.silence_frames += fill
             self.fills.append((now - origin, fill))
-        return fill
+        return late + fill
+
+    @property
+    def origin(self) -> float | None:
+        """Arrival time of the stream's first block (the clock of :meth:`on_block`)."""
+        return self._origin
+
+    def history(self) -> list[tuple[float, float]]:
+        """(arrival, arrival - count) of every block of the last HISTORY_S seconds, in
+        seconds on the clock of :meth:`on_block`; a copy, safe from any thread."""
+        with self._history_lock:
+            return list(self._history)
+
+    def fill_later(self, frames: int) -> None:
+        """Write ``frames`` of silence before the next block: samples this stream lost,
+        told by the other lane (meetcap/audio/lane_losses.py). Any thread."""
+        if frames > 0:
+            self._fill_requests.append(int(frames))
 
     def delivered_at(self, frame: int) -> float | None:
         """When the stream's ``frame`` (counted from its first, before any loss) is
@@ -149,6 +200,10 @@ class LostSampleDetector:
         at, frames = since_start, round(lost * self.rate_hz)
         self.losses.append((at, frames))
         if not (overflowed or self._fill_unflagged):
+            # Where the delivery's floor sat before it (as history() counts), so the
+            # other lane's judge finds when it began (meetcap/audio/lane_losses.py).
+            self.rises.append((at, frames, self._base + self._owed_s
+                               + self._late_total / self.rate_hz))
             self._owed_s += lost  # most likely a paused clock, the content intact
             self.unfilled.append((at, frames))
             return 0

@@ -26,6 +26,7 @@ from meetcap.audio.base import STARTUP_GRACE_S, AudioDevice, Capture
 from meetcap.audio.capture import make_capture
 from meetcap.audio.devices import find_device, list_devices
 from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
+from meetcap.audio.lane_losses import LaneLossJudge
 from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, SAMPLE_RATE_HZ
 from meetcap.dsp.chain import MixChain
@@ -91,6 +92,8 @@ class CaptureWorker:
         self._next_reopen = 0.0
         self._opened_at = 0.0
         self._t0 = 0.0  # time.monotonic() of timeline sample 0
+        # Samples one lane's server lost, told from the other lane (lane_losses.py).
+        self.loss_judge = LaneLossJudge()
         self.start_time: float | None = None  # time.time() of timeline sample 0
 
     # -- control (the manager's thread)
@@ -215,6 +218,7 @@ class CaptureWorker:
             if capture.is_lost(now):
                 self._lose(source, f"{capture.device.name} stopped delivering audio")
                 self._watcher.wake()  # gone from the list too? find out now
+        self._judge_losses(now)
         self._check_devices(now)
         due = int((now - self._t0) * SAMPLE_RATE_HZ) - self._chain.samples_rendered
         if due > 0:
@@ -224,6 +228,16 @@ class CaptureWorker:
                 self._emit(AudioEventKind.ERROR, SOURCE_VAD, str(exc), exception=exc)
         self._levels = self._chain.levels()
         self._report_health()
+
+    def _judge_losses(self, now: float) -> None:
+        """Two lanes on one clock: a rise of one lane's count that the other lane shows
+        was lost samples becomes silence in its ring (its capture writes it before the
+        next block), so the lanes keep time with each other (lane_losses.py)."""
+        detectors = {source: detector for source, capture in self._captures.items()
+                     if capture is not None
+                     and (detector := getattr(capture, "lost_samples", None)) is not None}
+        if len(detectors) == 2:
+            self.loss_judge.check(detectors, now)
 
     def _begin(self, now: float) -> bool:
         """Start the timeline at the first captured sample (or after the grace time)."""

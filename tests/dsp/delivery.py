@@ -92,6 +92,7 @@ class ClickDevice:
         self.detector = detector
         self.silence_written = 0
         self.dropped = False  # the last delivery had samples dropped
+        self._ring: list[np.ndarray] = []  # captured, not yet pushed (capture_until)
         if signal is None:
             rng = np.random.default_rng(seed)
             signal = (rng.standard_normal(2 * nominal_rate_hz) * 10 ** (-50 / 20)).astype(
@@ -131,7 +132,9 @@ class ClickDevice:
         self._produced = end
         return block[kept]
 
-    def push_until(self, mixer: Mixer, name: str, t_s: float) -> None:
+    def capture_until(self, t_s: float) -> None:
+        """The capture callback at master time ``t_s``: what was delivered by then goes
+        through the detector (its silence before the block) into the ring."""
         samples = self.delivered_by(t_s)
         if self.detector is not None and len(samples):
             flagged = self.dropped and self.delivery.drops_flagged
@@ -139,6 +142,14 @@ class ClickDevice:
             if silence:
                 samples = np.concatenate((np.zeros(silence, np.float32), samples))
                 self.silence_written += silence
+        self._ring.append(samples)
+
+    def push_until(self, mixer: Mixer, name: str, t_s: float, *, capture: bool = True) -> None:
+        """Push what was captured (by the callbacks, and with ``capture`` now)."""
+        if capture:
+            self.capture_until(t_s)
+        samples = np.concatenate(self._ring) if self._ring else np.zeros(0, np.float32)
+        self._ring.clear()
         if self.resampler is None:
             mixer.push(name, samples)
         else:
@@ -155,8 +166,13 @@ class Run:
 
 def drive(mixer: Mixer, devices: dict[str, ClickDevice], seconds: float, *,
           tick_s: float = 0.05, tick_jitter_s: float = 0.01, unit: int = UNIT, seed: int = 0,
-          keep_parts: bool = False) -> Run:
-    """The worker: tick, push what each device delivered by now, render whole units."""
+          keep_parts: bool = False, callback_s: float | None = None, judge=None) -> Run:
+    """The worker: tick, push what each device delivered by now, render whole units.
+
+    ``callback_s``: the capture callbacks run this often between ticks (each device's
+    detector sees every delivery when it comes, as in PortAudioCapture); otherwise once
+    per tick. ``judge``: a LaneLossJudge the worker asks every tick, after the pushes
+    (meetcap/audio/pipeline.py)."""
     rng = np.random.default_rng(seed)
     total = int(seconds * RATE)
     found = []
@@ -166,10 +182,17 @@ def drive(mixer: Mixer, devices: dict[str, ClickDevice], seconds: float, *,
     for name in devices:
         mixer.add_source(name)
     now = 0.0
+    callback_at = 0.0
     while mixer.samples_rendered < total:
         now += tick_s + rng.uniform(-tick_jitter_s, tick_jitter_s)
+        while callback_s is not None and callback_at + callback_s < now:
+            callback_at += callback_s
+            for device in devices.values():
+                device.capture_until(callback_at)
         for name, device in devices.items():
-            device.push_until(mixer, name, now)
+            device.push_until(mixer, name, now, capture=callback_s is None)
+        if judge is not None:
+            judge.check({name: device.detector for name, device in devices.items()}, now)
         due = min(int(now * RATE), total) - mixer.samples_rendered
         if due < unit and int(now * RATE) < total:
             continue

@@ -5,7 +5,10 @@ count, the resampler's held-back samples) and every render (n, clock lead) one M
 in a run against a real server. The drift loop sees only these counts, never the audio,
 so pushing silence of the same lengths into a fresh :class:`Mixer` makes every decision
 it made again. :func:`compact` keeps one mixer's P/R events in a small ``.npz`` for
-tests/data; :func:`replay` runs them.
+tests/data; :func:`replay` runs them. The capture blocks (when each arrived, how many
+frames) are kept too: :func:`judge_losses` runs them through each lane's
+LostSampleDetector and the LaneLossJudge, exactly as the capture callbacks and the
+worker do (meetcap/audio/lane_losses.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from meetcap.audio.lane_losses import LaneLossJudge, Verdict
+from meetcap.audio.lost_samples import LostSampleDetector
 from meetcap.dsp.mixer import Mixer
 
 RATE = 16000
@@ -56,12 +61,15 @@ class Replayed:
 
 
 def replay(path: Path, stalls: tuple[tuple[str, float, int], ...] = (),
-           **lane_options) -> Replayed:
+           fills: tuple[tuple[str, float, int], ...] = (), **lane_options) -> Replayed:
     """Feed a compacted trace's events through a fresh Mixer, in order.
 
     ``stalls``: (lane, seconds into the trace, samples) graph stalls added to the real
     delivery the way PipeWire's are (lost_samples.py): the source's clock pauses, so
     from then on the lane receives that many samples fewer (its content intact, later).
+    ``fills``: (lane, seconds into the trace, samples) of silence the capture writes
+    into the lane at that time (lost samples, meetcap/audio/lane_losses.py): the next
+    push after it carries that many samples more.
     """
     data = np.load(path)
     mixer = Mixer(**lane_options)
@@ -69,6 +77,7 @@ def replay(path: Path, stalls: tuple[tuple[str, float, int], ...] = (),
         mixer.add_source(name)
     todo = sorted((LANES.index(name), at_s * 1000, samples) for name, at_s, samples in stalls)
     owed = dict.fromkeys(range(len(LANES)), 0)
+    to_fill = sorted((LANES.index(name), at_s * 1000, samples) for name, at_s, samples in fills)
     times, ppm = [], {name: [] for name in LANES}
     for lane, n, extra, t_ms in zip(data["lane"], data["n"], data["extra"], data["t_ms"],
                                     strict=True):
@@ -79,6 +88,9 @@ def replay(path: Path, stalls: tuple[tuple[str, float, int], ...] = (),
             taken = min(int(n), owed[lane])
             owed[lane] -= taken
             n = int(n) - taken
+            for fill in [f for f in to_fill if f[0] == lane and f[1] <= t_ms]:
+                to_fill.remove(fill)
+                n += fill[2]
         if lane == RENDER:
             mixer.render(int(n), int(extra))
             times.append(mixer.samples_rendered / RATE)
@@ -88,3 +100,32 @@ def replay(path: Path, stalls: tuple[tuple[str, float, int], ...] = (),
             mixer.push(LANES[lane], np.zeros(int(n), np.float32), float(extra))
     return Replayed(mixer, np.array(times), {k: np.array(v) for k, v in ppm.items()},
                     {name: mixer.lane(name).underruns for name in LANES})
+
+
+@dataclass
+class Judged:
+    verdicts: list[Verdict]  # onset in seconds into the trace (its first P/R event)
+    detectors: dict[str, LostSampleDetector]
+
+    def fills(self, rate_hz: int = 48000) -> tuple[tuple[str, float, int], ...]:
+        """The silence written, as replay()'s ``fills`` (16 kHz samples)."""
+        return tuple((name, at + (d.origin or 0.0), round(frames * RATE / rate_hz))
+                     for name, d in self.detectors.items() for at, frames in d.late_fills)
+
+
+def judge_losses(path: Path, *, tick_s: float = 0.05, rate_hz: int = 48000) -> Judged:
+    """Each capture block of a compacted trace through its lane's LostSampleDetector, in
+    arrival order, and the LaneLossJudge every ``tick_s`` (the worker's tick)."""
+    data = np.load(path)
+    order = np.argsort(data["block_t_ms"], kind="stable")
+    detectors = {name: LostSampleDetector(rate_hz) for name in LANES}
+    judge = LaneLossJudge()
+    next_tick = None
+    for i in order:
+        t = float(data["block_t_ms"][i]) / 1000.0
+        detectors[LANES[int(data["block_lane"][i])]].on_block(
+            int(data["block_frames"][i]), t, bool(data["block_overflow"][i]))
+        if next_tick is None or t >= next_tick:
+            judge.check(detectors, t)
+            next_tick = t + tick_s
+    return Judged(judge.verdicts, detectors)

@@ -1,0 +1,177 @@
+"""Which of a lane's count rises were lost samples: told by the other lane, on one clock.
+
+A capture's :class:`~meetcap.audio.lost_samples.LostSampleDetector` finds its stream
+falling behind the clock for good (a *rise*: ``arrival - count`` steps up), but on its
+own it cannot tell why, and the answers need opposite treatment:
+
+- **lost**: the server never delivered those samples. Everything after plays that much
+  early against the other lane for the rest of the session, unless silence is written
+  where they went missing.
+- **a paused clock** (a PipeWire graph stall: the sink's clock and its player stop, the
+  content resumes intact) or **a latency step** (the same samples, handed over later
+  for good): nothing is missing; silence would move the lane against its sound.
+
+Measured on PipeWire (tests/audio rig, 13 traced 60 s runs, every capture block's
+arrival; each lane's voice located per 2 s against what its player played): the virtual
+mic loses samples in the graph's hiccups. The driver wakes 40-120 ms late; the speaker
+monitor then hands the whole backlog over at once (its ``arrival - count`` comes back),
+while the mic hands over only what it still has and stays 21-53 ms behind, and that many
+of its samples are gone (its voice moved 341, 512, 683 and 853 samples earlier at 16 kHz).
+When the driver itself pauses, both lanes rise by the same amount (85-96 ms) and nothing
+is gone. A mic rise of 10.7 ms (half PipeWire's 1,024-frame quantum) with no hiccup in
+the other lane left the voice in place: a latency step.
+
+So a rise of lane A (X seconds, reported by its detector) is judged against lane B's
+blocks around the moment A's rise began (``onset``):
+
+1. B rose there too by Y (its floor after minus before): a paused clock, shared; what A
+   rose beyond it, if that is a rise in itself (>= ``threshold_s``), is lost.
+2. B did not rise but went through the same hiccup (a delivery at least X/2 late
+   against its floor) and caught up: A's samples were there to hand over and A did
+   not: X is lost.
+3. B saw nothing: A's latency stepped; nothing is lost.
+
+What is lost becomes silence in A's ring before its next block
+(:meth:`~meetcap.audio.lost_samples.LostSampleDetector.fill_later`): 1-3 s after the
+loss (two 1 s windows confirm a rise, B's next second is needed), so that stretch plays
+X early; after it, A keeps time with B again. Not told apart: in 3 of the 8 losses whose
+size could be measured, the mic also stepped its latency by half a quantum (10.7 ms) at
+the same hiccup and lost only X - 10.7 ms; filled with X, it then sits 10.7 ms late
+instead of 21-43 ms early (tests/audio/test_lane_losses.py replays them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from meetcap.audio.lost_samples import DEFAULT_THRESHOLD_S, LostSampleDetector
+
+# B's floor before the onset (this long), and after it (from AFTER_GAP_S, this long).
+BEFORE_S = 1.0
+AFTER_GAP_S = 0.2
+AFTER_S = 1.0
+# B's hiccup: its latest delivery within this of A's onset.
+HICCUP_SPAN_S = (-0.06, 0.12)
+# A rise B cannot be judged against (B stopped delivering) is dropped after this long.
+GIVE_UP_S = 6.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One judged rise of ``lane``: when it began (seconds on the detectors' clock), how
+    much it rose, how much the other lane rose and its hiccup there (s), and what is lost
+    (frames of the lane's stream, 0: nothing)."""
+
+    lane: str
+    onset: float
+    rise_s: float
+    other_rise_s: float
+    other_hiccup_s: float
+    lost_frames: int
+    why: str
+
+
+def _floor(history: np.ndarray, start: float, stop: float) -> float | None:
+    inside = history[(history[:, 0] >= start) & (history[:, 0] < stop), 1]
+    return float(inside.min()) if len(inside) else None
+
+
+def onset_of(history: np.ndarray, floor_before: float, rise_s: float) -> float | None:
+    """When a lane's floor stepped up from ``floor_before`` by ``rise_s``: the first
+    block after which every ``arrival - count`` stays above half the rise."""
+    below = np.flatnonzero(history[:, 1] < floor_before + rise_s / 2)
+    if len(below) == 0 or below[-1] + 1 >= len(history):
+        return None
+    return float(history[below[-1] + 1, 0])
+
+
+def judge(rise_s: float, other: np.ndarray, onset: float, *,
+          threshold_s: float = DEFAULT_THRESHOLD_S) -> tuple[float, float, float, str]:
+    """A rise of ``rise_s`` that began at ``onset``, against the other lane's history
+    (rows of arrival, arrival - count): (lost s, the other's rise s, its hiccup s, why)."""
+    before = _floor(other, onset - BEFORE_S, onset - 0.05)
+    after = _floor(other, onset + AFTER_GAP_S, onset + AFTER_GAP_S + AFTER_S)
+    if before is None or after is None:
+        return 0.0, 0.0, 0.0, "the other lane delivered nothing around it"
+    lo, hi = HICCUP_SPAN_S
+    inside = (other[:, 0] >= onset + lo) & (other[:, 0] <= onset + hi)
+    # How late the other lane's delivery came there: its first block after the hiccup
+    # sits that far above its floor (PortAudio hands fixed-size blocks over, the backlog
+    # right after), or, where the backlog came in one block, the wait for it beyond the
+    # usual one.
+    late = float(other[inside, 1].max()) - before if inside.any() else 0.0
+    arrivals = other[:, 0]
+    waits = np.diff(arrivals)
+    usual = waits[(arrivals[1:] >= onset - BEFORE_S) & (arrivals[1:] < onset + lo)]
+    waited = waits[inside[1:]]
+    wait = float(waited.max() - np.median(usual)) if len(waited) and len(usual) else 0.0
+    hiccup = max(late, wait)
+    other_rise = after - before
+    if other_rise >= threshold_s / 4:
+        beyond = rise_s - other_rise
+        if beyond >= threshold_s:
+            return beyond, other_rise, hiccup, "both lanes paused; this one lost the rest"
+        return 0.0, other_rise, hiccup, "both lanes paused (the server's clock stopped)"
+    if hiccup >= rise_s / 2:
+        return rise_s, other_rise, hiccup, "the other lane caught up after the same hiccup"
+    return 0.0, other_rise, hiccup, "the other lane saw nothing: a latency step"
+
+
+class LaneLossJudge:
+    """Watches two lanes' detectors and fills what one lost (see the module doc).
+
+    :meth:`check` runs on the capture worker, every tick; the detectors live in the audio
+    callbacks (they hand over copies of their history)."""
+
+    def __init__(self, *, threshold_s: float = DEFAULT_THRESHOLD_S) -> None:
+        self._threshold_s = threshold_s
+        self._seen: dict[int, int] = {}  # id(detector) -> rises already taken
+        self._waiting: list[tuple[str, LostSampleDetector, float, float, float]] = []
+        self.verdicts: list[Verdict] = []
+
+    def check(self, detectors: dict[str, LostSampleDetector], now: float) -> list[Verdict]:
+        """Judge the rises reported since the last call whose other lane has delivered
+        past them; returns the verdicts made now (losses already asked to be filled)."""
+        for name, detector in detectors.items():
+            seen = self._seen.get(id(detector), 0)
+            new = detector.rises[seen:]
+            self._seen[id(detector)] = seen + len(new)
+            origin = detector.origin
+            for at, frames, floor_before in new:
+                if origin is not None:
+                    self._waiting.append((name, detector, origin + at,
+                                          frames / detector.rate_hz, floor_before))
+        made = []
+        for item in list(self._waiting):
+            name, detector, reported, rise_s, floor_before = item
+            others = [d for n, d in detectors.items() if n != name]
+            if not others or now - reported > GIVE_UP_S:
+                self._waiting.remove(item)
+                continue
+            verdict = self._judge(name, detector, others[0], reported, rise_s, floor_before)
+            if verdict is None:
+                continue  # the other lane has not delivered far enough yet
+            self._waiting.remove(item)
+            if verdict.lost_frames:
+                detector.fill_later(verdict.lost_frames)
+            self.verdicts.append(verdict)
+            made.append(verdict)
+        return made
+
+    def _judge(self, name: str, detector: LostSampleDetector, other: LostSampleDetector,
+               reported: float, rise_s: float, floor_before: float) -> Verdict | None:
+        mine = np.asarray(detector.history(), dtype=np.float64).reshape(-1, 2)
+        theirs = np.asarray(other.history(), dtype=np.float64).reshape(-1, 2)
+        if len(mine) == 0 or len(theirs) == 0:
+            return None
+        onset = onset_of(mine[mine[:, 0] <= reported], floor_before, rise_s)
+        if onset is None:
+            onset = reported - 1.0  # the history no longer shows it: its window's start
+        if theirs[-1, 0] < onset + AFTER_GAP_S + AFTER_S:
+            return None
+        lost, other_rise, hiccup, why = judge(rise_s, theirs, onset,
+                                              threshold_s=self._threshold_s)
+        return Verdict(name, onset, rise_s, other_rise, hiccup,
+                       round(lost * detector.rate_hz), why)
