@@ -7,6 +7,8 @@ the real Silero model: bit-exact, because none of them changes the arithmetic.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -134,6 +136,59 @@ def test_a_vad_stream_on_the_bound_run_decides_as_on_the_plain_run(speech_16k, g
     assert len(fast) == 2 * len(audio)
     assert 0.2 < fast.mean() < 0.9  # speech and no speech both occurred
     np.testing.assert_array_equal(fast, plain)
+
+
+def _packaged(name: str) -> str:
+    return str(Path(vad.default_model_path()).with_name(name))
+
+
+@pytest.fixture(scope="module")
+def speech_silence_and_room(speech_16k) -> np.ndarray:
+    rng = np.random.default_rng(4)
+    room = (rng.standard_normal(32000) * 10 ** (-62 / 20)).astype(np.float32)
+    quiet_speech = speech_16k[::-1] * 0.05
+    quiet_speech[: len(room)] += room[: len(quiet_speech)]
+    return np.concatenate([speech_16k, np.zeros(12000, np.float32), room, quiet_speech,
+                           room]).astype(np.float32)
+
+
+def test_the_fixed_shape_16k_model_gives_the_full_models_probabilities_and_states(
+    speech_silence_and_room,
+) -> None:
+    """The default (the package's 16 kHz export, batch and sequence fixed: no If nodes
+    run) against the package's 8+16 kHz model with dynamic shapes, both through the
+    public session.run: bit for bit on speech, digital silence, room noise, quiet speech."""
+    assert Path(vad.default_model_path()).name == vad.PACKAGED_16K_MODEL
+    fast = vad.load_model()
+    full = vad.load_model(_packaged(vad.PACKAGED_MODEL))
+    assert fast.session is not full.session
+    got = _probabilities(fast, speech_silence_and_room, fast.session.run)
+    expected = _probabilities(full, speech_silence_and_room, full.session.run)
+    assert len(got[0]) > 300
+    for got_value, expected_value in zip(got[0] + got[1], expected[0] + expected[1],
+                                         strict=True):
+        np.testing.assert_array_equal(got_value, expected_value)
+    probabilities = np.array([float(p[0, 0]) for p in got[0]])
+    assert probabilities.max() > 0.9 and probabilities.min() < 0.05  # both kinds were there
+
+
+def test_the_vad_stream_on_the_default_model_decides_as_on_the_full_model_run_plainly(
+    speech_silence_and_room,
+) -> None:
+    """Everything fast together (16 kHz export with fixed shapes, bound buffers, gate
+    skips) against the full model through session.run with the same gate: the same verdict
+    for every sample."""
+    audio = speech_silence_and_room
+    fast_stream = vad.VadStream(batch_windows=6, gate=True)
+    plain_stream = PlainRunStream(_packaged(vad.PACKAGED_MODEL), batch_windows=6, gate=True)
+    verdicts = []
+    for stream in (fast_stream, plain_stream):
+        out = [stream.process(audio[i : i + 1600]) for i in range(0, len(audio), 1600)]
+        verdicts.append(np.concatenate([*out, stream.flush()]))
+    assert plain_stream.model.path.endswith(vad.PACKAGED_MODEL)
+    assert fast_stream.windows_skipped > 0
+    assert 0.2 < verdicts[1].mean() < 0.9
+    np.testing.assert_array_equal(verdicts[0], verdicts[1])
 
 
 def test_a_session_without_the_native_call_falls_back_to_its_public_run() -> None:
