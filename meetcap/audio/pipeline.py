@@ -27,6 +27,7 @@ from meetcap.audio.capture import make_capture
 from meetcap.audio.devices import find_device, list_devices
 from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
 from meetcap.audio.lane_losses import LaneLossJudge
+from meetcap.audio.start_alignment import StartAligner
 from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, SAMPLE_RATE_HZ
 from meetcap.dsp.chain import MixChain
@@ -94,6 +95,8 @@ class CaptureWorker:
         self._t0 = 0.0  # time.monotonic() of timeline sample 0
         # Samples one lane's server lost, told from the other lane (lane_losses.py).
         self.loss_judge = LaneLossJudge()
+        # The two lanes' starts, aligned on their deliveries (start_alignment.py).
+        self.start_aligner = StartAligner()
         self.start_time: float | None = None  # time.time() of timeline sample 0
 
     # -- control (the manager's thread)
@@ -238,6 +241,8 @@ class CaptureWorker:
                      and (detector := getattr(capture, "lost_samples", None)) is not None}
         if len(detectors) == 2:
             self.loss_judge.check(detectors, now)
+            if self._chain is not None:
+                self.start_aligner.check(self._chain, detectors, self._t0)
 
     def _begin(self, now: float) -> bool:
         """Start the timeline at the first captured sample (or after the grace time)."""

@@ -233,6 +233,17 @@ class MixChain:
         # The caller's buffer is reused: keep our own copy until the next unit runs.
         self._raw[name].append(checked.copy() if checked is block else checked)
 
+    def delay_source(self, name: str, seconds: float) -> None:
+        """Delay ``name`` by ``seconds`` from here on: that much silence after the blocks
+        pushed so far, through its resampler like them (so nothing is reordered). The
+        capture worker aligns the lanes' starts with it (audio/start_alignment.py)."""
+        resampler = self._resamplers.get(name)
+        if resampler is None:
+            raise ValueError(f"source {name!r} is not open: nothing to delay")
+        frames = round(seconds * resampler.rate_hz)
+        if frames > 0:
+            self._raw[name].append(np.zeros((frames, resampler.channels), np.float32))
+
     # --- settings -------------------------------------------------------------------
 
     def set_gain_db(self, name: str, gain_db: float) -> None:

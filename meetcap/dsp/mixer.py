@@ -133,6 +133,9 @@ class SourceLane:
         # Statistics a caller may log or test.
         self.underruns = 0
         self.samples_filled = 0
+        # Timeline index where the lane's first pushed sample played (set by the Mixer
+        # at its first prime): where its start sits against the other lanes'.
+        self.started_at: int | None = None
 
     @property
     def level(self) -> int:
@@ -373,6 +376,8 @@ class Mixer:
         parts: dict[str, SourcePart] = {}
         for name, lane in list(self._lanes.items()):
             raw, delivered = lane.pull(n, clock_lead)
+            if lane.started_at is None and delivered.stop > delivered.start:
+                lane.started_at = self.samples_rendered + delivered.start
             gained = self.gain(name).process(raw)
             mix += gained
             parts[name] = SourcePart(raw, gained, delivered)

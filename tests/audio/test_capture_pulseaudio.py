@@ -209,7 +209,8 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
         found = detectors[name]
         print(f"  {name}: count rose (s into the stream, frames at {found.rate_hz} Hz) "
               f"{[(round(t, 1), n) for t, n in found.losses]}; silence written "
-              f"{[(round(t, 1), n) for t, n in found.fills]}; voice moved (s, samples) "
+              f"{[(round(t, 1), n) for t, n in found.fills]}, on the other lane's word "
+              f"{[(round(t, 1), n) for t, n in found.late_fills]}; voice moved (s, samples) "
               f"{[(round(t), round(d)) for t, d in delays[name] if abs(d) > 1]}")
     mixer_kept_still = worst["mic"] <= 20.0 and worst["system"] <= 20.0
     if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98 and mixer_kept_still:

@@ -166,13 +166,14 @@ class Run:
 
 def drive(mixer: Mixer, devices: dict[str, ClickDevice], seconds: float, *,
           tick_s: float = 0.05, tick_jitter_s: float = 0.01, unit: int = UNIT, seed: int = 0,
-          keep_parts: bool = False, callback_s: float | None = None, judge=None) -> Run:
+          keep_parts: bool = False, callback_s: float | None = None, judge=None,
+          every_tick=None) -> Run:
     """The worker: tick, push what each device delivered by now, render whole units.
 
     ``callback_s``: the capture callbacks run this often between ticks (each device's
     detector sees every delivery when it comes, as in PortAudioCapture); otherwise once
     per tick. ``judge``: a LaneLossJudge the worker asks every tick, after the pushes
-    (meetcap/audio/pipeline.py)."""
+    (meetcap/audio/pipeline.py); ``every_tick(now)`` runs there too."""
     rng = np.random.default_rng(seed)
     total = int(seconds * RATE)
     found = []
@@ -193,6 +194,8 @@ def drive(mixer: Mixer, devices: dict[str, ClickDevice], seconds: float, *,
             device.push_until(mixer, name, now, capture=callback_s is None)
         if judge is not None:
             judge.check({name: device.detector for name, device in devices.items()}, now)
+        if every_tick is not None:
+            every_tick(now)
         due = min(int(now * RATE), total) - mixer.samples_rendered
         if due < unit and int(now * RATE) < total:
             continue
