@@ -86,11 +86,17 @@ class SpokenBefore:
 
 @dataclass(frozen=True, slots=True)
 class EngineSegment:
-    """One piece of recognised text; times in seconds relative to the samples given."""
+    """One piece of recognised text; times in seconds relative to the samples given.
+
+    ``language`` / ``language_probability``: set when the engine detected the language
+    of this audio itself (no language given to it), so the caller may keep it for the
+    audio that follows (:class:`~meetcap.transcribe.stream.StreamingTranscriber`)."""
 
     start_s: float
     end_s: float
     text: str
+    language: str | None = None
+    language_probability: float | None = None
 
 
 @runtime_checkable
@@ -102,11 +108,14 @@ class Engine(Protocol):
     costly retries then, and continue from ``prefix`` (the words a partial shows already)
     instead of decoding them again. ``before``: the previous final's audio and text, which
     an engine may hear first and continue from (the result is only what ``samples``
-    add); an engine may ignore it."""
+    add); an engine may ignore it. ``language``: the language the caller has found this
+    session speaks, for an engine that was given none (a multilingual model without
+    ``--language``); an engine given a language at load keeps its own."""
 
     def transcribe(
         self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
         prefix: str | None = None, before: SpokenBefore | None = None,
+        language: str | None = None,
     ) -> list[EngineSegment]: ...
 
 
@@ -225,28 +234,37 @@ class WhisperEngine:
         self.retries = 0  # doubtful decodes retried (beam search, then the full window)
         self.fallbacks = 0  # utterances that went on to the full window
         self.context_retries = 0  # decodes after the previous final, redone on their own
-        self._tokenizer: Any = None
+        self.full_window_decodes = 0  # decodes on Whisper's full 30 s window
+        # One tokenizer per language (the language is one of its special tokens); the
+        # engine may serve sessions in different languages (``language`` per call).
+        self._tokenizers: dict[str | None, Any] = {}
         self._suppress: list[int] = []
 
     def transcribe(
         self, samples: np.ndarray, *, prompt: str | None = None, draft: bool = False,
         prefix: str | None = None, before: SpokenBefore | None = None,
+        language: str | None = None,
     ) -> list[EngineSegment]:
         samples = _as_engine_input(samples)
         duration = len(samples) / SAMPLE_RATE_HZ
+        # The language given at load wins; a session's own (found by its transcriber)
+        # serves a multilingual model loaded without one. With neither, only the full
+        # window path below can decode: faster-whisper detects the language there.
+        language = self.language or (language.strip().lower() if language else None)
         tried: list[_Decoded] = []
         if (before is not None and before.text.strip() and not draft and self.fit_window
-                and self.language is not None
+                and language is not None
                 and (len(before.samples) + len(samples)) / SAMPLE_RATE_HZ + self.pad_s
                 < WINDOW_S):
-            after = self._decode_fitted(samples, prompt, self.beam_size, before=before)
+            after = self._decode_fitted(samples, prompt, self.beam_size, language,
+                                        before=before)
             if (after.segments and not after.no_speech and not after.doubtful
                     and not _repeats(before.text, after.segments[0].text)):
                 return list(after.segments)
             self.context_retries += 1
-        if self.fit_window and self.language is not None and duration + self.pad_s < 30.0:
-            first = self._decode_fitted(samples, prompt, self.beam_size, draft=draft,
-                                        prefix=prefix if draft else None)
+        if self.fit_window and language is not None and duration + self.pad_s < 30.0:
+            first = self._decode_fitted(samples, prompt, self.beam_size, language,
+                                        draft=draft, prefix=prefix if draft else None)
             if first.no_speech:
                 return []
             if draft or not first.doubtful:
@@ -254,26 +272,29 @@ class WhisperEngine:
             tried.append(first)
             self.retries += 1
             if self.beam_size < FALLBACK_BEAM_SIZE:
-                second = self._decode_fitted(samples, prompt, FALLBACK_BEAM_SIZE)
+                second = self._decode_fitted(samples, prompt, FALLBACK_BEAM_SIZE, language)
                 if second.no_speech:
                     return []
                 if not second.doubtful:
                     return list(second.segments)
                 tried.append(second)
             self.fallbacks += 1
-        full = self._decode_full(samples, prompt)
+        full = self._decode_full(samples, prompt, language)
         if not tried or not full.doubtful:
             return list(full.segments)
         tried.append(full)
         return list(min(tried, key=lambda d: (d.compression_ratio > COMPRESSION_RATIO_THRESHOLD,
                                               -d.avg_logprob)).segments)
 
-    def _decode_full(self, samples: np.ndarray, prompt: str | None) -> _Decoded:
+    def _decode_full(
+        self, samples: np.ndarray, prompt: str | None, language: str | None
+    ) -> _Decoded:
         from faster_whisper.transcribe import get_compression_ratio
 
-        segments, _info = self.model.transcribe(
+        self.full_window_decodes += 1
+        segments, info = self.model.transcribe(
             samples,
-            language=self.language,
+            language=language,
             max_new_tokens=_max_tokens(len(samples)),
             beam_size=max(FALLBACK_BEAM_SIZE, self.beam_size),
             temperature=0.0,  # no sampling: see the class doc
@@ -284,11 +305,14 @@ class WhisperEngine:
             condition_on_previous_text=False,
             vad_filter=False,
         )
+        # With no language given faster-whisper detected it: say which, and how sure.
+        detected = (info.language, float(info.language_probability)) if language is None \
+            else (None, None)
         out, logprobs = [], []
         for seg in segments:  # a generator: decoding happens here
             text = seg.text.strip()
             if text:
-                out.append(EngineSegment(float(seg.start), float(seg.end), text))
+                out.append(EngineSegment(float(seg.start), float(seg.end), text, *detected))
                 logprobs.append(float(seg.avg_logprob))
         text = " ".join(s.text for s in out)
         return _Decoded(
@@ -297,7 +321,7 @@ class WhisperEngine:
         )
 
     def _decode_fitted(
-        self, samples: np.ndarray, prompt: str | None, beam_size: int, *,
+        self, samples: np.ndarray, prompt: str | None, beam_size: int, language: str, *,
         draft: bool = False, prefix: str | None = None, before: SpokenBefore | None = None,
     ) -> _Decoded:
         """One decode in a window fitted to the utterance (class doc); with ``before``,
@@ -307,13 +331,13 @@ class WhisperEngine:
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         model = self.model
-        if self._tokenizer is None:
-            self._tokenizer = Tokenizer(
+        tokenizer = self._tokenizers.get(language)
+        if tokenizer is None:
+            tokenizer = self._tokenizers[language] = Tokenizer(
                 model.hf_tokenizer, model.model.is_multilingual, task="transcribe",
-                language=self.language,
+                language=language,
             )
-            self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
-        tokenizer = self._tokenizer
+            self._suppress = get_suppressed_tokens(tokenizer, [-1])  # the same for all
         pad_s = min(self.pad_s, DRAFT_PAD_S) if draft else self.pad_s
         pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), np.float32)
         heard = [_as_engine_input(before.samples), samples] if before is not None else [samples]

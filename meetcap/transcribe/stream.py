@@ -44,6 +44,14 @@ file transcribed later agrees with the live transcript of the same audio.
   before the utterance's first speech. A final so depends only on its audio and the
   previous final (deterministic itself), so offline and live agree, and a restarted
   worker rebuilds the context from the stored transcript (:meth:`resume_from`).
+- **The session's language.** With a multilingual model loaded without a language, the
+  engine detects it per utterance (on Whisper's full 30 s window, its only way to) and
+  nothing carried it from one utterance to the next. The transcriber keeps the language
+  of its finals once it is sure (:data:`LANGUAGE_SURE` for one final, or the same
+  language for two finals in a row at :data:`LANGUAGE_LIKELY`) and passes it with every
+  later call (``language=``), so later utterances and their partials are decoded in the
+  fitted window and after the previous final, as with ``--language``. Kept per
+  transcriber, i.e. per session: one engine may serve sessions in several languages.
 - :attr:`resume_seq` / :attr:`next_id` say where a restarted worker carries on:
   ``resume_from(resume_seq, next_id)`` then feeding the stored frames from
   ``resume_seq`` gives the same finals as an uninterrupted run, none lost or doubled.
@@ -55,12 +63,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from meetcap.constants import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES
 from meetcap.errors import UsageError
-from meetcap.transcribe.engine import Engine, SpokenBefore
+from meetcap.transcribe.engine import Engine, EngineSegment, SpokenBefore
 from meetcap.transcribe.segments import DEFAULT_MIN_WORDS, TranscriptSegment, is_minor, words
 
 FRAME_S = FRAME_MS / 1000
@@ -98,6 +107,11 @@ BUDGET_BURST_S = 5.0
 # An utterance's first hypotheses run whatever the credit (module doc): two, because a
 # partial shows words once two hypotheses agree.
 FREE_HYPOTHESES = 2
+# When a detected language is kept for the session (module doc). Whisper base on
+# espeak-ng: whole German sentences 0.95-0.99, English 0.76-0.94; cut to 1-2 s a German
+# sentence came out Thai at 0.81, so one final must be very sure, or two agree.
+LANGUAGE_SURE = 0.9
+LANGUAGE_LIKELY = 0.5
 
 
 def _frames(seconds: float) -> int:
@@ -196,6 +210,7 @@ class StreamingTranscriber:
         context_gap_s: float = DEFAULT_CONTEXT_GAP_S,
         partial_budget: float | None = DEFAULT_PARTIAL_BUDGET,
         cost_clock: Callable[[], float] = time.process_time,
+        language: str | None = None,
     ) -> None:
         if max_utterance_s <= pre_roll_s + cap_search_s:
             raise ValueError(
@@ -206,6 +221,9 @@ class StreamingTranscriber:
         if partial_budget is not None and partial_budget <= 0:
             raise ValueError(f"partial_budget must be positive or None, got {partial_budget}")
         self.engine = engine
+        # The session's language (module doc): given, or kept once detected for sure.
+        self.language = language
+        self._detected: str | None = None  # the previous final's, while not sure
         self.min_words = min_words
         self.partials_enabled = partials
         self._context_max = _frames(context_max_s)  # 0 turns the context off
@@ -251,11 +269,13 @@ class StreamingTranscriber:
         return self._expected_seq - len(self._pre_roll)
 
     def resume_from(
-        self, seq: int, next_id: int, previous: PreviousFinal | None = None
+        self, seq: int, next_id: int, previous: PreviousFinal | None = None,
+        language: str | None = None,
     ) -> None:
         """Carry on from frame ``seq`` with final ids from ``next_id`` (after a restart),
         ``previous`` being the last stored final (:meth:`PreviousFinal.of`), so the next
-        final is decoded after it as in an uninterrupted run.
+        final is decoded after it as in an uninterrupted run; ``language`` the session's
+        language if it was kept (:attr:`language`), else it is found again.
 
         Frames before ``seq`` that are fed again are ignored."""
         if seq < 0 or next_id < 0:
@@ -266,6 +286,8 @@ class StreamingTranscriber:
         self.next_id = next_id
         self._previous = previous
         self._last_speech = False
+        if language is not None:
+            self.language = language
 
     # -- feeding -------------------------------------------------------------------
 
@@ -446,13 +468,30 @@ class StreamingTranscriber:
         prefix: str | None = None, before: SpokenBefore | None = None,
     ) -> str:
         self.engine_calls += 1
+        # The session's language only once known: an engine that takes none still works.
+        extra: dict[str, Any] = {"language": self.language} if self.language else {}
         if draft:
-            segments = self.engine.transcribe(samples, prompt=prompt, draft=True, prefix=prefix)
+            segments = self.engine.transcribe(samples, prompt=prompt, draft=True,
+                                              prefix=prefix, **extra)
         elif before is not None:
-            segments = self.engine.transcribe(samples, prompt=prompt, before=before)
+            segments = self.engine.transcribe(samples, prompt=prompt, before=before, **extra)
         else:
-            segments = self.engine.transcribe(samples, prompt=prompt)
+            segments = self.engine.transcribe(samples, prompt=prompt, **extra)
+        if not draft and self.language is None:
+            self._keep_language(segments)
         return " ".join(s.text.strip() for s in segments if s.text.strip())
+
+    def _keep_language(self, segments: Sequence[EngineSegment]) -> None:
+        """Keep the language a final was detected in once sure (module doc)."""
+        found = [(s.language, s.language_probability or 0.0) for s in segments
+                 if s.language is not None]
+        if not found:
+            return
+        language, probability = max(found, key=lambda f: f[1])
+        if probability >= LANGUAGE_SURE or (
+                probability >= LANGUAGE_LIKELY and language == self._detected):
+            self.language = language
+        self._detected = language if probability >= LANGUAGE_LIKELY else None
 
 
 def _agree(utt: _Utterance, hypothesis: list[str]) -> None:

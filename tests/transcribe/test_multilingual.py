@@ -111,3 +111,29 @@ def test_a_language_the_multilingual_model_does_not_know_is_a_clear_error(
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert "does not know the language 'xx'" in captured.err
+
+
+def test_without_a_language_the_session_keeps_the_one_it_detected(multilingual_model_dir, german):
+    """No --language: the language detected on the first utterance (sure of it) is kept
+    for the session, so the later utterances are decoded in the fitted window after the
+    previous final (as with --language), not each on Whisper's full window, detected
+    again."""
+    from meetcap.transcribe.engine import load_engine
+    from meetcap.transcribe.offline import frames_with_speech, transcribe_frames
+    from meetcap.transcribe.stream import StreamingTranscriber
+
+    corpus, _ = german
+    engine = load_engine(str(multilingual_model_dir))
+    assert engine.language is None  # a multilingual model, no language given
+    engine.full_window_decodes = 0  # the load's own trial run decoded one
+    transcriber = StreamingTranscriber(engine, partials=False)
+    finals = transcribe_frames(transcriber, frames_with_speech(corpus.samples))
+    said = " ".join(s.text for s in finals)
+    auto_wer = german_wer(corpus.text, said)
+    print(f"\nno --language: detected {transcriber.language}, WER {auto_wer:.1%}: {said}")
+    assert transcriber.language == "de"
+    assert len(finals) == len(GERMAN)
+    # Only the first utterance needed the full window (to detect the language); before,
+    # all three did, each detected on its own, and none was decoded after the previous.
+    assert engine.full_window_decodes == 1, engine.full_window_decodes
+    assert auto_wer <= 0.29  # the --language de bound above
