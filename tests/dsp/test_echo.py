@@ -118,6 +118,34 @@ def test_double_talk_keeps_the_persons_voice(remote):
     assert level_db > -3.0
 
 
+def test_the_first_syllable_after_a_pause_keeps_its_level_in_double_talk(remote):
+    """AEC3's suppressor cuts the start of a syllable that follows a pause while the far
+    end plays (it lets the voice through only once it has heard it); the canceller must
+    switch to the linear filter's output from the first block of it. Judged over the
+    first 40 ms of every syllable that starts after 50 ms of pause: the median was
+    15.7 dB down before the fix, -0.1 dB after (and test_double_talk_keeps_the_persons_
+    voice read 0.924, -1.5 dB before, 1.000, -0.0 dB after)."""
+    far = np.concatenate((remote, remote[LEAD:]))
+    person, active = speech_like(len(far) / SAMPLE_RATE_HZ, -22.0, seed=5)
+    start = LEAD + 2 * SAMPLE_RATE_HZ
+    person[:start] = 0.0
+    active[:start] = False
+    mic = with_echo(far, 150.0, 12.0) + person
+    out = run(MicEchoCanceller(enabled=True), mic, far)
+    pause, first = SAMPLE_RATE_HZ // 20, 640
+    onsets = [i for i in range(start + pause, len(mic) - SAMPLE_RATE_HZ)
+              if active[i] and not active[i - pause : i].any()]
+    levels_db = []
+    for at in onsets:
+        got, clean = out[at : at + first], person[at : at + first]
+        gain = float(np.dot(got, clean) / np.dot(clean, clean))
+        levels_db.append(20 * np.log10(max(abs(gain), 1e-9)))
+    print(f"\n{len(onsets)} syllable onsets in double talk: median {np.median(levels_db):+.1f} "
+          f"dB, worst {min(levels_db):+.1f} dB over their first 40 ms")
+    assert len(onsets) >= 6
+    assert np.median(levels_db) > -3.0
+
+
 def test_off_only_delays_the_lane_and_loses_nothing():
     canceller = MicEchoCanceller(enabled=False)
     mic = noise(0.5, -20.0, seed=1)
