@@ -51,10 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import numpy as np  # noqa: E402
 
-from meetcap.transcribe.engine import load_engine  # noqa: E402
+from meetcap.transcribe.engine import DecodeCost, load_engine  # noqa: E402
 from meetcap.transcribe.offline import frames_with_speech, transcribe_frames  # noqa: E402
 from meetcap.transcribe.segments import TranscriptSegment  # noqa: E402
-from meetcap.transcribe.stream import StreamingTranscriber  # noqa: E402
+from meetcap.transcribe.stream import (  # noqa: E402
+    DEFAULT_PARTIAL_BUDGET,
+    StreamingTranscriber,
+)
 from tests.support.transcript_corpus import (  # noqa: E402
     SENTENCES,
     make_corpus,
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model directory or packaged name")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: "
                         "the first one this process may use)")
+    parser.add_argument("--budgets", default="", help="more partial budgets to measure "
+                        "beside the default, as fractions of the audio time: 0.02,0.025")
     args = parser.parse_args(argv)
 
     if hasattr(os, "sched_setaffinity"):
@@ -116,20 +121,26 @@ def main(argv: list[str] | None = None) -> int:
         return " ".join(s.text for s in segments)
 
     last: dict[str, tuple[StreamingTranscriber, list[TranscriptSegment]]] = {}
+    costs: dict[str, tuple[DecodeCost, DecodeCost]] = {}  # (drafts, finals) of the last run
 
     def streaming(label: str, partials: bool, **options) -> Callable[[], str]:
         def run() -> str:
+            engine.draft_cost, engine.final_cost = DecodeCost(), DecodeCost()
             transcriber = StreamingTranscriber(engine, partials=partials, **options)
             seen: list[TranscriptSegment] = []
             finals = transcribe_frames(transcriber, frames, on_segment=seen.append)
             last[label] = (transcriber, seen)
+            costs[label] = (engine.draft_cost, engine.final_cost)
             return " ".join(s.text for s in finals)
         return run
 
+    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     runs = {
         "faster-whisper alone": faster_whisper_alone,
         "meetcap finals only": streaming("finals", False),
         "meetcap with partials": streaming("partials", True),
+        **{f"partials, budget {b:.1%}": streaming(f"budget {b:.1%}", True, partial_budget=b)
+           for b in budgets},
         "partials, no budget": streaming("unbudgeted", True, partial_budget=None),
     }
     speed: dict[str, float] = {}
@@ -138,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         speed[label] = corpus.duration_s / cpu_s
         print(f"{label:22s} cpu {cpu_s:6.2f} s  wall {wall_s:6.2f} s  "
               f"{speed[label]:6.1f}x real time  WER {wer(reference, text):5.1%}")
-    for label, key in (("with partials", "partials"), ("no budget", "unbudgeted")):
+    print(f"with partials: budget {DEFAULT_PARTIAL_BUDGET:.1%} of the audio time")
+    for label, key in (("with partials", "partials"),
+                       *((f"budget {b:.1%}", f"budget {b:.1%}") for b in budgets),
+                       ("no budget", "unbudgeted")):
         transcriber, seen = last[key]
         shown = [s for s in seen if not s.final]
         gaps = [b.end_s - a.end_s for a, b in zip(shown, shown[1:], strict=False)
@@ -150,6 +164,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{np.median(gaps):.1f} s (mean {np.mean(gaps):.2f}, max {max(gaps):.1f}) "
               f"within a sentence; partials' CPU {transcriber.partial_cpu_s:.2f} s = "
               f"{transcriber.partial_cpu_s / corpus.duration_s:.1%} of the audio time")
+
+    # Where a draft's and a final's CPU goes (the engine's own process-time counters,
+    # best-of runs not separated: the last run of each).
+    for what, cost in (("draft (no budget run)", costs["unbudgeted"][0]),
+                       ("final (finals only)", costs["finals"][1])):
+        n = max(1, cost.decodes)
+        total = cost.features_s + cost.encode_s + cost.generate_s + cost.other_s
+        steps = cost.forced_tokens + cost.new_tokens + cost.decodes  # + one EOS each
+        print(f"one {what}: {1000 * total / n:.1f} ms CPU = features "
+              f"{1000 * cost.features_s / n:.1f} + encoder {1000 * cost.encode_s / n:.1f} "
+              f"({cost.window_s / n:.1f} s window) + decoder {1000 * cost.generate_s / n:.1f} "
+              f"(prompt {cost.prompt_tokens / n:.1f} tokens batched, "
+              f"{cost.forced_tokens / n:.1f} forced + {cost.new_tokens / n:.1f} new + EOS "
+              f"= {steps / n:.1f} steps) + other {1000 * cost.other_s / n:.1f}; "
+              f"{cost.decodes} decodes")
 
     # A monologue: the same sentences 0.25 s apart, which the VAD bridges, so utterances
     # run to the 20 s cap and partials work on long utterances (the costly case).
@@ -182,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{wer(overlap_reference, direct):.1%}")
 
     alone = speed["faster-whisper alone"]
-    for label in ("meetcap finals only", "meetcap with partials", "partials, no budget"):
+    for label in ("meetcap finals only", "meetcap with partials",
+                  *(f"partials, budget {b:.1%}" for b in budgets), "partials, no budget"):
         overhead = alone / speed[label] - 1
         verdict = "within" if overhead < OVERHEAD_TARGET else "OVER"
         print(f"{label}: {overhead:+.0%} CPU over faster-whisper alone "

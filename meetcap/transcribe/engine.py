@@ -16,6 +16,7 @@ transcript.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol, runtime_checkable
@@ -167,6 +168,26 @@ def check_model_dir(path: str) -> None:
         )
 
 
+@dataclass(slots=True)
+class DecodeCost:
+    """Where the CPU of the engine's fitted decodes went (process time, seconds), summed
+    over decodes: bench/transcribe.py prints it per draft and per final."""
+
+    decodes: int = 0
+    window_s: float = 0.0  # audio encoded, pad and rounding included
+    features_s: float = 0.0  # log-mel features (faster-whisper's numpy STFT)
+    encode_s: float = 0.0  # the encoder (CTranslate2)
+    generate_s: float = 0.0  # the decoder: prompt pass, forced tokens, new tokens
+    other_s: float = 0.0  # tokenising, detokenising, the compression ratio
+    prompt_tokens: int = 0  # before <|startoftranscript|>: one batched pass
+    forced_tokens: int = 0  # after it: a decoding step each
+    new_tokens: int = 0  # generated (EOS not counted)
+
+    def add(self, other: DecodeCost) -> None:
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     """One decode of an utterance and Whisper's measures of doubt about it."""
@@ -235,6 +256,8 @@ class WhisperEngine:
         self.fallbacks = 0  # utterances that went on to the full window
         self.context_retries = 0  # decodes after the previous final, redone on their own
         self.full_window_decodes = 0  # decodes on Whisper's full 30 s window
+        self.draft_cost = DecodeCost()  # where the fitted decodes' CPU went
+        self.final_cost = DecodeCost()
         # One tokenizer per language (the language is one of its special tokens); the
         # engine may serve sessions in different languages (``language`` per call).
         self._tokenizers: dict[str | None, Any] = {}
@@ -330,6 +353,8 @@ class WhisperEngine:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
+        clock = time.process_time  # CTranslate2 works in its own thread: process time
+        started = clock()
         model = self.model
         tokenizer = self._tokenizers.get(language)
         if tokenizer is None:
@@ -341,16 +366,21 @@ class WhisperEngine:
         pad_s = min(self.pad_s, DRAFT_PAD_S) if draft else self.pad_s
         pad = np.zeros(int(pad_s * SAMPLE_RATE_HZ), np.float32)
         heard = [_as_engine_input(before.samples), samples] if before is not None else [samples]
+        cost = DecodeCost(decodes=1)
         features = model.feature_extractor(np.concatenate([*heard, pad]))
+        featured = clock()
         # 100 mel frames a second; the window in whole seconds (half for a draft)
         step = int(model.frames_per_second * (DRAFT_WIDTH_S if draft else 1.0))
         width = min(3000, -(-features.shape[-1] // step) * step)
         features = np.pad(features[:, :width], ((0, 0), (0, width - features.shape[-1])))
+        cost.window_s = width / model.frames_per_second
         encoder_output = model.encode(np.ascontiguousarray(features))
+        encoded = clock()
         previous = tokenizer.encode(" " + prompt.strip()) if prompt else []
-        # A draft's prefix is fed as forced tokens: one batched pass instead of a decoding
-        # step per token (decoding, not encoding, is most of a short utterance's cost).
-        # CTranslate2 returns them as part of the result.
+        # A draft's prefix is forced: Whisper continues after the words shown already.
+        # CTranslate2 decodes forced tokens one step each, as costly as a generated one
+        # (~2 ms each for tiny.en here); only the prompt (the tokens before
+        # <|startoftranscript|>) is one batched pass. It returns them as part of the result.
         if before is not None:
             # The previous text as the prompt (one batched pass), and only its last words
             # forced as the transcript's start (a decoding step each): they tell Whisper
@@ -369,11 +399,13 @@ class WhisperEngine:
         new_tokens = (_draft_max_tokens(len(samples)) if draft
                       else _max_tokens(len(samples)))
         max_length = min(model.max_length, len(tokens_in) + new_tokens)
+        prepared = clock()
         result = model.model.generate(
             encoder_output, [tokens_in], beam_size=beam_size,
             max_length=max_length, return_scores=True, return_no_speech_prob=True,
             suppress_blank=True, suppress_tokens=self._suppress,
         )[0]
+        generated = clock()
         tokens = result.sequences_ids[0]
         text = tokenizer.decode(tokens[forced:] if before is not None else tokens).strip()
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
@@ -384,8 +416,17 @@ class WhisperEngine:
         segments = () if no_speech else (
             EngineSegment(0.0, len(samples) / SAMPLE_RATE_HZ, text),
         )
-        return _Decoded(segments, avg_logprob, get_compression_ratio(text) if text else 0.0,
-                        no_speech)
+        decoded = _Decoded(segments, avg_logprob,
+                           get_compression_ratio(text) if text else 0.0, no_speech)
+        cost.features_s = featured - started
+        cost.encode_s = encoded - featured
+        cost.generate_s = generated - prepared
+        cost.other_s = (prepared - encoded) + (clock() - generated)
+        cost.prompt_tokens = len(tokens_in) - forced
+        cost.forced_tokens = forced
+        cost.new_tokens = len(tokens) - forced
+        (self.draft_cost if draft else self.final_cost).add(cost)
+        return decoded
 
 
 def _repeats(before: str, text: str, n: int = CONTEXT_REPEAT_WORDS) -> bool:
