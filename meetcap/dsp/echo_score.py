@@ -112,7 +112,13 @@ class EchoPathEstimator:
         self._far = np.concatenate(fars)[-len(self._far):]
 
     def _measure(self) -> None:
-        recent_far = self._far[self._max_delay:].astype(np.float64)
+        recent_far = self._far[self._max_delay:]
+        if not recent_far.any():
+            # Digital silence (a meeting app between sentences): its RMS is 0, below the
+            # threshold; found without the float64 copy, squares and mean (most of the
+            # measurements on bench/pipeline.py's meeting audio).
+            return
+        recent_far = recent_far.astype(np.float64)
         far_rms = math.sqrt(float(np.mean(recent_far**2)))
         if far_rms <= 10 ** (FAR_ACTIVE_DBFS / 20):
             return  # nothing plays: nothing to tell; the last verdict stands

@@ -140,7 +140,7 @@ class HealthTracker:
         """
         self.now += len(block)
         if window_mean_squares is None:
-            window_mean_squares, _ = self._windows.feed(block)
+            window_mean_squares, _ = self._windows.feed(block, with_peaks=False)
         mean_squares = window_mean_squares
         k = len(mean_squares)
         if k == 1:  # the chain's case: one 100 ms window per unit

@@ -54,7 +54,11 @@ class WindowStats:
     def reset(self) -> None:
         self._fill = 0
 
-    def feed(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def feed(
+        self, block: np.ndarray, *, with_peaks: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``with_peaks=False``: the peaks come back empty, not computed (a caller that
+        needs only the mean squares, such as HealthTracker, saves two reductions)."""
         w = self.window_samples
         n = len(block)
         fill = self._fill
@@ -64,6 +68,8 @@ class WindowStats:
             return _NO_WINDOWS, _NO_WINDOWS
         if fill == 0 and n == w:  # exactly one window (the chain works in 100 ms units)
             mean_square = float(np.dot(block, block)) / w
+            if not with_peaks:
+                return np.array([mean_square]), _NO_WINDOWS
             peak = max(float(block.max()), -float(block.min()))
             return np.array([mean_square]), np.array([peak])
         head = w - fill
@@ -75,7 +81,7 @@ class WindowStats:
             grid = np.concatenate([grid, rest[: full * w].reshape(full, w)])
         grid = grid.astype(np.float64)
         mean_squares = np.einsum("ij,ij->i", grid, grid) / w
-        peaks = np.maximum(grid.max(axis=1), -grid.min(axis=1))
+        peaks = np.maximum(grid.max(axis=1), -grid.min(axis=1)) if with_peaks else _NO_WINDOWS
         tail = rest[full * w :]
         self._buffer[: len(tail)] = tail
         self._fill = len(tail)

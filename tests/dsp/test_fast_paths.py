@@ -15,6 +15,7 @@ import pytest
 from meetcap.constants import FRAME_SAMPLES
 from meetcap.dsp import echo_score, vad
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
+from meetcap.dsp.meter import WindowStats
 from meetcap.dsp.resample import Resampler
 from meetcap.dsp.vad_gate import VadGate
 
@@ -189,6 +190,54 @@ def test_the_vad_stream_on_the_default_model_decides_as_on_the_full_model_run_pl
     assert fast_stream.windows_skipped > 0
     assert 0.2 < verdicts[1].mean() < 0.9
     np.testing.assert_array_equal(verdicts[0], verdicts[1])
+
+
+def test_window_stats_without_peaks_give_the_same_mean_squares(speech_16k) -> None:
+    """HealthTracker's path (no peaks) against the full feed, in blocks of every kind:
+    exactly one window, less, several at once."""
+    rng = np.random.default_rng(8)
+    full, lean = WindowStats(FRAME_SAMPLES), WindowStats(FRAME_SAMPLES)
+    at, windows = 0, 0
+    while at < len(speech_16k):
+        size = FRAME_SAMPLES if rng.random() < 0.5 else int(rng.integers(1, 4 * FRAME_SAMPLES))
+        block = speech_16k[at : at + size]
+        expected, peaks = full.feed(block)
+        got, no_peaks = lean.feed(block, with_peaks=False)
+        np.testing.assert_array_equal(got, expected)
+        assert len(no_peaks) == 0 and len(peaks) == len(expected)
+        windows += len(got)
+        at += size
+    assert windows == len(speech_16k) // FRAME_SAMPLES
+
+
+def test_the_echo_score_skips_digital_silence_as_it_skipped_a_quiet_far_end(
+    speech_16k, monkeypatch
+) -> None:
+    """The far lane digitally silent, then playing with an echo, then silent again: every
+    reading the same as with the RMS computed on the zeros too."""
+    far = np.concatenate([np.zeros(48000, np.float32), speech_16k, np.zeros(48000, np.float32),
+                          speech_16k]).astype(np.float32)
+    mic = 0.3 * np.concatenate([np.zeros(800, np.float32), far[:-800]])
+    mic += (np.random.default_rng(6).standard_normal(len(far)) * 1e-3).astype(np.float32)
+    fast = _scores(far, mic)
+
+    class AlwaysSomething(np.ndarray):  # .any() never short-cuts: the plain path
+        def any(self, *args, **kwargs):
+            return True
+
+    original = echo_score.EchoPathEstimator._measure
+
+    def plain_measure(self):
+        self._far = self._far.view(AlwaysSomething)
+        try:
+            original(self)
+        finally:
+            self._far = self._far.view(np.ndarray)
+
+    monkeypatch.setattr(echo_score.EchoPathEstimator, "_measure", plain_measure)
+    plain = _scores(far, mic)
+    assert fast == plain
+    assert any(s.reaches_mic for s in fast)
 
 
 def test_a_session_without_the_native_call_falls_back_to_its_public_run() -> None:
