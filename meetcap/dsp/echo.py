@@ -67,6 +67,10 @@ _SPAN = FILTER_PARTITIONS * LINEAR_BLOCK
 TALK_POWER_RATIO = 0.01
 LINEAR_POWER_RATIO = 0.25
 HOLD_BLOCKS = 10  # the linear output stays 100 ms after the voice stops
+# The linear filter's Geigel test (a mic louder than half the far end's peak) says the
+# person talks only while the measured echo is at least this far below the far end
+# (its threshold is -6 dB; 4 dB of margin for peaks against the RMS level measured).
+GEIGEL_TRUST_DB = -10.0
 # AEC3 rests after this much silence on the system lane: longer than the longest echo
 # delay the score looks for (MAX_DELAY_MS) and a room's tail, so the last echo is in.
 REST_AFTER_S = 0.6
@@ -132,6 +136,7 @@ class MicEchoCanceller:
         self._hold = 0
         self._weight = 1.0  # of the linear output in the last block
         self._resting = False  # AEC3 rests while nothing plays (see _cancel)
+        self._geigel_trusted = False  # see _follow_delay
         # (near, far) LINEAR_BLOCKs AEC3 skipped while resting, the last PRIME_S of them.
         self._skipped: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=PRIME_BLOCKS)
         self._quiet_samples = 0  # how long the system lane has been silent
@@ -284,14 +289,15 @@ class MicEchoCanceller:
 
     def _choose(self, near: np.ndarray, deep: np.ndarray, linear: np.ndarray) -> np.ndarray:
         # The person talks when the microphone is louder than any echo of what played
-        # could be (the linear filter's Geigel test, on this block: it catches the first
+        # could be (the linear filter's Geigel test, on this block, once the echo score
+        # has measured an echo path well below its threshold: it catches the first
         # syllable after a pause, which AEC3's suppressor cuts before letting the voice
         # through; on the rig that cost up to 16 dB on such a syllable and took double
         # talk from 0.99 to 0.89), or when AEC3 lets through a real share of the
         # microphone AND the linear filter's output is not much louder than AEC3's (a
         # share of AEC3 output next to a far louder linear one is an echo AEC3 removes
         # better).
-        if self._linear.double_talk:
+        if self._linear.double_talk and self._geigel_trusted:
             talking = True
         else:
             deep_power = float(np.dot(deep, deep))
@@ -312,6 +318,10 @@ class MicEchoCanceller:
 
     def _follow_delay(self) -> None:
         score = self.estimator.score
+        # Geigel's "louder than any echo could be" holds only where the echo is well
+        # below the far end (speakers turned up reach the mic at -6 dB or louder: every
+        # echo would read as the person talking) and its delay is in the filter's span.
+        self._geigel_trusted = score.reaches_mic and score.level_db <= GEIGEL_TRUST_DB
         if not score.reaches_mic:
             return
         delay = int(score.delay_ms * SAMPLE_RATE_HZ / 1000)

@@ -105,6 +105,37 @@ def test_remote_speech_only_is_cancelled_by_25_db_after_2_s(remote):
     assert erle >= 25.0
 
 
+class WithoutGeigel(MicEchoCanceller):
+    """The talk verdict from AEC3's output alone (as before the Geigel test joined it)."""
+
+    def _follow_delay(self) -> None:
+        super()._follow_delay()
+        self._geigel_trusted = False
+
+
+@pytest.mark.parametrize("loss_db", [3.0, 0.0])
+def test_speakers_turned_up_do_not_read_as_the_person_talking(remote, loss_db):
+    """An echo at -3 or 0 dB (speakers loud, mic close) is louder than the linear
+    filter's Geigel test allows for an echo: it must not read as the person talking
+    (the linear output then replaced AEC3's: ERLE 0.0-0.2 dB). The lane is exactly what
+    the talk verdict from AEC3's output alone gives."""
+    mic = with_echo(remote, 150.0, loss_db) + noise(len(remote) / SAMPLE_RATE_HZ, -70.0)
+    canceller = MicEchoCanceller(enabled=True)
+    out = run(canceller, mic, remote)
+    np.testing.assert_array_equal(out, run(WithoutGeigel(enabled=True), mic, remote))
+    assert canceller.score.reaches_mic and not canceller._geigel_trusted
+    after = slice(LEAD + 2 * SAMPLE_RATE_HZ, len(mic))
+    print(f"\nERLE {erle_db(mic[after], out[after]):.1f} dB (made echo path, 150 ms, "
+          f"-{loss_db:g} dB)")
+
+
+def test_the_geigel_test_is_trusted_on_an_echo_well_below_the_far_end(remote):
+    mic = with_echo(remote, 150.0, 12.0)
+    canceller = MicEchoCanceller(enabled=True)
+    run(canceller, mic, remote)
+    assert canceller._geigel_trusted
+
+
 def test_double_talk_keeps_the_persons_voice(remote):
     person, _ = speech_like(len(remote) / SAMPLE_RATE_HZ, -22.0, seed=5)
     person[: LEAD + 2 * SAMPLE_RATE_HZ] = 0.0  # the remote side alone first, then both
