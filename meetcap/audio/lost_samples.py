@@ -36,10 +36,13 @@ pauses the source's clock (50-100 ms, often both lanes, sometimes the virtual mi
 and the content resumes intact, so silence written there moved the voice that much
 against its player (9 of 10 rises in one run, whose lane fits fell to 0.09 and 0.08),
 while the virtual mic also lost 32 ms of content once with no rise at all. So by
-default a rise is written as silence only when PortAudio flagged an input overflow (an
-ALSA overrun: the samples are gone for sure); other rises are counted and reported
-(``unfilled``) and left to the mixer, whose lane absorbs them in its margin.
-``fill_unflagged=True`` fills every rise (for a backend whose clock never pauses).
+default a rise is written as silence here only when PortAudio flagged an input overflow
+(an ALSA overrun: the samples are gone for sure); other rises are counted and reported
+(``unfilled``, ``rises``). The other lane tells them apart: the capture worker's
+:class:`~meetcap.audio.lane_losses.LaneLossJudge` compares each with the other stream's
+delivery (:meth:`history`) and, for a loss, asks for the silence (:meth:`fill_later`),
+written before the next block (``late_fills``). ``fill_unflagged=True`` fills every rise
+(for a backend whose clock never pauses).
 
 What the count cannot tell: a server that starts delivering each sample later for good
 (a latency step) looks exactly like a loss. A loss beyond ``max_fill_s`` is not filled

@@ -26,8 +26,8 @@ from meetcap.audio.base import STARTUP_GRACE_S, AudioDevice, Capture
 from meetcap.audio.capture import make_capture
 from meetcap.audio.devices import find_device, list_devices
 from meetcap.audio.events import SOURCE_VAD, AudioEvent, AudioEventKind
+from meetcap.audio.lane_alignment import LaneAligner
 from meetcap.audio.lane_losses import LaneLossJudge
-from meetcap.audio.start_alignment import StartAligner
 from meetcap.audio.watcher import DeviceWatcher
 from meetcap.constants import CAPTURE_SOURCES, SAMPLE_RATE_HZ
 from meetcap.dsp.chain import MixChain
@@ -95,8 +95,9 @@ class CaptureWorker:
         self._t0 = 0.0  # time.monotonic() of timeline sample 0
         # Samples one lane's server lost, told from the other lane (lane_losses.py).
         self.loss_judge = LaneLossJudge()
-        # The two lanes' starts, aligned on their deliveries (start_alignment.py).
-        self.start_aligner = StartAligner()
+        # The two lanes' starts (and again after a dry-out), aligned on their
+        # deliveries (lane_alignment.py).
+        self.lane_aligner = LaneAligner()
         self.start_time: float | None = None  # time.time() of timeline sample 0
 
     # -- control (the manager's thread)
@@ -242,7 +243,7 @@ class CaptureWorker:
         if len(detectors) == 2:
             self.loss_judge.check(detectors, now)
             if self._chain is not None:
-                self.start_aligner.check(self._chain, detectors, self._t0)
+                self.lane_aligner.check(self._chain, detectors, self._t0, now)
 
     def _begin(self, now: float) -> bool:
         """Start the timeline at the first captured sample (or after the grace time)."""

@@ -236,7 +236,7 @@ class MixChain:
     def delay_source(self, name: str, seconds: float) -> None:
         """Delay ``name`` by ``seconds`` from here on: that much silence after the blocks
         pushed so far, through its resampler like them (so nothing is reordered). The
-        capture worker aligns the lanes' starts with it (audio/start_alignment.py)."""
+        capture worker aligns the lanes with it (audio/lane_alignment.py)."""
         resampler = self._resamplers.get(name)
         if resampler is None:
             raise ValueError(f"source {name!r} is not open: nothing to delay")

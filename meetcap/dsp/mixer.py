@@ -52,11 +52,16 @@ and the loop does not chase the wander: R^2 1.0000 per lane and for the mix over
 PipeWire (same rig, logged per lane: docs/figures.md, "Mix timing") loses time at the
 server, not through the loop (0 ppm for the first 30 s of every run): its graph stalls
 for 50-300 ms (the lanes deliver that much less than the clock, content intact), or the
-virtual mic drops 20-50 ms of samples. A lane cannot play audio that has not arrived,
-but it can keep its place: the capture counts its samples against the clock and writes
-silence where samples never came (:mod:`meetcap.audio.lost_samples`), so the lane's
-latency comes back and what follows sits where it belongs. A stall beyond the margin
-still runs the lane dry here first (the zero fill, then the prime). One error was the
+virtual mic drops 21-96 ms of samples in the graph's hiccups. A lane cannot play audio
+that has not arrived, but it can keep its place: the capture counts its samples against
+the clock (:mod:`meetcap.audio.lost_samples`), the other lane says whether a shortfall
+was lost (it caught up from the same hiccup) or a paused clock (it fell behind too) or a
+latency step (it saw nothing), and only a loss becomes silence in the lane's stream
+(:mod:`meetcap.audio.lane_losses`), 1-3 s after it: the lane's latency comes back and
+what follows sits where it belongs. Stalls that add up to more than the margin still run
+the lane dry here (the zero fill, then the prime). The lanes' starts, and their places
+after a dry-out, are aligned on the deliveries (:mod:`meetcap.audio.lane_alignment`).
+One error was the
 mixer's: after a dry-out it steered back to its old reference, which the prime misses by
 the measure's own 5-20 ms; it now adopts the settled latency
 (:meth:`~meetcap.dsp.drift.DriftLoop.restart`). Others were the loop's, found by
@@ -133,9 +138,9 @@ class SourceLane:
         # Statistics a caller may log or test.
         self.underruns = 0
         self.samples_filled = 0
-        # Timeline index where the lane's first pushed sample played (set by the Mixer
-        # at its first prime): where its start sits against the other lanes'.
-        self.started_at: int | None = None
+        # Pushed samples read so far (fractional under a correction): with the timeline's
+        # length, where the lane's stream sits on it (audio/lane_alignment.py).
+        self.consumed = 0.0
 
     @property
     def level(self) -> int:
@@ -215,6 +220,7 @@ class SourceLane:
         """
         if n == 0:
             return np.zeros(0, dtype=np.float32)
+        before = self._pos
         if start == end == 0.0 and self._pos == int(self._pos) and not last:
             first = int(self._pos)
             out = self._fifo.peek(first + n)[first:].copy()  # no correction: exact copy
@@ -227,6 +233,7 @@ class SourceLane:
                 data = np.concatenate((data, np.zeros(LOOKAHEAD + 1, np.float32)))
             out = interpolate(data, positions)
             self._pos = float(positions[-1] + steps[-1])
+        self.consumed += self._pos - before
         done = int(self._pos) - HISTORY
         if done >= len(self._fifo) - HISTORY:  # everything played: history is silence again
             self._fifo.clear()
@@ -376,8 +383,6 @@ class Mixer:
         parts: dict[str, SourcePart] = {}
         for name, lane in list(self._lanes.items()):
             raw, delivered = lane.pull(n, clock_lead)
-            if lane.started_at is None and delivered.stop > delivered.start:
-                lane.started_at = self.samples_rendered + delivered.start
             gained = self.gain(name).process(raw)
             mix += gained
             parts[name] = SourcePart(raw, gained, delivered)

@@ -87,8 +87,9 @@ FIDELITY_S = 60.0  # the issue's proof: 60 s of two voices
 # plays that much later (the lane's delay jumped by exactly the zero fill: 2,971 and 1,794
 # samples); or the virtual mic (a remap-source) drops samples (853 in one run, no dry-out,
 # the delay jumped back by as much). Neither happens under PulseAudio, whose null sinks
-# catch up after a stall. Such a run is an expected failure with its figures in the reason;
-# a run where the mixer itself applied more than 20 ppm still fails.
+# catch up after a stall. Dropped samples are now put back (meetcap/audio/lane_losses.py);
+# a run whose lanes ran dry (pauses adding up past the margin) is an expected failure with
+# its figures in the reason; any other run that misses the targets fails.
 
 
 def long_voice(directory, name: str, sentences: list[str], *, voice: str, pitch: int,
@@ -116,6 +117,26 @@ def long_voices(tmp_path_factory) -> dict[str, SpeechFile]:
             "Zebra crossings near the harbour are painted every spring by volunteers.",
         ], voice="en-us", pitch=75, seconds=FIDELITY_S),
     }
+
+
+def start_time_mono(*, manager_start: float) -> float:
+    """The monotonic time of a wall-clock session start (the aligner's clock)."""
+    return manager_start - (time.time() - time.monotonic())
+
+
+def watch_lane_alignment(monkeypatch) -> list:
+    """The LaneAligner of every capture worker made from now on."""
+    from meetcap.audio import pipeline
+
+    made = []
+
+    class Watched(pipeline.LaneAligner):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(pipeline, "LaneAligner", Watched)
+    return made
 
 
 class LaneRecorder:
@@ -158,6 +179,7 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
     lanes = LaneRecorder(monkeypatch)
     raw: dict[str, list[np.ndarray]] = {}
     detectors = watch_lost_samples(monkeypatch, raw)
+    aligners = watch_lane_alignment(monkeypatch)
     settings = CaptureSettings(mic_device_id=MIC_ID, system_device_id=SYSTEM_ID, normalize=False)
     with capturing(settings) as (manager, collector):
         time.sleep(WARM_UP_S)
@@ -201,6 +223,13 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
         raw, detectors, heads, start_time,
         {name: best_lag(lanes.lane(name)[: 8 * SAMPLE_RATE_HZ], heads[name]) for name in heads},
         search_s=8.0)  # the voices repeat every ~10 s: search before the first repeat
+    aligner = aligners[-1]
+    put_in = [(round(t - start_time_mono(manager_start=start_time), 1),
+               {n: round(d * 1000, 1) for n, d in shifts.items()})
+              for t, shifts in aligner.aligned]
+    skipped = [{n: round(w * 1000) for n, w in waits.items()} for _, waits in aligner.skipped]
+    print(f"[{pulse.kind}] lanes aligned (s into the timeline, ms of silence put in) "
+          f"{put_in}; skipped (waits ms) {skipped}")
     print(f"[{pulse.kind}] voices start apart (mic - system): handed over by the server "
           f"{rig_ms:+.1f} ms (the rig: two paplay processes), placed in the timeline "
           f"{lanes_ms:+.1f} ms later than that (the lanes' start); found at (s in the stream, "
@@ -213,10 +242,18 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
               f"{[(round(t, 1), n) for t, n in found.late_fills]}; voice moved (s, samples) "
               f"{[(round(t), round(d)) for t, d in delays[name] if abs(d) > 1]}")
     mixer_kept_still = worst["mic"] <= 20.0 and worst["system"] <= 20.0
-    if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98 and mixer_kept_still:
-        pytest.xfail(f"PipeWire stalled or dropped samples (lane R^2 mic {mic_r2:.3f}, system "
-                     f"{system_r2:.3f}; dry-outs mic {lanes.dry_outs['mic']}, system "
-                     f"{lanes.dry_outs['system']}; the mixer applied at most "
+    ran_dry = lanes.dry_outs["mic"] + lanes.dry_outs["system"] > 0
+    if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98 and mixer_kept_still \
+            and ran_dry:
+        # Lost samples are put back (lane_losses.py) and a paused clock is no loss, but
+        # PipeWire's pauses (85-96 ms each under load) add up: each leaves the lane that
+        # much less margin, and past 200 ms in all it runs dry. The timeline cannot wait,
+        # so that gap is silence and the voice resumes later against its player, which
+        # the server paused too. Only a bigger margin (latency) or a warp could avoid it.
+        pytest.xfail(f"PipeWire's clock paused longer in all than the mixer's margin: "
+                     f"dry-outs mic {lanes.dry_outs['mic']}, system "
+                     f"{lanes.dry_outs['system']} (lane R^2 mic {mic_r2:.3f}, system "
+                     f"{system_r2:.3f}; the mixer applied at most "
                      f"{max(worst.values()):.1f} ppm)")
     assert mic_r2 >= 0.98 and system_r2 >= 0.98
     assert mix_r2 >= 0.95

@@ -163,11 +163,11 @@ def test_the_suppressor_stage_holds_its_delay_for_any_block_sizes():
     assert np.abs(lane[CLICKS[-4:]]).max() < 0.4, "suppressed (it ran)"
 
 
-# --- the lanes' starts (meetcap/audio/start_alignment.py) ---------------------------
+# --- the lanes kept together (meetcap/audio/lane_alignment.py) ---------------------
 
 
 class _DelayInRing:
-    """What StartAligner needs of a MixChain, over drive()'s devices: the mixer, and
+    """What LaneAligner needs of a MixChain, over drive()'s devices: the mixer, and
     silence written into a device's ring (through its resampler, as delay_source does)."""
 
     def __init__(self, mixer, devices) -> None:
@@ -177,29 +177,34 @@ class _DelayInRing:
         self._devices[name]._ring.append(np.zeros(round(seconds * 48000), np.float32))
 
 
-def _starts_apart(seed: int, *, align: bool):
+def _lanes_apart(seed: int, *, align: bool, pause=None, seconds: float = 10.0):
+    """Clicks at the same instants in two lanes delivered differently (the mic in 60 ms
+    bursts, the system in 20 ms blocks, each at its own phase and latency): the mic's
+    place minus the system's beyond what their servers handed over apart (samples), the
+    clicks' times (s), and the aligner."""
+    from meetcap.audio.lane_alignment import LaneAligner
     from meetcap.audio.lost_samples import LostSampleDetector
-    from meetcap.audio.start_alignment import StartAligner
     from meetcap.dsp.mixer import Mixer
     from tests.dsp.delivery import ClickDevice, Delivery, drive
 
-    clicks = np.arange(0.5, 9.5, 0.25) + 0.0077
+    clicks = np.arange(0.5, seconds - 0.5, 0.25) + 0.0077
+    if pause is not None:
+        clicks = clicks[(clicks < pause[0] - 0.01) | (clicks > pause[1] + 0.01)]
     rng = np.random.default_rng(seed)
-    # Same latency, different delivery: the mic in 60 ms bursts, the system in 20 ms
-    # blocks, each at its own phase; the lanes prime wherever their bursts fall.
     devices = {
-        "mic": ClickDevice(48000, clicks, seed=1, detector=LostSampleDetector(48000),
+        "mic": ClickDevice(48000, clicks, seed=1, detector=LostSampleDetector(48000), pause=pause,
                            delivery=Delivery(latency_s=0.010 + rng.uniform(0, 0.02),
                                              burst_blocks=3)),
         "system": ClickDevice(48000, clicks, seed=2, detector=LostSampleDetector(48000),
+                              pause=pause,
                               delivery=Delivery(latency_s=0.010 + rng.uniform(0, 0.02))),
     }
     mixer = Mixer()
-    aligner = StartAligner()
+    aligner = LaneAligner()
     chain = _DelayInRing(mixer, devices)
     detectors = {name: d.detector for name, d in devices.items()}
-    run = drive(mixer, devices, 10.0, seed=seed, keep_parts=True, callback_s=0.001,
-                every_tick=(lambda now: aligner.check(chain, detectors, 0.0)) if align
+    run = drive(mixer, devices, seconds, seed=seed, keep_parts=True, callback_s=0.001,
+                every_tick=(lambda now: aligner.check(chain, detectors, 0.0, now)) if align
                 else None)
     where = {}
     for name in devices:
@@ -207,12 +212,11 @@ def _starts_apart(seed: int, *, align: bool):
         hits = np.flatnonzero(np.abs(lane) > 0.05)
         where[name] = hits[np.diff(hits, prepend=-(10**9)) > 40].astype(float)
     n = min(len(where["mic"]), len(where["system"]))
-    apart = where["mic"][:n] - where["system"][:n]
-    times = where["system"][:n] / SAMPLE_RATE_HZ
-    # What the servers handed over apart (the latencies differ on purpose): the lanes
-    # should be apart by exactly that, no more.
-    handed = (devices["mic"].delivery.latency_s - devices["system"].delivery.latency_s)
-    return apart[times > 3.0] - round(handed * SAMPLE_RATE_HZ), aligner
+    # The servers handed the clicks over this far apart (the latencies differ on
+    # purpose): the lanes should be apart by exactly that, no more.
+    handed = devices["mic"].delivery.latency_s - devices["system"].delivery.latency_s
+    apart = where["mic"][:n] - where["system"][:n] - round(handed * SAMPLE_RATE_HZ)
+    return apart, where["system"][:n] / SAMPLE_RATE_HZ, aligner, mixer
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -221,8 +225,9 @@ def test_the_lanes_starts_are_aligned_on_their_deliveries(seed) -> None:
     burst apart (-19 to +26 ms measured on PipeWire); once both delivery floors are known
     the earlier lane is delayed by the difference and a sound handed over at the same
     instant sits at the same sample in both."""
-    before, _ = _starts_apart(seed, align=False)
-    after, aligner = _starts_apart(seed, align=True)
+    before, times, _, _ = _lanes_apart(seed, align=False)
+    after, times_after, aligner, _ = _lanes_apart(seed, align=True)
+    before, after = before[times > 3.0], after[times_after > 3.0]
     print(f"\nseed {seed}: lanes apart beyond the handover, before {np.unique(before)}, after "
           f"{np.unique(after)} samples; waits {aligner.waits}, delays {aligner.delays}")
     assert aligner.done
@@ -230,3 +235,21 @@ def test_the_lanes_starts_are_aligned_on_their_deliveries(seed) -> None:
     # well each delivery floor is known here.
     assert np.all(np.abs(after) <= 16)
     assert np.all(np.abs(before) <= 16) or np.max(np.abs(after)) < np.max(np.abs(before))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_after_both_lanes_ran_dry_in_a_pause_they_are_aligned_again(seed) -> None:
+    """The server's clock pauses 300 ms (beyond the 200 ms margin): both lanes run dry,
+    each is zero-filled until it primes again at its own reference, and they come out of
+    it apart; once both play again (and 1 s without another dry-out) the earlier is
+    delayed by the difference."""
+    pause = (6.0, 6.3)
+    after, times, aligner, mixer = _lanes_apart(seed, align=True, pause=pause, seconds=14.0)
+    plain, plain_times, _, _ = _lanes_apart(seed, align=False, pause=pause, seconds=14.0)
+    late = times > pause[1] + 3.0
+    print(f"\nseed {seed}: dry-outs {[mixer.lane(n).underruns for n in mixer.sources]}; lanes "
+          f"apart after the pause {np.unique(after[late])} (not aligned: "
+          f"{np.unique(plain[plain_times > pause[1] + 3.0])}) samples; aligned {aligner.aligned}")
+    assert all(mixer.lane(n).underruns >= 1 for n in mixer.sources)
+    assert len(aligner.aligned) >= 2
+    assert np.all(np.abs(after[late]) <= 16)

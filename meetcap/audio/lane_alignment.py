@@ -1,0 +1,108 @@
+"""The two lanes kept on the same footing: their starts, and again after a dry-out.
+
+Each lane starts to play when its FIFO first holds the mixer's margin (the prime,
+dsp/mixer.py): its first sample plays ``margin`` after the lane's latest delivery at that
+moment. Where that delivery sat in its burst differs from lane to lane (PipeWire hands
+blocks over every 21 ms, PulseAudio in 20-60 ms bursts), so the lanes started up to
+~20-30 ms apart against the moment their servers handed the sound over (docs/figures.md:
+-19 to +26 ms over 18 PipeWire runs), and nothing aligned them afterwards. A lane that
+runs dry (PipeWire's clock pauses add up past the margin) is zero-filled and primes
+again at its own reference: the two lanes came out of it up to 16 ms apart.
+
+PortAudio's own timing cannot fix that here: its ADC timestamps through the ALSA pulse
+PCMs jump by 120-560 ms (PulseAudio) or wander +-20 ms (PipeWire) (audio/lost_samples.py).
+What is steady is each stream's delivery floor, ``arrival - count`` at its lowest: when
+frame k is handed over at the earliest (:meth:`LostSampleDetector.delivered_at`), known
+about 2 s into the stream. A lane's *wait* is where the frame it plays now sits on the
+timeline minus when it was handed over. Lost samples the judge put back and pauses of
+the server's clock (both lanes late alike) leave the two waits equal; a lane's start and
+its dry-outs do not. So when both lanes play and both floors are known, and again once
+a lane has run dry and primed again, the lane that waits less is delayed by the
+difference: silence through its resampler (:meth:`MixChain.delay_source`). From then on
+a sound handed over by both servers at the same instant sits at the same timeline sample
+in both lanes; the stretch before (the first ~2 s, the second after a dry-out) keeps the
+old offset. What the servers add before the handover (a virtual source's extra quantum,
+say) cannot be seen from here and stays.
+
+A difference beyond ``max_s`` (the start: one delivery burst) or ``max_after_s`` (after a
+dry-out: the margin) is not what these cause (a floor taken in PulseAudio's first burst):
+it is left alone and reported in ``skipped``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from meetcap.audio.lost_samples import LostSampleDetector
+from meetcap.constants import SAMPLE_RATE_HZ
+
+# The lanes' starts differ by up to one delivery burst (PulseAudio's reach 60 ms).
+MAX_ALIGN_S = 0.06
+# After a dry-out, by up to the zero fill's difference (within the 200 ms margin).
+MAX_AFTER_DRY_OUT_S = 0.25
+# A difference below this is left (the floors are known to about a tenth of it).
+MIN_ALIGN_S = 0.001
+# After a dry-out, both lanes must have played this long without one before aligning
+# (a pause of the server's clock runs both dry, one after the other).
+SETTLE_S = 1.0
+
+
+@dataclass
+class LaneAligner:
+    """Measures both lanes' waits and delays the earlier (see the module doc)."""
+
+    max_s: float = MAX_ALIGN_S
+    max_after_s: float = MAX_AFTER_DRY_OUT_S
+    waits: dict[str, float] = field(default_factory=dict)  # s, per lane, at the last check
+    delays: dict[str, float] = field(default_factory=dict)  # s of silence put in, per lane
+    aligned: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    skipped: list[tuple[float, dict[str, float]]] = field(default_factory=list)
+    _dry_outs: dict[str, int] | None = None  # each lane's count at the last alignment
+    _last_counts: dict[str, int] = field(default_factory=dict)
+    _quiet_since: float | None = None  # the counts last changed then
+
+    @property
+    def done(self) -> bool:
+        """The lanes' starts have been measured (aligned or skipped)."""
+        return self._dry_outs is not None
+
+    def check(self, chain, detectors: dict[str, LostSampleDetector], t0: float,
+              now: float) -> None:
+        """``chain``: the session's MixChain; ``detectors``: each open lane's; ``t0``: the
+        time of timeline sample 0 and ``now``, on the detectors' clock. Every tick."""
+        if len(detectors) != 2:
+            return
+        mixer = chain.mixer
+        if any(name not in mixer.sources or not mixer.lane(name).primed for name in detectors):
+            self._quiet_since = None
+            return
+        dry_outs = {name: mixer.lane(name).underruns for name in detectors}
+        if self._dry_outs is not None:
+            if dry_outs == self._dry_outs:
+                return
+            if self._quiet_since is None or self._last_counts != dry_outs:
+                self._quiet_since, self._last_counts = now, dry_outs
+            if now - self._quiet_since < SETTLE_S:
+                return
+        waits = {}
+        placed = t0 + mixer.samples_rendered / SAMPLE_RATE_HZ  # the next timeline sample
+        for name, detector in detectors.items():
+            frame = (mixer.lane(name).consumed * detector.rate_hz / SAMPLE_RATE_HZ
+                     - self.delays.get(name, 0.0) * detector.rate_hz)
+            handed = detector.delivered_at(frame)
+            if handed is None:
+                return
+            waits[name] = placed - handed
+        limit = self.max_s if self._dry_outs is None else self.max_after_s
+        self._dry_outs = dry_outs
+        self.waits = waits
+        longest = max(waits.values())
+        if longest - min(waits.values()) > limit:
+            self.skipped.append((now, waits))
+            return
+        shifts = {name: longest - wait for name, wait in waits.items()
+                  if longest - wait >= MIN_ALIGN_S}
+        for name, shift in shifts.items():
+            chain.delay_source(name, shift)
+            self.delays[name] = self.delays.get(name, 0.0) + shift
+        self.aligned.append((now, shifts))
