@@ -23,7 +23,7 @@ file transcribed later agrees with the live transcript of the same audio.
   newest frame fed is not speech: the voice paused, the utterance is probably about to
   end, and its final will replace anything a partial would show.
 - Partials have a **compute budget**: the time they take (measured around each
-  partial's drafts) may be at most ``partial_budget`` of the audio time fed (3 % by
+  partial's drafts) may be at most ``partial_budget`` of the audio time fed (2 % by
   default). Each 100 ms frame earns ``partial_budget`` x 0.1 s of credit (at most
   :data:`BUDGET_BURST_S` of audio's worth is kept: the pause before a sentence pays for
   the two hypotheses its first partial needs, a long silence does not save up a
@@ -94,13 +94,17 @@ PROMPT_WORDS = 40  # context for a partial window's drafts
 DEFAULT_CONTEXT_MAX_S = 10.0
 DEFAULT_CONTEXT_GAP_S = 10.0
 # Partials may take this fraction of the audio time (module doc). faster-whisper alone
-# costs ~5 % of the audio time here and meetcap's finals ~2.3 %, so partials at 3 % keep
-# the whole under 1.3x faster-whisper alone (issue 9's target; at 4 % it was +40 %,
-# bench/transcribe.py). A partial takes ~50-75 ms of CPU here (tiny.en, int8, one
-# thread): a shown partial every 1-3 s of speech (median 1 s); one a second on a machine
-# (or with a model) twice as fast, rarer on a slower one. Finals are never affected.
-DEFAULT_PARTIAL_BUDGET = 0.03
-# The most credit kept, in seconds of audio: 5 s (0.15 s at 3 %), so the pause before a
+# costs 4.3-5 % of the audio time here and meetcap's finals, decoded after the previous
+# final, ~3.1-3.4 %, so partials may take at most ~2.4 % for the whole to stay under 1.3x
+# faster-whisper alone (issue 9's target; bench/transcribe.py): 2 % (they overshoot it
+# by ~0.4 points: an utterance's first two hypotheses always run). At 3 % it measured
+# +31 to +48 %. A draft takes ~60-80 ms of CPU here (tiny.en, int8, one thread; most of
+# it ~10 decoder steps of ~5 ms, docs/figures.md), so this buys about one draft per 3-4 s
+# of audio: a sentence shows a partial or two, not one a second. One a second would need
+# ~4 % (at least 40 ms of decoder steps per second of speech: LocalAgreement generates
+# each token twice). Finals are never affected.
+DEFAULT_PARTIAL_BUDGET = 0.02
+# The most credit kept, in seconds of audio: 5 s (0.1 s at 2 %), so the pause before a
 # sentence pays for the first two hypotheses (a partial shows once two agree), without
 # a burst worth mentioning after a long silence.
 BUDGET_BURST_S = 5.0
