@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     audio = meeting_audio.cached_meeting(args.seconds)
     share = meeting_audio.speech_share(meeting_audio.load_meeting(audio))
     python = ensure_venv(args.venv)
-    print(f"meeting-like audio: {args.seconds:g} s, {share:.0%} speech; both pinned to CPU {cpu}")
+    print(f"meeting-like audio: {args.seconds:g} s, {share:.0%} speech; both pinned to CPU {cpu}; "
+          f"load average {os.getloadavg()[0]:.1f} (the machine is shared: read the ratio)")
     meetcap_cmd = [sys.executable, str(HERE / "pipeline.py"), "--meeting-only",
                    "--seconds", f"{args.seconds:g}", "--cpu", str(cpu)]
     pipecat_cmd = [str(python), str(Path(__file__).resolve()), "--child-pipecat", str(audio),
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 line += f" (who spoke on, a VAD per lane: {float(who.group(1)):.1f}x)"
             print(line, flush=True)
     ratio = best["meetcap"] / best["pipecat"]
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
     print(f"meetcap with who spoke (two lane VADs, labels): {best['meetcap who spoke']:.0f}x, "
           f"{best['meetcap who spoke'] / best['pipecat']:.2f}x pipecat")
     print(f"pipecat peer: meetcap {best['meetcap']:.0f}x, pipecat {best['pipecat']:.0f}x "
