@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--partial-budget", type=partial_budget_percent, default=None,
                     metavar="PERCENT",
                     help="the most CPU the partials may take, in %% of the audio time "
-                    "(None: the transcriber's 3 %%); partials come less often where each costs "
+                    "(None: the transcriber's 2 %%); partials come less often where each costs "
                     "more")
     parser.add_argument("--stats-interval-s", type=float, default=d["stats_interval_s"],
                         help="log a line of load and storage statistics this often (0: off)")

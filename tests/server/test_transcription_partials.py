@@ -79,6 +79,15 @@ def test_a_partial_budget_in_percent_reaches_the_transcription_settings(value, f
     assert config.partial_budget == pytest.approx(fraction)
 
 
+def test_the_help_names_the_transcribers_default_budget():
+    """The server's main process does not import the transcriber (numpy): its help says
+    the default budget in words, and this keeps the words true."""
+    from meetcap.transcribe.stream import DEFAULT_PARTIAL_BUDGET
+
+    text = " ".join(build_parser().format_help().split())
+    assert f"(None: the transcriber's {DEFAULT_PARTIAL_BUDGET * 100:g} %)" in text
+
+
 def test_partials_default_on_with_the_transcribers_budget_and_off_when_asked():
     config = transcription_from_args(build_parser().parse_args(["--transcribe"]))
     assert config is not None and config.partials and config.partial_budget is None
