@@ -25,13 +25,22 @@ old offset. What the servers add before the handover (a virtual source's extra q
 say) cannot be seen from here and stays.
 
 A difference beyond ``max_s`` (the start: one delivery burst) or ``max_after_s`` (after a
-dry-out: the margin) is not what these cause (a floor taken in PulseAudio's first burst):
-it is left alone and reported in ``skipped``.
+dry-out: the margin) is not what these cause: it is left alone and reported in
+``skipped``. And the floor is a clock only where it holds still: on PipeWire it holds
+within 0.1 ms between events; on PulseAudio (20 s of a keep_time run, both lanes) it
+ramps up 15 ms over 3-5 s and drops back, each lane at its own phase, so the two floors
+are up to ~15 ms apart at any moment. Nothing is aligned until both lanes' floors held
+within ``STEADY_S`` over the last ``STEADY_WINDOWS`` seconds, and not at all if they have
+not by ``DEADLINE_S`` after both lanes play (or after the dry-out): a jump later in the
+session would land in speech. PulseAudio's floors held still ~2 s in, for a moment, in
+the one run looked at; its lanes are then aligned there, to those floors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from meetcap.audio.lost_samples import LostSampleDetector
 from meetcap.constants import SAMPLE_RATE_HZ
@@ -45,6 +54,27 @@ MIN_ALIGN_S = 0.001
 # After a dry-out, both lanes must have played this long without one before aligning
 # (a pause of the server's clock runs both dry, one after the other).
 SETTLE_S = 1.0
+# A lane's delivery floor (its lowest arrival - count per second) must have held within
+# STEADY_S over this many seconds (PipeWire's: 0.1 ms; PulseAudio's ramps 3-5 ms a second).
+STEADY_WINDOWS = 3
+STEADY_S = 0.002
+# Not steady by then (after both lanes play, or after a dry-out): not aligned this time.
+DEADLINE_S = 5.0
+
+
+def floor_is_steady(history: list[tuple[float, float]], now: float, *,
+                    windows: int = STEADY_WINDOWS, steady_s: float = STEADY_S) -> bool:
+    """Whether the lowest ``arrival - count`` of each of the last ``windows`` seconds held
+    within ``steady_s`` (rows of a LostSampleDetector's history)."""
+    rows = np.asarray(history, dtype=np.float64).reshape(-1, 2)
+    window = np.floor(now - rows[:, 0]).astype(np.int64)  # 0: the last second
+    floors = []
+    for k in range(windows):
+        inside = rows[window == k, 1]
+        if len(inside) == 0:
+            return False
+        floors.append(float(inside.min()))
+    return max(floors) - min(floors) <= steady_s
 
 
 @dataclass
@@ -60,6 +90,7 @@ class LaneAligner:
     _dry_outs: dict[str, int] | None = None  # each lane's count at the last alignment
     _last_counts: dict[str, int] = field(default_factory=dict)
     _quiet_since: float | None = None  # the counts last changed then
+    _playing_since: float | None = None  # both lanes primed since then
 
     @property
     def done(self) -> bool:
@@ -76,6 +107,9 @@ class LaneAligner:
         if any(name not in mixer.sources or not mixer.lane(name).primed for name in detectors):
             self._quiet_since = None
             return
+        if self._playing_since is None:
+            self._playing_since = now
+        since = self._playing_since
         dry_outs = {name: mixer.lane(name).underruns for name in detectors}
         if self._dry_outs is not None:
             if dry_outs == self._dry_outs:
@@ -84,6 +118,12 @@ class LaneAligner:
                 self._quiet_since, self._last_counts = now, dry_outs
             if now - self._quiet_since < SETTLE_S:
                 return
+            since = self._quiet_since
+        if not all(floor_is_steady(d.history(), now) for d in detectors.values()):
+            if now - since > DEADLINE_S:  # not a clock to align to: leave it
+                self._dry_outs = dry_outs
+                self.skipped.append((now, {}))
+            return
         waits = {}
         placed = t0 + mixer.samples_rendered / SAMPLE_RATE_HZ  # the next timeline sample
         for name, detector in detectors.items():
