@@ -104,6 +104,13 @@ class LinearEchoCanceller:
             self._adapt(error)
         return error.astype(np.float32)
 
+    @property
+    def echo_arriving(self) -> bool:
+        """The far end's sound entered the filter's span after silence (its oldest block
+        is silent, a newer one is not): an echo is starting now, at the span's delay."""
+        peaks = self._far_peaks
+        return bool(peaks[-1] < SILENT_FAR <= peaks.max())
+
     def pass_silence(self, near: np.ndarray, far: np.ndarray) -> np.ndarray:
         """Whole blocks at once (any number) while nothing plays: when ``far`` and the
         filter's span before it are all below SILENT_FAR, every block would take the
