@@ -12,8 +12,11 @@ again at its own reference: the two lanes came out of it up to 16 ms apart.
 PortAudio's own timing cannot fix that here: its ADC timestamps through the ALSA pulse
 PCMs jump by 120-560 ms (PulseAudio) or wander +-20 ms (PipeWire) (audio/lost_samples.py).
 What is steady is each stream's delivery floor, ``arrival - count`` at its lowest: when
-frame k is handed over at the earliest (:meth:`LostSampleDetector.delivered_at`), known
-about 2 s into the stream. A lane's *wait* is where the frame it plays now sits on the
+frame k is handed over at the earliest. At the start it is read from the stream's own
+blocks as soon as it held still for a second (about 1.2 s in on PipeWire, before a
+recording's first words as a rule: a later move of a lane in speech costs a whole-
+recording fit, 1.0000 -> 0.986 for 6.6 ms at 2.2 s in one run); after that it is the
+detector's (:meth:`LostSampleDetector.delivered_at`), which a rise does not move. A lane's *wait* is where the frame it plays now sits on the
 timeline minus when it was handed over. Lost samples the judge put back and pauses of
 the server's clock (both lanes late alike) leave the two waits equal; a lane's start and
 its dry-outs do not. So when both lanes play and both floors are known, and again once
@@ -30,7 +33,7 @@ dry-out: the margin) is not what these cause: it is left alone and reported in
 within 0.1 ms between events; on PulseAudio (20 s of a keep_time run, both lanes) it
 ramps up 15 ms over 3-5 s and drops back, each lane at its own phase, so the two floors
 are up to ~15 ms apart at any moment. Nothing is aligned until both lanes' floors held
-within ``STEADY_S`` over the last ``STEADY_WINDOWS`` seconds, and not at all if they have
+within ``STEADY_S`` over the last ``STEADY_WINDOWS`` half-seconds, and not at all if they have
 not by ``DEADLINE_S`` after both lanes play (or after the dry-out): a jump later in the
 session would land in speech. PulseAudio's floors held still ~2 s in, for a moment, in
 the one run looked at; its lanes are then aligned there, to those floors.
@@ -54,27 +57,35 @@ MIN_ALIGN_S = 0.001
 # After a dry-out, both lanes must have played this long without one before aligning
 # (a pause of the server's clock runs both dry, one after the other).
 SETTLE_S = 1.0
-# A lane's delivery floor (its lowest arrival - count per second) must have held within
-# STEADY_S over this many seconds (PipeWire's: 0.1 ms; PulseAudio's ramps 3-5 ms a second).
-STEADY_WINDOWS = 3
-STEADY_S = 0.002
+# A lane's delivery floor (its lowest arrival - count per half-second) must have held
+# within STEADY_S over this many half-seconds (PipeWire's: 0.1 ms; PulseAudio's ramps
+# 3-5 ms a second).
+STEADY_WINDOWS = 2
+STEADY_WINDOW_S = 0.5
+STEADY_S = 0.001
 # Not steady by then (after both lanes play, or after a dry-out): not aligned this time.
 DEADLINE_S = 5.0
 
 
-def floor_is_steady(history: list[tuple[float, float]], now: float, *,
-                    windows: int = STEADY_WINDOWS, steady_s: float = STEADY_S) -> bool:
-    """Whether the lowest ``arrival - count`` of each of the last ``windows`` seconds held
-    within ``steady_s`` (rows of a LostSampleDetector's history)."""
+def steady_floor(history: list[tuple[float, float]], now: float, *,
+                 windows: int = STEADY_WINDOWS, window_s: float = STEADY_WINDOW_S,
+                 steady_s: float = STEADY_S) -> float | None:
+    """The lowest ``arrival - count`` (s, on the history's scale) of the last ``windows``
+    windows of ``window_s``, if each window's lowest held within ``steady_s``; else None
+    (rows of a LostSampleDetector's history)."""
     rows = np.asarray(history, dtype=np.float64).reshape(-1, 2)
-    window = np.floor(now - rows[:, 0]).astype(np.int64)  # 0: the last second
+    window = np.floor((now - rows[:, 0]) / window_s).astype(np.int64)  # 0: the latest
     floors = []
     for k in range(windows):
         inside = rows[window == k, 1]
         if len(inside) == 0:
-            return False
+            return None
         floors.append(float(inside.min()))
-    return max(floors) - min(floors) <= steady_s
+    return min(floors) if max(floors) - min(floors) <= steady_s else None
+
+
+def floor_is_steady(history: list[tuple[float, float]], now: float) -> bool:
+    return steady_floor(history, now) is not None
 
 
 @dataclass
@@ -119,7 +130,8 @@ class LaneAligner:
             if now - self._quiet_since < SETTLE_S:
                 return
             since = self._quiet_since
-        if not all(floor_is_steady(d.history(), now) for d in detectors.values()):
+        floors = {name: steady_floor(d.history(), now) for name, d in detectors.items()}
+        if any(floor is None for floor in floors.values()):
             if now - since > DEADLINE_S:  # not a clock to align to: leave it
                 self._dry_outs = dry_outs
                 self.skipped.append((now, {}))
@@ -129,9 +141,15 @@ class LaneAligner:
         for name, detector in detectors.items():
             frame = (mixer.lane(name).consumed * detector.rate_hz / SAMPLE_RATE_HZ
                      - self.delays.get(name, 0.0) * detector.rate_hz)
-            handed = detector.delivered_at(frame)
-            if handed is None:
-                return
+            if self._dry_outs is None:  # the start: the floor the stream shows now
+                floor = floors[name]
+                assert floor is not None and detector.origin is not None
+                handed = (detector.origin + floor - detector.late_frames / detector.rate_hz
+                          + frame / detector.rate_hz)
+            else:  # later: the detector's, which no rise (pause, step) has moved
+                handed = detector.delivered_at(frame)
+                if handed is None:
+                    return
             waits[name] = placed - handed
         limit = self.max_s if self._dry_outs is None else self.max_after_s
         self._dry_outs = dry_outs

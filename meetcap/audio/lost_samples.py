@@ -152,6 +152,11 @@ class LostSampleDetector:
         return late + fill
 
     @property
+    def late_frames(self) -> int:
+        """Frames of silence written on the other lane's word so far (:meth:`fill_later`)."""
+        return self._late_total
+
+    @property
     def origin(self) -> float | None:
         """Arrival time of the stream's first block (the clock of :meth:`on_block`)."""
         return self._origin
