@@ -16,8 +16,9 @@ frame k is handed over at the earliest. At the start it is read from the stream'
 blocks as soon as it held still for a second (about 1.2 s in on PipeWire, before a
 recording's first words as a rule: a later move of a lane in speech costs a whole-
 recording fit, 1.0000 -> 0.986 for 6.6 ms at 2.2 s in one run); after that it is the
-detector's (:meth:`LostSampleDetector.delivered_at`), which a rise does not move. A lane's *wait* is where the frame it plays now sits on the
-timeline minus when it was handed over. Lost samples the judge put back and pauses of
+detector's (:meth:`LostSampleDetector.delivered_at`), which a rise does not move. A
+lane's *wait* is where the frame it plays now sits on the timeline minus when it was
+handed over. Lost samples the judge put back and pauses of
 the server's clock (both lanes late alike) leave the two waits equal; a lane's start and
 its dry-outs do not. So when both lanes play and both floors are known, and again once
 a lane has run dry and primed again, the lane that waits less is delayed by the
