@@ -32,9 +32,15 @@ blocks around the moment A's rise began (``onset``):
 3. B saw nothing: A's latency stepped; nothing is lost.
 
 What is lost becomes silence in A's ring before its next block
-(:meth:`~meetcap.audio.lost_samples.LostSampleDetector.fill_later`): 1-3 s after the
-loss (two 1 s windows confirm a rise, B's next second is needed), so that stretch plays
-X early; after it, A keeps time with B again. Not told apart: in 3 of the 8 losses whose
+(:meth:`~meetcap.audio.lost_samples.LostSampleDetector.fill_later`). Case 2 is told as
+it happens, 0.4 s after the hiccup (:meth:`LaneLossJudge._check_hiccups`: B caught up
+within 0.35 s and A's floor over those 0.35 s stayed up); the rest from the detector's
+confirmed rise, 1-3 s after it (two 1 s windows, then B's next second). Until then A
+plays X early; a whole-recording fit of speech loses ~3 % for every second of that (a
+real run: 0.87 for a loss filled 2 s late near the end). After it, A keeps time with B.
+Every loss and pause measured was a multiple of 512 frames at 48 kHz (half PipeWire's
+quantum), and the count's rise is only exact to ~5 frames: a loss within 32 frames of
+that grid is filled as the multiple (:func:`snapped`). Not told apart: in 3 of the 8 losses whose
 size could be measured, the mic also stepped its latency by half a quantum (10.7 ms) at
 the same hiccup and lost only X - 10.7 ms; filled with X, it then sits 10.7 ms late
 instead of 21-43 ms early (tests/audio/test_lane_losses.py replays them).
@@ -63,6 +69,17 @@ GIVE_UP_S = 6.0
 # 2 samples at 16 kHz off for 4 s). A loss that close to the grid is snapped to it.
 GRID_FRAMES_48K = 512
 GRID_SLACK_FRAMES_48K = 32
+
+
+# The fast way (see LaneLossJudge): a delivery of the other lane at least this late
+# against its floor is a hiccup; it caught up if its floor over the next FAST_AFTER_S is
+# back within CAUGHT_UP_S; then this lane's floor over the same stretch, risen by at
+# least FAST_MIN_S (beyond its own sawtooth: 960-frame blocks on 1,024-frame quanta), is
+# lost. FAST_AFTER_S spans a whole beat of those (16 blocks, 320 ms), so the floor is exact.
+HICCUP_MIN_S = 0.015
+FAST_AFTER_S = 0.35
+CAUGHT_UP_S = 0.002
+FAST_MIN_S = 0.008
 
 
 def snapped(frames: int, rate_hz: int) -> int:
@@ -143,10 +160,16 @@ class LaneLossJudge:
     :meth:`check` runs on the capture worker, every tick; the detectors live in the audio
     callbacks (they hand over copies of their history)."""
 
-    def __init__(self, *, threshold_s: float = DEFAULT_THRESHOLD_S) -> None:
+    def __init__(self, *, threshold_s: float = DEFAULT_THRESHOLD_S, fast: bool = True) -> None:
         self._threshold_s = threshold_s
+        self._fast = fast
         self._seen: dict[int, int] = {}  # id(detector) -> rises already taken
         self._waiting: list[tuple[str, LostSampleDetector, float, float, float]] = []
+        self._hiccups_done: dict[str, float] = {}  # the other lane's last hiccup judged
+        # A lane's history is as delivered (its fills left out): its floor before a hiccup
+        # is taken after its last fast fill only, or that loss would count again.
+        self._filled_until: dict[str, float] = {}
+        self._examined: dict[str, float] = {}  # the other lane's last block looked at
         self.verdicts: list[Verdict] = []
 
     def check(self, detectors: dict[str, LostSampleDetector], now: float) -> list[Verdict]:
@@ -161,7 +184,7 @@ class LaneLossJudge:
                 if origin is not None:
                     self._waiting.append((name, detector, origin + at,
                                           frames / detector.rate_hz, floor_before))
-        made = []
+        made = self._check_hiccups(detectors, now) if self._fast and len(detectors) == 2 else []
         for item in list(self._waiting):
             name, detector, reported, rise_s, floor_before = item
             others = [d for n, d in detectors.items() if n != name]
@@ -176,6 +199,69 @@ class LaneLossJudge:
                 detector.fill_later(verdict.lost_frames)
             self.verdicts.append(verdict)
             made.append(verdict)
+        return made
+
+    def _check_hiccups(self, detectors: dict[str, LostSampleDetector],
+                       now: float) -> list[Verdict]:
+        """The fast way, case 2 of the module doc as it happens: a hiccup the other lane
+        caught up from within FAST_AFTER_S while this lane stayed behind. Told ~0.4 s
+        after the loss (the slow way, from the detector's confirmed rise, takes 2-3 s and
+        the lane plays early all that while: each second of a misplaced voice costs a
+        whole-recording fit ~3 %)."""
+        made = []
+        histories = {name: np.asarray(d.history(), dtype=np.float64).reshape(-1, 2)
+                     for name, d in detectors.items()}
+        for name, detector in detectors.items():
+            mine = histories[name]
+            other_name = next(n for n in detectors if n != name)
+            theirs = histories[other_name]
+            if len(mine) == 0 or len(theirs) == 0:
+                continue
+            # Each of the other lane's blocks is looked at once, when FAST_AFTER_S of
+            # deliveries after it are in.
+            done = max(self._hiccups_done.get(other_name, -np.inf),
+                       self._examined.get(other_name, -np.inf))
+            ready = (theirs[:, 0] > max(done, now - 2.0)) & (
+                theirs[:, 0] <= now - FAST_AFTER_S - 0.02)
+            if ready.any():
+                self._examined[other_name] = float(theirs[ready, 0].max())
+            waits = np.diff(theirs[:, 0], prepend=theirs[0, 0])
+            for i in np.flatnonzero(ready):
+                at = float(theirs[i, 0])
+                if at <= self._hiccups_done.get(other_name, -np.inf):
+                    continue
+                before = _floor(theirs, at - BEFORE_S, at - 0.03)
+                if before is None:
+                    continue
+                # Late against its floor (fixed-size blocks, the backlog after), or a wait
+                # beyond the usual one (the backlog in one block).
+                usual = waits[(theirs[:, 0] >= at - BEFORE_S) & (theirs[:, 0] < at)]
+                waited = waits[i] - float(np.median(usual)) if len(usual) else 0.0
+                if max(theirs[i, 1] - before, waited) < HICCUP_MIN_S:
+                    continue
+                self._hiccups_done[other_name] = at + FAST_AFTER_S  # one per hiccup
+                after = _floor(theirs, at + 0.001, at + FAST_AFTER_S)
+                if after is None or after - before > CAUGHT_UP_S:
+                    continue  # the other lane fell behind too: the slow way judges it
+                since = max(at - BEFORE_S, self._filled_until.get(name, -np.inf))
+                if at - 0.05 - since < 0.3:
+                    continue  # too soon after this lane's last fill to know its floor
+                mine_before = _floor(mine, since, at - 0.05)
+                mine_after = _floor(mine, at - 0.02, at + FAST_AFTER_S)
+                if mine_before is None or mine_after is None:
+                    continue
+                rise = mine_after - mine_before
+                if rise < FAST_MIN_S:
+                    continue
+                frames = snapped(round(rise * detector.rate_hz), detector.rate_hz)
+                # Before the detector confirmed the rise: nothing of it is owed there yet.
+                detector.fill_later(frames, owed=False)
+                self._filled_until[name] = at + FAST_AFTER_S
+                verdict = Verdict(name, at, rise, after - before, float(theirs[i, 1]) - before,
+                                  frames, "the other lane caught up after the same hiccup "
+                                  "(told at once)")
+                self.verdicts.append(verdict)
+                made.append(verdict)
         return made
 
     def _judge(self, name: str, detector: LostSampleDetector, other: LostSampleDetector,

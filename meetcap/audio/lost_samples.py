@@ -113,7 +113,7 @@ class LostSampleDetector:
         self._history_lock = threading.Lock()
         # Frames of silence another lane's evidence says this stream lost (fill_later),
         # written before the next block; appended and popped from two threads (atomic).
-        self._fill_requests: deque[int] = deque()
+        self._fill_requests: deque[tuple[int, bool]] = deque()
         self.late_fills: list[tuple[float, int]] = []  # (s into the stream, frames) written
         self._late_total = 0
 
@@ -125,12 +125,14 @@ class LostSampleDetector:
             origin = self._origin = self._window_start = now
         late = 0
         while self._fill_requests:  # judged lost with the other lane's evidence
-            late += self._fill_requests.popleft()
+            frames, owed = self._fill_requests.popleft()
+            late += frames
+            if owed:  # a rise this detector confirmed (and owes): it is paid now
+                self._owed_s = max(0.0, self._owed_s - frames / self.rate_hz)
         if late:
             self._counted += late
             self._late_total += late
             self.silence_frames += late
-            self._owed_s = max(0.0, self._owed_s - late / self.rate_hz)
             self.late_fills.append((now - origin, late))
         self._counted += frames
         behind = now - origin - self._counted / self.rate_hz
@@ -167,11 +169,13 @@ class LostSampleDetector:
         with self._history_lock:
             return list(self._history)
 
-    def fill_later(self, frames: int) -> None:
+    def fill_later(self, frames: int, *, owed: bool = True) -> None:
         """Write ``frames`` of silence before the next block: samples this stream lost,
-        told by the other lane (meetcap/audio/lane_losses.py). Any thread."""
+        told by the other lane (meetcap/audio/lane_losses.py). ``owed``: a rise this
+        detector reported (:attr:`rises`); False for one it has not confirmed yet (then
+        the silence simply keeps its floor where it was). Any thread."""
         if frames > 0:
-            self._fill_requests.append(int(frames))
+            self._fill_requests.append((int(frames), owed))
 
     def delivered_at(self, frame: int) -> float | None:
         """When the stream's ``frame`` (counted from its first, before any loss) is
