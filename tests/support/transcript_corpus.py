@@ -36,6 +36,19 @@ SENTENCES: tuple[tuple[str, str, int, int], ...] = (
     ("Our support queue is shorter than last month, which is good news.",
      "en-029", 165, 50),
 )
+# More sentences for longer runs (bench/transcript_latency.py's 20, and a test of the
+# partials within their budget on the same audio).
+MORE_SENTENCES: tuple[tuple[str, str, int, int], ...] = (
+    ("The budget review will take place on the second floor after lunch.", "en-us", 170, 50),
+    ("Could you share the slides with the design team this afternoon?", "en-gb", 160, 65),
+    ("Our new office opens in the spring, close to the central station.", "en-us", 180, 40),
+    ("The contract needs a signature from the legal department first.", "en-gb-x-rp", 150, 55),
+    ("Sales grew in every region except the north, where it stayed flat.", "en-us", 185, 60),
+    ("Let us schedule a short call with the supplier for tomorrow morning.", "en-029", 165, 45),
+    ("The test results came back clean, so we can ship the update.", "en-us", 175, 70),
+    ("Everyone should finish the security training before the end of the month.",
+     "en-gb", 155, 50),
+)
 
 
 @dataclass(frozen=True)
