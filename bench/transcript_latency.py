@@ -45,20 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from meetcap.client.config import StreamerConfig  # noqa: E402
 from meetcap.client.streamer import Streamer  # noqa: E402
 from meetcap.transcribe.offline import frames_with_speech  # noqa: E402
-from tests.support.transcript_corpus import SENTENCES, make_corpus  # noqa: E402
+from tests.support.transcript_corpus import (  # noqa: E402
+    MORE_SENTENCES,
+    SENTENCES,
+    make_corpus,
+)
 
 TOKEN = "bench-token-0123456789"
-MORE_SENTENCES = (
-    ("The budget review will take place on the second floor after lunch.", "en-us", 170, 50),
-    ("Could you share the slides with the design team this afternoon?", "en-gb", 160, 65),
-    ("Our new office opens in the spring, close to the central station.", "en-us", 180, 40),
-    ("The contract needs a signature from the legal department first.", "en-gb-x-rp", 150, 55),
-    ("Sales grew in every region except the north, where it stayed flat.", "en-us", 185, 60),
-    ("Let us schedule a short call with the supplier for tomorrow morning.", "en-029", 165, 45),
-    ("The test results came back clean, so we can ship the update.", "en-us", 175, 70),
-    ("Everyone should finish the security training before the end of the month.",
-     "en-gb", 155, 50),
-)
 
 
 def percentile(values: list[float], p: float) -> float:
