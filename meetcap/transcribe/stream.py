@@ -28,8 +28,9 @@ file transcribed later agrees with the live transcript of the same audio.
   :data:`BUDGET_BURST_S` of audio's worth is kept: the pause before a sentence pays for
   the two hypotheses its first partial needs, a long silence does not save up a
   burst), a partial spends what it measured, and none is computed while the credit is
-  negative - except an utterance's first two hypotheses (on its first 0.5 and 1.5 s,
-  the cheapest), which always run so that each sentence shows words soon; their cost
+  negative - except an utterance's first two hypotheses (after 0.8 s of its speech and
+  an interval later, the cheapest), which always run so that each sentence shows words
+  soon; their cost
   is charged all the same, so the partials after them wait longer. So a machine
   (or model) on which a partial costs more gets rarer partials, one where it is cheap
   gets one every ``partial_interval_s``; finals never wait for the budget and never
@@ -111,6 +112,13 @@ BUDGET_BURST_S = 5.0
 # An utterance's first hypotheses run whatever the credit (module doc): two, because a
 # partial shows words once two hypotheses agree.
 FREE_HYPOTHESES = 2
+# The first hypothesis waits for this much speech (and the utterance's min_speech_s).
+# After 0.5 s (~0.7 s of audio) it was often one or two garbled words ("We shot you"
+# for "We should move"), the second did not agree with it, and within the budget no
+# third came: 7 of 20 sentences showed no partial at all (bench/transcript_latency.py's
+# corpus at the server's pace). After 0.8 s: 2 of 20, for the same CPU; after 1.0 s: 5
+# (the first partial comes after a short sentence's voice ended).
+FIRST_DRAFT_SPEECH_S = 0.8
 # When a detected language is kept for the session (module doc). Whisper base on
 # espeak-ng: whole German sentences 0.95-0.99, English 0.76-0.94; cut to 1-2 s a German
 # sentence came out Thai at 0.81, so one final must be very sure, or two agree.
@@ -410,7 +418,8 @@ class StreamingTranscriber:
 
     def _partial_if_due(self) -> TranscriptSegment | None:
         utt = self._utterance
-        if utt is None or utt.speech_frames < self._min_speech:
+        if utt is None or utt.speech_frames < max(self._min_speech,
+                                                  _frames(FIRST_DRAFT_SPEECH_S)):
             return None
         # The first hypothesis as soon as there is enough speech, so that two can agree
         # (and a partial show) about a second later; then one every interval.
