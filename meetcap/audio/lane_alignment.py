@@ -51,8 +51,9 @@ from meetcap.constants import SAMPLE_RATE_HZ
 
 # The lanes' starts differ by up to one delivery burst (PulseAudio's reach 60 ms).
 MAX_ALIGN_S = 0.06
-# After a dry-out, by up to the zero fill's difference (within the 200 ms margin).
-MAX_AFTER_DRY_OUT_S = 0.25
+# After dry-outs, by up to the difference of their zero fills (a real run: 257 ms after
+# 3 and 2 dry-outs).
+MAX_AFTER_DRY_OUT_S = 1.0
 # A difference below this is left (the floors are known to about a tenth of it).
 MIN_ALIGN_S = 0.001
 # After a dry-out, both lanes must have played this long without one before aligning

@@ -123,10 +123,14 @@ def onset_of(history: np.ndarray, floor_before: float, rise_s: float) -> float |
 
 
 def judge(rise_s: float, other: np.ndarray, onset: float, *,
-          threshold_s: float = DEFAULT_THRESHOLD_S) -> tuple[float, float, float, str]:
+          threshold_s: float = DEFAULT_THRESHOLD_S,
+          since: float = -np.inf) -> tuple[float, float, float, str]:
     """A rise of ``rise_s`` that began at ``onset``, against the other lane's history
     (rows of arrival, arrival - count): (lost s, the other's rise s, its hiccup s, why)."""
-    before = _floor(other, onset - BEFORE_S, onset - 0.05)
+    # Not from before an event already judged (``since``): a pause of both lanes just
+    # before would read as the other lane's rise here too (a real run: the mic rose 85 ms
+    # in a pause of both, then 53 ms more 0.8 s later that it had lost, read as the pause).
+    before = _floor(other, max(onset - BEFORE_S, min(since, onset - 0.25)), onset - 0.05)
     after = _floor(other, onset + AFTER_GAP_S, onset + AFTER_GAP_S + AFTER_S)
     if before is None or after is None:
         return 0.0, 0.0, 0.0, "the other lane delivered nothing around it"
@@ -275,7 +279,9 @@ class LaneLossJudge:
             onset = reported - 1.0  # the history no longer shows it: its window's start
         if theirs[-1, 0] < onset + AFTER_GAP_S + AFTER_S:
             return None
+        earlier = [v.onset for v in self.verdicts if v.onset < onset - 0.05]
+        since = max(earlier) + AFTER_GAP_S if earlier else -np.inf
         lost, other_rise, hiccup, why = judge(rise_s, theirs, onset,
-                                              threshold_s=self._threshold_s)
+                                              threshold_s=self._threshold_s, since=since)
         lost_frames = snapped(round(lost * detector.rate_hz), detector.rate_hz) if lost else 0
         return Verdict(name, onset, rise_s, other_rise, hiccup, lost_frames, why)
