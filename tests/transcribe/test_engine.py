@@ -110,3 +110,27 @@ def test_the_engine_hears_silence_as_nothing(engine):
     rng = np.random.default_rng(1)
     quiet = (1e-3 * rng.standard_normal(3 * 16_000)).astype(np.float32)
     assert " ".join(s.text for s in engine.transcribe(quiet)).strip(" .") == ""
+
+
+def test_the_engine_says_where_a_drafts_and_a_finals_cpu_went(engine, corpus):
+    """bench/transcribe.py's breakdown: drafts and finals are counted apart, with their
+    window and their tokens; a draft continuing shown words forces them."""
+    from meetcap.transcribe.engine import DecodeCost
+
+    engine.draft_cost, engine.final_cost = DecodeCost(), DecodeCost()
+    first = corpus.utterances[0]
+    samples = corpus.samples[int(first.start_s * 16000):int(first.end_s * 16000)]
+    final = engine.transcribe(samples)[0].text
+    engine.transcribe(samples[:32000], draft=True, prefix=" ".join(final.split()[:2]))
+    drafts, finals = engine.draft_cost, engine.final_cost
+    assert (drafts.decodes, finals.decodes) == (1, 1)
+    # The windows: the audio + its silence (1 s for a final, 0.5 s for a draft), rounded
+    # up to whole seconds (half seconds for a draft). The STFT gives one frame more than
+    # 100 a second, so 2 s + 0.5 s of draft takes a 3 s window (an extra half second,
+    # ~2.5 ms of encoder, kept: the finals' windows would change with it).
+    assert finals.window_s >= len(samples) / 16000 + 1.0 and finals.window_s % 1 == 0
+    assert drafts.window_s == 3.0
+    assert finals.forced_tokens == 0 and finals.new_tokens >= len(final.split())
+    assert drafts.forced_tokens >= 2 and drafts.new_tokens >= 1
+    for cost in (drafts, finals):
+        assert cost.encode_s > 0 and cost.generate_s > 0 and cost.features_s > 0
