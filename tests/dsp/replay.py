@@ -13,6 +13,7 @@ worker do (meetcap/audio/lane_losses.py).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +115,11 @@ class Judged:
                      for name, d in self.detectors.items() for at, frames in d.late_fills)
 
 
+@functools.lru_cache(maxsize=8)
 def judge_losses(path: Path, *, tick_s: float = 0.05, rate_hz: int = 48000) -> Judged:
     """Each capture block of a compacted trace through its lane's LostSampleDetector, in
-    arrival order, and the LaneLossJudge every ``tick_s`` (the worker's tick)."""
+    arrival order, and the LaneLossJudge every ``tick_s`` (the worker's tick). Cached:
+    the same trace judged again is the same (treat the result as read-only)."""
     data = np.load(path)
     order = np.argsort(data["block_t_ms"], kind="stable")
     detectors = {name: LostSampleDetector(rate_hz) for name in LANES}
