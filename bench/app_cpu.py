@@ -123,6 +123,20 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return total
 
 
+def python_children_seconds(proc: psutil.Process) -> dict[int, float]:
+    """CPU time of each live Python child process (pid -> s): the built-in server's
+    transcription workers (``pactl`` children are not Python)."""
+    times = {}
+    for p in proc.children(recursive=True):
+        try:
+            if "python" in p.name():
+                t = p.cpu_times()
+                times[p.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return times
+
+
 def window_geometry(env: dict[str, str]) -> str | None:
     """The app window's geometry on the X display, as ``WxH+X+Y``: the largest mapped
     top-level window titled "meetcap" (Qt also makes small helper windows)."""
@@ -145,6 +159,7 @@ class Run:
     """One measured process: its CPU over the window, and how it ended."""
 
     percent: float = 0.0
+    workers_percent: float = 0.0  # the part of ``percent`` its Python child processes took
     exit_code: int | None = None
     log: list[str] = field(default_factory=list)
     threads: list[tuple[float, str]] = field(default_factory=list)  # (% of a core, name)
@@ -210,11 +225,15 @@ def measure(argv: list[str], env: dict[str, str], ready: Callable[[subprocess.Po
         names = python_thread_names(proc.pid) if threads else {}
         ticks0 = thread_ticks(proc.pid) if threads else {}
         cpu0, wall0 = cpu_seconds(ps), time.monotonic()
+        children0 = python_children_seconds(ps)
         while (elapsed := time.monotonic() - wall0) < seconds:
             time.sleep(0.25)
             during(elapsed)
         wall = time.monotonic() - wall0
         run.percent = 100.0 * (cpu_seconds(ps) - cpu0) / wall
+        children1 = python_children_seconds(ps)
+        run.workers_percent = 100.0 * sum(
+            t - children0.get(pid, 0.0) for pid, t in children1.items()) / wall
         if threads:
             ticks1 = thread_ticks(proc.pid)
             names.update(python_thread_names(proc.pid))  # threads started in the window
@@ -319,6 +338,8 @@ def main() -> int:
         if run.threads:
             print(f"  {label} by thread (% of one core): " + ", ".join(
                 f"{name} {percent:.2f}" for percent, name in run.threads if percent >= 0.05))
+    print(f"  of the app's: its transcription worker processes {app.workers_percent:.1f} %, "
+          f"the rest {app.percent - app.workers_percent:.1f} %")
     print(f"  headless recorder (meetcap record --vad, same devices): {recorder.percent:.1f} %")
     print(f"  not the app: PulseAudio server {pulse_percent:.1f} %; exit codes app "
           f"{app.exit_code}, recorder {recorder.exit_code}")
