@@ -264,7 +264,8 @@ class MicEchoCanceller:
     def _rests_through(self, mic: np.ndarray, far: np.ndarray) -> bool:
         """AEC3 rests and stays resting for the whole block (nothing plays in it)."""
         return (self._resting and self._quiet_samples >= REST_AFTER_SAMPLES
-                and len(mic) % LINEAR_BLOCK == 0 and float(np.abs(far).max()) < SILENT_FAR)
+                and len(mic) % LINEAR_BLOCK == 0 and len(far) > 0
+                and float(np.abs(far).max()) < SILENT_FAR)
 
     def _rest_unit(self, mic: np.ndarray, far: np.ndarray) -> np.ndarray:
         """A whole rendered block while AEC3 rests and the system lane stays silent: the
