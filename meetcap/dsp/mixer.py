@@ -199,10 +199,14 @@ class SourceLane:
             self.underruns += 1
             self.primed = False
             return self._drain(n)
-        out = self._read(n, self._applied, target)
-        extra = n * (self._applied + target) / 2  # read beyond n by the gliding correction
-        self._apply(target)
-        self.loop.observe(self.latency_samples - clock_lead, n, extra)
+        applied = self._applied
+        out = self._read(n, applied, target)
+        extra = n * (applied + target) / 2  # read beyond n by the gliding correction
+        # _apply(target), inlined (twice per 100 ms unit).
+        self._applied = target
+        if abs(target) > self._peak:
+            self._peak = abs(target)
+        self.loop.observe(len(self._fifo) - self._pos + self._upstream - clock_lead, n, extra)
         return out, slice(0, n)
 
     def _available(self, n: int, correction: float) -> int:
@@ -300,9 +304,10 @@ class SourcePart:
 
 @dataclass(frozen=True, slots=True)
 class MixBlock:
-    """A rendered stretch of the timeline: the summed mix and each source's part."""
+    """A rendered stretch of the timeline: the summed mix and each source's part
+    (``mix`` is None from ``Mixer.render(summed=False)``: the caller sums the parts)."""
 
-    mix: np.ndarray
+    mix: np.ndarray | None
     parts: dict[str, SourcePart]
 
 
@@ -364,27 +369,35 @@ class Mixer:
 
     def push(self, name: str, samples: np.ndarray, upstream_samples: float = 0.0) -> None:
         """Queue resampled 16 kHz mono audio of source ``name`` (see :meth:`SourceLane.push`)."""
-        self.lane(name).push(samples, upstream_samples)
+        lane = self._lanes.get(name)
+        if lane is None:
+            lane = self.lane(name)  # raises: what to do
+        lane.push(samples, upstream_samples)
         if self._trace_id is not None:
             mixtrace.write("P", self._trace_id, name, mixtrace.now(), len(samples),
                            float(upstream_samples))
 
-    def render(self, n: int, clock_lead: int = 0) -> MixBlock:
+    def render(self, n: int, clock_lead: int = 0, *, summed: bool = True) -> MixBlock:
         """Advance the timeline by ``n`` samples and return the mix and every source's part.
 
         ``clock_lead``: timeline samples the master clock has passed beyond these ``n``
-        that the caller renders later (see :meth:`SourceLane.pull`).
+        that the caller renders later (see :meth:`SourceLane.pull`). ``summed=False``:
+        no mix (None), for a caller that sums the parts itself after processing them
+        (the chain: the echo stage), saving a zero fill and an add per source.
         """
         if n < 0:
             raise ValueError(f"cannot render a negative number of samples ({n})")
         if self._trace_id is not None:
             mixtrace.write("R", self._trace_id, mixtrace.now(), n, clock_lead)
-        mix = np.zeros(n, dtype=np.float32)
+        mix = np.zeros(n, dtype=np.float32) if summed else None
         parts: dict[str, SourcePart] = {}
+        gains = self._gains
         for name, lane in list(self._lanes.items()):
             raw, delivered = lane.pull(n, clock_lead)
-            gained = self.gain(name).process(raw)
-            mix += gained
+            gain = gains.get(name)
+            gained = (gain if gain is not None else self.gain(name)).process(raw)
+            if mix is not None:
+                mix += gained
             parts[name] = SourcePart(raw, gained, delivered)
             if lane.closing and lane.level == 0:
                 del self._lanes[name]

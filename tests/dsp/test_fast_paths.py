@@ -14,8 +14,11 @@ import pytest
 
 from meetcap.constants import FRAME_SAMPLES
 from meetcap.dsp import echo_score, vad
+from meetcap.dsp.chain import MixChain
+from meetcap.dsp.echo import MicEchoCanceller
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
-from meetcap.dsp.meter import WindowStats
+from meetcap.dsp.meter import CLIP_LEVEL, WindowStats, count_clips
+from meetcap.dsp.mixer import Mixer, MixBlock
 from meetcap.dsp.resample import Resampler
 from meetcap.dsp.vad_gate import VadGate
 
@@ -450,3 +453,114 @@ def test_the_linear_canceller_passing_silence_at_once_matches_block_by_block(spe
     assert len(far) // block // 2 < Counting.blocks < len(far) // block - 30
     with pytest.raises(ValueError, match="whole blocks"):
         fast.pass_silence(near[:100], far[:100])
+
+
+class PlainMixer(Mixer):
+    """Always sums the parts, as before ``summed=False`` (the chain ignores its sum)."""
+
+    def render(self, n, clock_lead=0, *, summed=True):
+        block = super().render(n, clock_lead, summed=True)
+        assert block.mix is not None
+        return block
+
+
+class PlainEchoStage(MicEchoCanceller):
+    """Joins the far end into its history on every unit while off, as before."""
+
+    def process(self, mic, far, observed=None, *, score=True):
+        if self.enabled:
+            return super().process(mic, far, observed, score=score)
+        if score:
+            self.estimator.process(mic if observed is None else observed, far)
+        self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
+        return self._noise.process(self._mic_delay.process(mic))
+
+
+class PlainChain(MixChain):
+    """The chain's plain paths: the mixer's sum, the far history joined per unit, a copy
+    of the parts, and ndarray.max/min for the device blocks' peaks."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self._mixer = PlainMixer()
+        self._echo = PlainEchoStage()
+
+    def _resample_pending(self, name):
+        blocks = self._raw[name]
+        if not blocks:
+            return
+        joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        blocks.clear()
+        if joined.size:
+            top, bottom = float(joined.max()), float(joined.min())
+            if not (np.isfinite(top) and np.isfinite(bottom)):
+                self._trackers[name].note_clips(int(np.count_nonzero(~np.isfinite(joined))))
+                joined = np.nan_to_num(joined, nan=0.0, posinf=0.0, neginf=0.0)
+                top, bottom = float(joined.max()), float(joined.min())
+            if top >= CLIP_LEVEL or bottom <= -CLIP_LEVEL:
+                self._trackers[name].note_clips(count_clips(joined))
+        resampler = self._resamplers[name]
+        self._mixer.push(name, resampler.process_valid(joined), resampler.pending_samples)
+
+    def _cancel_echo(self, block, n):
+        block = MixBlock(block.mix, dict(block.parts))  # the mixer's dict left alone
+        return super()._cancel_echo(block, n)
+
+
+def test_the_chain_unsummed_with_its_far_history_joined_late_gives_the_plain_chains_output(
+        speech_16k) -> None:
+    """A whole session through both chains: speech on the mic, its echo and noise on the
+    system lane (stereo 48 kHz, with digital silence, a clipped and a NaN block), the
+    canceller switched on, off and on again, a third source, a mute: every frame, every
+    part of every rendered block and the levels are the same, bit for bit."""
+    rng = np.random.default_rng(11)
+    far16 = np.tile(speech_16k, 3)[: 16000 * 9]
+    seconds = len(far16) / 16000
+    # The speakers reach the mic 100 ms late, 10 dB down; the person talks at 6-7 s.
+    mic = 0.3 * np.concatenate([np.zeros(1600, np.float32), far16[:-1600]])
+    mic[16000 * 6 : 16000 * 7] += 0.5 * far16[16000 * 2 : 16000 * 3]
+    mic = (mic + rng.standard_normal(len(mic)) * 1e-3).astype(np.float32)
+    system = np.repeat(far16, 3)[:, None] * np.array([[1.0, 0.9]])
+    system = (system + rng.standard_normal(system.shape) * 1e-3).astype(np.float32)
+    system[48000 * 7 : 48000 * 8] = 0.0  # digital silence: the canceller rests
+    system[48000 * 5 : 48000 * 5 + 480, 0] = 1.5  # clipped
+    system[48000 * 6 + 100, 1] = np.nan  # a broken driver
+    chains = [MixChain(start_time=1.0), PlainChain(start_time=1.0)]
+    outputs: list[list] = [[], []]
+    for chain, out in zip(chains, outputs):
+        chain.add_source("mic", 16000, 1)
+        chain.add_source("system", 48000, 2)
+        chain.add_source("room", 16000, 1)
+        chain.set_gain_db("system", -3.0)
+        chain.set_vad(True)
+        for step in range(int(seconds * 50)):  # 20 ms device blocks, the worker's ticks
+            chain.push("mic", mic[step * 320 : (step + 1) * 320, None])
+            chain.push("system", system[step * 960 : (step + 1) * 960])
+            if step < 100:
+                chain.push("room", mic[step * 320 : (step + 1) * 320, None] * 0.1)
+            if step == 100:
+                chain.remove_source("room")
+            if step in (180, 300):
+                chain.set_echo_cancel("on")
+            if step == 260:
+                chain.set_echo_cancel("off")
+            if step == 420:
+                chain.set_muted("mic", True)
+            for frame in chain.render(320):
+                out.append((frame.seq, frame.pcm, frame.speech))
+            block = chain.last_block
+            if block is not None:
+                out.append(block.mix.tobytes())
+                for name, part in sorted(block.parts.items()):
+                    out.append((name, part.raw.tobytes(), part.gained.tobytes(), part.delivered))
+            out.append(repr(sorted(chain.levels().items())))
+        out.extend((f.seq, f.pcm, f.speech) for f in chain.finish())
+    assert len(outputs[0]) == len(outputs[1])
+    for got, expected in zip(*outputs):
+        assert got == expected
+    frames = [item for item in outputs[0] if isinstance(item, tuple) and len(item) == 3
+              and isinstance(item[0], int)]
+    assert len(frames) >= 10 * seconds and any(speech for _, _, speech in frames)
+    assert chains[0].echo_score.reaches_mic  # the canceller's delay line was used
+    levels = chains[0].levels()
+    assert levels["system"].clip_count >= 481  # the clipped and NaN blocks were counted
