@@ -18,7 +18,7 @@ from meetcap.dsp.chain import MixChain
 from meetcap.dsp.echo import MicEchoCanceller
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
 from meetcap.dsp.meter import CLIP_LEVEL, WindowStats, count_clips
-from meetcap.dsp.mixer import Mixer, MixBlock
+from meetcap.dsp.mixer import MixBlock, Mixer
 from meetcap.dsp.resample import Resampler
 from meetcap.dsp.vad_gate import VadGate
 
@@ -527,7 +527,7 @@ def test_the_chain_unsummed_with_its_far_history_joined_late_gives_the_plain_cha
     system[48000 * 6 + 100, 1] = np.nan  # a broken driver
     chains = [MixChain(start_time=1.0), PlainChain(start_time=1.0)]
     outputs: list[list] = [[], []]
-    for chain, out in zip(chains, outputs):
+    for chain, out in zip(chains, outputs, strict=True):
         chain.add_source("mic", 16000, 1)
         chain.add_source("system", 48000, 2)
         chain.add_source("room", 16000, 1)
@@ -556,7 +556,7 @@ def test_the_chain_unsummed_with_its_far_history_joined_late_gives_the_plain_cha
             out.append(repr(sorted(chain.levels().items())))
         out.extend((f.seq, f.pcm, f.speech) for f in chain.finish())
     assert len(outputs[0]) == len(outputs[1])
-    for got, expected in zip(*outputs):
+    for got, expected in zip(*outputs, strict=True):
         assert got == expected
     frames = [item for item in outputs[0] if isinstance(item, tuple) and len(item) == 3
               and isinstance(item[0], int)]
