@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from meetcap.constants import FRAME_SAMPLES
-from meetcap.dsp import echo_score, vad
+from meetcap.dsp import drift, echo_score, vad
 from meetcap.dsp.chain import MixChain
 from meetcap.dsp.echo import MicEchoCanceller
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
@@ -564,3 +564,16 @@ def test_the_chain_unsummed_with_its_far_history_joined_late_gives_the_plain_cha
     assert chains[0].echo_score.reaches_mic  # the canceller's delay line was used
     levels = chains[0].levels()
     assert levels["system"].clip_count >= 481  # the clipped and NaN blocks were counted
+
+
+def test_the_drift_windows_level_is_numpys_80th_percentile_bit_for_bit() -> None:
+    """drift.window_level in plain floats against np.percentile (linear), on windows of
+    1 to 60 latencies in samples: fractional, whole, equal, far apart."""
+    rng = np.random.default_rng(4)
+    for n in list(range(1, 61)) * 60:
+        values = (rng.standard_normal(n) * rng.choice([1e-3, 1.0, 3000.0])
+                  + rng.choice([0.0, 3200.5])).tolist()
+        if rng.random() < 0.3:
+            values = [float(round(v)) for v in values]
+        expected = float(np.percentile(np.asarray(values, dtype=np.float64), 80.0))
+        assert drift.window_level(values) == expected
