@@ -15,7 +15,6 @@ import pytest
 from meetcap.constants import FRAME_SAMPLES
 from meetcap.dsp import drift, echo_score, vad
 from meetcap.dsp.chain import MixChain
-from meetcap.dsp.echo import MicEchoCanceller
 from meetcap.dsp.linear_aec import SILENT_FAR, LinearEchoCanceller
 from meetcap.dsp.meter import CLIP_LEVEL, WindowStats, count_clips
 from meetcap.dsp.mixer import MixBlock, Mixer
@@ -464,26 +463,13 @@ class PlainMixer(Mixer):
         return block
 
 
-class PlainEchoStage(MicEchoCanceller):
-    """Joins the far end into its history on every unit while off, as before."""
-
-    def process(self, mic, far, observed=None, *, score=True):
-        if self.enabled:
-            return super().process(mic, far, observed, score=score)
-        if score:
-            self.estimator.process(mic if observed is None else observed, far)
-        self._far_history = np.concatenate((self._far_history, far))[-len(self._far_history):]
-        return self._noise.process(self._mic_delay.process(mic))
-
-
 class PlainChain(MixChain):
-    """The chain's plain paths: the mixer's sum, the far history joined per unit, a copy
-    of the parts, and ndarray.max/min for the device blocks' peaks."""
+    """The chain's plain paths: the mixer's sum, a copy of the parts, and ndarray.max/min
+    for the device blocks' peaks."""
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self._mixer = PlainMixer()
-        self._echo = PlainEchoStage()
 
     def _resample_pending(self, name):
         blocks = self._raw[name]
@@ -507,7 +493,7 @@ class PlainChain(MixChain):
         return super()._cancel_echo(block, n)
 
 
-def test_the_chain_unsummed_with_its_far_history_joined_late_gives_the_plain_chains_output(
+def test_the_chain_with_the_mixer_unsummed_gives_the_plain_chains_output(
         speech_16k) -> None:
     """A whole session through both chains: speech on the mic, its echo and noise on the
     system lane (stereo 48 kHz, with digital silence, a clipped and a NaN block), the
@@ -561,7 +547,7 @@ def test_the_chain_unsummed_with_its_far_history_joined_late_gives_the_plain_cha
     frames = [item for item in outputs[0] if isinstance(item, tuple) and len(item) == 3
               and isinstance(item[0], int)]
     assert len(frames) >= 10 * seconds and any(speech for _, _, speech in frames)
-    assert chains[0].echo_score.reaches_mic  # the canceller's delay line was used
+    assert chains[0].echo_score.reaches_mic  # the canceller followed the echo's delay
     levels = chains[0].levels()
     assert levels["system"].clip_count >= 481  # the clipped and NaN blocks were counted
 
