@@ -108,8 +108,11 @@ DEFAULT_CONTEXT_GAP_S = 10.0
 # streaming SEGMENTATION (cut at pauses, each utterance once as a final: -35 to -43 %,
 # met): the partials are a separate live view, dropped first when the server is behind,
 # and cost what bench/transcribe.py prints beside it (docs/figures.md, "Partials: the
-# default and the dial"). An operator who wants the cost cap gives ``--partial-budget 2``
-# (+5 to +20 % in all, about one partial per sentence). Finals are never affected.
+# default and the dial"): at 8 % +102 to +113 % over faster-whisper alone in all (the
+# partials take 6.8-8.0 % of the audio time: with tiny.en here the budget barely binds;
+# it does where a draft costs more). An operator who wants the cost cap gives
+# ``--partial-budget 2`` (+14 to +16 %, about one partial per sentence). Finals are never
+# affected.
 DEFAULT_PARTIAL_BUDGET = 0.08
 # The most credit kept, in seconds of audio: 5 s (0.4 s of CPU at 8 %), so the pause before a
 # sentence pays for the first two hypotheses (a partial shows once two agree), without
