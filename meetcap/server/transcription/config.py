@@ -28,7 +28,7 @@ class TranscriptionConfig:
     partials: bool = True
     # The most CPU the partials may take, as a fraction of the audio time
     # (``--partial-budget PERCENT``); None: the streaming transcriber's own default
-    # (meetcap/transcribe/stream.py, 3 %), resolved in the worker so that this module
+    # (DEFAULT_PARTIAL_BUDGET in meetcap/transcribe/stream.py), resolved in the worker so that this module
     # (imported by the server's main process) does not load numpy.
     partial_budget: float | None = None
     max_utterance_s: float = 20.0
