@@ -74,6 +74,7 @@ def play_and_wait(pulse, plays, settle_s: float = 0.6) -> float:
 
 def assert_gapless(collector: FrameCollector) -> None:
     frames = collector.frames
+    assert frames, "the pipeline produced no frame (did its worker stop? see the log)"
     assert [f.seq for f in frames] == list(range(len(frames))), "frames are gapless from 0"
     assert all(len(f.pcm) == FRAME_BYTES for f in frames)
 
@@ -151,8 +152,8 @@ class LaneRecorder:
         render = Mixer.render
         recorder = self
 
-        def watched(mixer, n, clock_lead=0):
-            block = render(mixer, n, clock_lead)
+        def watched(mixer, n, clock_lead=0, **options):
+            block = render(mixer, n, clock_lead, **options)
             seconds = mixer.samples_rendered / SAMPLE_RATE_HZ
             for name, part in block.parts.items():
                 recorder.parts.setdefault(name, []).append(part.raw.copy())
