@@ -52,6 +52,7 @@ import itertools
 from bisect import bisect_left
 from dataclasses import dataclass
 from operator import itemgetter
+from typing import Literal
 
 import numpy as np
 
@@ -208,8 +209,8 @@ class _History:
         (through it: ``through``): a slice while ordered, else a mask."""
         t = self.times
         if self.ordered:
-            side_start = "right" if after else "left"
-            side_stop = "right" if through else "left"
+            side_start: Literal["left", "right"] = "right" if after else "left"
+            side_stop: Literal["left", "right"] = "right" if through else "left"
             return slice(int(t.searchsorted(start, side_start)),
                          int(t.searchsorted(stop, side_stop)))
         return ((t > start) if after else (t >= start)) & (
@@ -348,10 +349,11 @@ class LaneLossJudge:
             # deliveries after it are in.
             done = max(self._hiccups_done.get(other_name, -np.inf),
                        self._examined.get(other_name, -np.inf))
-            ready = other.rows(
+            picked = other.rows(
                 max(done, now - 2.0), now - FAST_AFTER_S - 0.02, after=True, through=True)
-            ready = (range(ready.start, ready.stop) if isinstance(ready, slice)
-                     else np.flatnonzero(ready).tolist())
+            ready: range | list[int] = (
+                range(picked.start, picked.stop) if isinstance(picked, slice)
+                else np.flatnonzero(picked).tolist())
             if len(ready):
                 self._examined[other_name] = float(times[list(ready)].max())
             rows = other.listed  # the same values as Python floats, for single rows

@@ -403,6 +403,7 @@ class MixChain:
         # score beside it says how much of that is the speakers).
         block = self._cancel_echo(block, n)
         self.last_block = block
+        assert block.mix is not None  # rendered unsummed; the echo stage sums the parts
         out = self._normalizer.process(block.mix)
         mean_squares = self._mix_meter.process(out)
         if self._mix_tracker.active:

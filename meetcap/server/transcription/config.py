@@ -28,8 +28,8 @@ class TranscriptionConfig:
     partials: bool = True
     # The most CPU the partials may take, as a fraction of the audio time
     # (``--partial-budget PERCENT``); None: the streaming transcriber's own default
-    # (DEFAULT_PARTIAL_BUDGET in meetcap/transcribe/stream.py), resolved in the worker so that this module
-    # (imported by the server's main process) does not load numpy.
+    # (DEFAULT_PARTIAL_BUDGET in meetcap/transcribe/stream.py), resolved in the worker
+    # so that this module (imported by the server's main process) does not load numpy.
     partial_budget: float | None = None
     max_utterance_s: float = 20.0
     # Partials are the first thing dropped when behind: a worker more than this much
