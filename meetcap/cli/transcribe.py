@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     text = render(
         args.format, segments, title=os.path.basename(args.file),
         source=os.path.basename(args.file), duration_s=round(duration_s, 3),
-        model=getattr(engine, "model_dir", None), language=getattr(engine, "language", None),
+        model=getattr(engine, "model_dir", None),
+        # Without --language, the one the transcriber detected and kept for the file.
+        language=getattr(engine, "language", None) or transcriber.language,
     )
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:

@@ -137,3 +137,15 @@ def test_without_a_language_the_session_keeps_the_one_it_detected(multilingual_m
     # all three did, each detected on its own, and none was decoded after the previous.
     assert engine.full_window_decodes == 1, engine.full_window_decodes
     assert auto_wer <= 0.29  # the --language de bound above
+
+
+def test_without_a_language_the_json_names_the_one_detected(multilingual_model_dir, german,
+                                                             capsys):
+    """`meetcap transcribe --format json` with no --language says which language it heard
+    (it said null: the engine's, which was given none)."""
+    corpus, path = german
+    assert main(["transcribe", str(path), "--model", str(multilingual_model_dir),
+                 "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["language"] == "de"
+    assert german_wer(corpus.text, " ".join(s["text"] for s in doc["segments"])) <= 0.29
