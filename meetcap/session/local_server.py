@@ -53,7 +53,6 @@ class LocalServer:
         self.token = secrets.token_urlsafe(24)
         self._server: EmbeddedServer | None = None
         self._transcribing = False  # the running server transcribes
-        self._partials = True  # ... with live partial text
         self._lock = threading.Lock()
 
     @property
@@ -92,7 +91,7 @@ class LocalServer:
         ``on_failure`` says why."""
         with self._lock:
             if self._server is not None and (self._transcribing != transcribe or (
-                    transcribe and self._partials != partials)):
+                    transcribe and self.partials != partials)):
                 server, self._server = self._server, None
                 server.stop()
             if self._server is not None:
@@ -125,7 +124,7 @@ class LocalServer:
                 time.sleep(_REBIND_WAIT_S)
                 continue
             self._server = server
-            self._transcribing, self._partials = transcribe, partials
+            self._transcribing = transcribe
             self.port = server.port
             return server.url
         assert last_error is not None
